@@ -1,0 +1,1 @@
+"""Accounts: users, organizations, robots, teams, tokens, audit log, namespace rules."""

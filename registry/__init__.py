@@ -1,0 +1,1 @@
+"""The OCI distribution registry: /v2 API, token auth, blobs, manifests, tags, storage."""

@@ -1,0 +1,170 @@
+"""Blob uploads and links: sessions, chunks hashed as they arrive, digest verification, mounts.
+
+An upload session is a row (for its repository and offset) plus staged bytes in
+storage, both keyed by the upload id, so it survives a restart and works on any
+node. The running sha256 state is kept in memory between chunks as a shortcut;
+when it is missing (restart, another process, sha512) the staged bytes are
+hashed again at the end.
+"""
+from __future__ import annotations
+
+import uuid
+from collections import OrderedDict
+
+from peewee import IntegrityError
+
+from slipway.db import database, now_ms
+
+from . import digests
+from .errors import RegistryError, blob_unknown, upload_unknown
+from .models import Blob, Repository, RepositoryBlob, Upload
+from .storage import Storage, UploadMissing
+
+_HASHERS: "OrderedDict[str, tuple[int, object]]" = OrderedDict()
+_HASHER_LIMIT = 1000
+
+
+def _remember(upload_id: str, offset: int, hasher) -> None:
+    _HASHERS[upload_id] = (offset, hasher)
+    _HASHERS.move_to_end(upload_id)
+    while len(_HASHERS) > _HASHER_LIMIT:
+        _HASHERS.popitem(last=False)
+
+
+def new_upload_id() -> str:
+    return str(uuid.uuid4())
+
+
+def start_upload(storage: Storage, repo: Repository) -> Upload:
+    upload_id = new_upload_id()
+    storage.upload_create(upload_id)
+    return Upload.create(uuid=upload_id, repository=repo)
+
+
+def find_upload(repo: Repository, upload_id: str) -> Upload:
+    upload = Upload.get_or_none((Upload.uuid == upload_id) & (Upload.repository == repo))
+    if upload is None:
+        raise upload_unknown(upload_id)
+    return upload
+
+
+class ChunkReceiver:
+    """Takes one request's body into an upload at ``offset``, hashing on the fly."""
+
+    def __init__(self, storage: Storage, upload_id: str, offset: int):
+        self.storage = storage
+        self.upload_id = upload_id
+        self.offset = offset
+        try:
+            self.writer = storage.upload_writer(upload_id, offset)
+        except UploadMissing:
+            raise upload_unknown(upload_id) from None
+        cached = _HASHERS.pop(upload_id, None)
+        if cached is not None and cached[0] == offset:
+            self.hasher = cached[1]
+        elif offset == 0:
+            self.hasher = digests.new_hasher("sha256")
+        else:
+            self.hasher = None
+        self.received = 0
+
+    def write(self, data: bytes) -> None:
+        self.writer.write(data)
+        if self.hasher is not None:
+            self.hasher.update(data)
+        self.received += len(data)
+
+    def close(self) -> int:
+        """Make the chunk durable; returns the upload's new size."""
+        size = self.writer.close()
+        if self.hasher is not None:
+            _remember(self.upload_id, size, self.hasher)
+        return size
+
+    def abort(self) -> None:
+        self.writer.abort()
+
+
+def record_progress(upload: Upload, size: int) -> None:
+    Upload.update(offset=size, updated_at=now_ms()).where(Upload.id == upload.id).execute()
+    upload.offset = size
+
+
+def verify_and_commit(storage: Storage, repo: Repository, upload_id: str, digest: str, size: int,
+                      upload: Upload | None = None) -> Blob:
+    """Check the staged bytes against ``digest``; if they match, they become a blob linked to ``repo``.
+
+    On a mismatch the staged bytes are discarded and DIGEST_INVALID is raised, so
+    a bad push leaves nothing behind.
+    """
+    algorithm, hexpart = digests.parse(digest)
+    cached = _HASHERS.pop(upload_id, None)
+    if algorithm == "sha256" and cached is not None and cached[0] == size:
+        actual = cached[1].hexdigest()
+    else:
+        hasher = digests.new_hasher(algorithm)
+        try:
+            for data in storage.upload_read(upload_id):
+                hasher.update(data)
+        except UploadMissing:
+            raise upload_unknown(upload_id) from None
+        actual = hasher.hexdigest()
+    if actual != hexpart:
+        discard(storage, upload_id, upload)
+        raise RegistryError("DIGEST_INVALID",
+                            f"the uploaded content has digest {algorithm}:{actual}, not the {digest} given; "
+                            "the upload was discarded", detail={"digest": digest})
+    existing = Blob.get_or_none(Blob.digest == digest)
+    if existing is not None and storage.blob_size(digest) == size:
+        storage.upload_delete(upload_id)  # identical bytes are already stored
+    else:
+        storage.upload_commit(upload_id, digest)
+    with database.atomic():
+        blob = existing or _get_or_create_blob(digest, size)
+        link(repo, blob)
+        if upload is not None:
+            Upload.delete().where(Upload.id == upload.id).execute()
+    return blob
+
+
+def _get_or_create_blob(digest: str, size: int) -> Blob:
+    try:
+        with database.atomic():
+            return Blob.create(digest=digest, size=size)
+    except IntegrityError:
+        return Blob.get(Blob.digest == digest)
+
+
+def link(repo: Repository, blob: Blob) -> None:
+    try:
+        with database.atomic():
+            RepositoryBlob.create(repository=repo, blob=blob)
+    except IntegrityError:
+        pass  # already linked
+
+
+def discard(storage: Storage, upload_id: str, upload: Upload | None = None) -> None:
+    _HASHERS.pop(upload_id, None)
+    storage.upload_delete(upload_id)
+    if upload is not None:
+        Upload.delete().where(Upload.id == upload.id).execute()
+
+
+def mount(repo: Repository, source: Repository, digest: str) -> Blob | None:
+    """Link a blob of ``source`` into ``repo`` without copying; None if ``source`` does not have it."""
+    blob = (Blob.select().join(RepositoryBlob, on=(RepositoryBlob.blob == Blob.id))
+            .where((RepositoryBlob.repository == source) & (Blob.digest == digest)).first())
+    if blob is None:
+        return None
+    link(repo, blob)
+    return blob
+
+
+def unlink(repo: Repository, digest: str) -> None:
+    blob = Blob.get_or_none(Blob.digest == digest)
+    deleted = 0
+    if blob is not None:
+        deleted = RepositoryBlob.delete().where(
+            (RepositoryBlob.repository == repo) & (RepositoryBlob.blob == blob)).execute()
+    if not deleted:
+        raise blob_unknown(digest)

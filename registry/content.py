@@ -1,0 +1,164 @@
+"""Manifests and tags: reading by reference, writing with validation, deleting, listing, referrers."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from peewee import IntegrityError
+
+from slipway.db import database, now_ms
+
+from . import queries
+from .digests import is_digest
+from .errors import RegistryError, manifest_unknown, name_unknown
+from .manifests import ParsedManifest, descriptor_for_referrers
+from .models import Blob, Manifest, ManifestBlob, ManifestChild, Repository, RepositoryBlob, Tag
+from .names import check_tag, split_name
+
+
+@dataclass
+class StoredManifest:
+    digest: str
+    media_type: str
+    content: bytes
+
+
+def lookup_manifest(full_name: str, reference: str) -> StoredManifest:
+    """The manifest a tag or digest names in a repository; MANIFEST_UNKNOWN / NAME_UNKNOWN if none."""
+    namespace, name = split_name(full_name)
+    if is_digest(reference):
+        row = queries.one("manifest_by_digest", namespace, name, reference)
+    else:
+        row = queries.one("manifest_by_tag", namespace, name, reference, now_ms())
+    if row is None:
+        if queries.one("repository_id", namespace, name) is None:
+            raise name_unknown(full_name)
+        raise manifest_unknown(reference)
+    return StoredManifest(row[0], row[1], bytes(row[2]))
+
+
+def blob_size(full_name: str, digest: str) -> int | None:
+    namespace, name = split_name(full_name)
+    row = queries.one("blob_size", namespace, name, digest)
+    return row[0] if row else None
+
+
+def list_tags(full_name: str, n: int | None, last: str) -> list[str]:
+    namespace, name = split_name(full_name)
+    if queries.one("repository_id", namespace, name) is None:
+        raise name_unknown(full_name)
+    limit = n if n is not None else 2 ** 62
+    return [row[0] for row in queries.run("tags_page", namespace, name, now_ms(), last or "", limit)]
+
+
+def alive(now: int | None = None):
+    now = now_ms() if now is None else now
+    return Tag.lifetime_end.is_null() | (Tag.lifetime_end > now)
+
+
+def alive_tag(repo: Repository, name: str) -> Tag | None:
+    return (Tag.select().where((Tag.repository == repo) & (Tag.name == name) & alive())
+            .order_by(Tag.lifetime_start.desc()).first())
+
+
+def set_tag(repo: Repository, name: str, manifest: Manifest, now: int | None = None) -> tuple[Tag, bool]:
+    """Point tag ``name`` at ``manifest``; returns the alive row and whether anything changed."""
+    check_tag(name)
+    now = now_ms() if now is None else now
+    for attempt in range(3):
+        try:
+            with database.atomic():
+                current = alive_tag(repo, name)
+                if current is not None and current.manifest_id == manifest.id:
+                    return current, False
+                if current is not None:
+                    Tag.update(lifetime_end=now).where(Tag.id == current.id).execute()
+                return Tag.create(repository=repo, name=name, manifest=manifest, lifetime_start=now), True
+        except IntegrityError:
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
+
+
+def put_manifest(repo: Repository, parsed: ParsedManifest, tag: str | None) -> tuple[Manifest, bool]:
+    """Store a validated manifest (and tag); every blob and child it names must be in the repository."""
+    blob_ids = {}
+    if parsed.blobs:
+        wanted = set(parsed.blobs)
+        rows = (Blob.select(Blob.id, Blob.digest)
+                .join(RepositoryBlob, on=(RepositoryBlob.blob == Blob.id))
+                .where((RepositoryBlob.repository == repo) & (Blob.digest.in_(list(wanted)))))
+        blob_ids = {b.digest: b.id for b in rows}
+        for digest in parsed.blobs:
+            if digest not in blob_ids:
+                raise RegistryError("MANIFEST_BLOB_UNKNOWN",
+                                    f"manifest references blob {digest}, which is not in repository "
+                                    f"{repo.full_name}: push the blob first", detail={"digest": digest})
+    child_ids = {}
+    if parsed.children:
+        rows = Manifest.select(Manifest.id, Manifest.digest).where(
+            (Manifest.repository == repo) & Manifest.digest.in_(list(set(parsed.children)))
+            & Manifest.deleted_at.is_null())
+        child_ids = {m.digest: m.id for m in rows}
+        for digest in parsed.children:
+            if digest not in child_ids:
+                raise RegistryError("MANIFEST_BLOB_UNKNOWN",
+                                    f"index references manifest {digest}, which is not in repository "
+                                    f"{repo.full_name}: push it first", detail={"digest": digest})
+    if tag is not None:
+        check_tag(tag)
+
+    with database.atomic():
+        manifest = Manifest.get_or_none((Manifest.repository == repo) & (Manifest.digest == parsed.digest))
+        if manifest is None:
+            manifest = Manifest.create(
+                repository=repo, digest=parsed.digest, media_type=parsed.media_type,
+                artifact_type=parsed.artifact_type, subject_digest=parsed.subject,
+                annotations=json.dumps(parsed.annotations) if parsed.annotations else None,
+                content=parsed.raw, size=len(parsed.raw))
+            if blob_ids:
+                ManifestBlob.insert_many(
+                    [{"manifest": manifest.id, "blob": blob_id} for blob_id in set(blob_ids.values())]).execute()
+            if child_ids:
+                ManifestChild.insert_many(
+                    [{"manifest": manifest.id, "child": cid} for cid in set(child_ids.values())]).execute()
+        elif manifest.deleted_at is not None:
+            Manifest.update(deleted_at=None).where(Manifest.id == manifest.id).execute()
+            manifest.deleted_at = None
+        changed = False
+        if tag is not None:
+            _, changed = set_tag(repo, tag, manifest)
+    return manifest, changed
+
+
+def delete_reference(repo: Repository, reference: str) -> list[str]:
+    """DELETE .../manifests/<reference>: a tag ends; a digest ends its tags and hides the manifest.
+
+    Returns the names of the tags that ended. Rows stay for the time machine until GC.
+    """
+    now = now_ms()
+    with database.atomic():
+        if is_digest(reference):
+            manifest = Manifest.get_or_none((Manifest.repository == repo) & (Manifest.digest == reference)
+                                            & Manifest.deleted_at.is_null())
+            if manifest is None:
+                raise manifest_unknown(reference)
+            tags = list(Tag.select().where((Tag.manifest == manifest) & alive(now)))
+            Manifest.update(deleted_at=now).where(Manifest.id == manifest.id).execute()
+        else:
+            tags = [t for t in [alive_tag(repo, reference)] if t is not None]
+            if not tags:
+                raise manifest_unknown(reference)
+        if tags:
+            Tag.update(lifetime_end=now).where(Tag.id.in_([t.id for t in tags])).execute()
+    return [t.name for t in tags]
+
+
+def referrers(repo: Repository, subject: str, artifact_type: str | None) -> list[dict]:
+    query = Manifest.select(Manifest.media_type, Manifest.digest, Manifest.size, Manifest.artifact_type,
+                            Manifest.annotations).where(
+        (Manifest.repository == repo) & (Manifest.subject_digest == subject) & Manifest.deleted_at.is_null())
+    if artifact_type:
+        query = query.where(Manifest.artifact_type == artifact_type)
+    return [descriptor_for_referrers(m.media_type, m.digest, m.size, m.artifact_type, m.annotations)
+            for m in query.order_by(Manifest.created_at, Manifest.id)]

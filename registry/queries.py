@@ -1,0 +1,55 @@
+"""Hand-written SQL for the pull path, where building queries through the ORM costs more than running them.
+
+Each is one indexed lookup joined from the namespace and repository names, so a
+request needs a single round trip whatever it asks for.
+"""
+from __future__ import annotations
+
+from functools import lru_cache
+
+from slipway.db import database, param
+
+_REPO = """
+  JOIN repository r ON r.id = {alias}.repository_id
+  JOIN account a ON a.id = r.namespace_id
+ WHERE a.name = ? AND r.name = ?"""
+
+_SQL = {
+    "manifest_by_tag": """
+SELECT m.digest, m.media_type, m.content FROM tag t
+  JOIN manifest m ON m.id = t.manifest_id""" + _REPO.format(alias="t") + """
+   AND t.name = ? AND (t.lifetime_end IS NULL OR t.lifetime_end > ?)
+ ORDER BY t.lifetime_start DESC LIMIT 1""",
+    "manifest_by_digest": """
+SELECT m.digest, m.media_type, m.content FROM manifest m""" + _REPO.format(alias="m") + """
+   AND m.digest = ? AND m.deleted_at IS NULL""",
+    "blob_size": """
+SELECT b.size FROM repository_blob rb
+  JOIN blob b ON b.id = rb.blob_id""" + _REPO.format(alias="rb") + """
+   AND b.digest = ?""",
+    "tags_page": """
+SELECT DISTINCT t.name FROM tag t""" + _REPO.format(alias="t") + """
+   AND (t.lifetime_end IS NULL OR t.lifetime_end > ?) AND t.name > ?
+ ORDER BY t.name LIMIT ?""",
+    "repository_id": """
+SELECT r.id FROM repository r JOIN account a ON a.id = r.namespace_id
+ WHERE a.name = ? AND r.name = ?""",
+}
+
+
+@lru_cache(maxsize=None)
+def _sql(name: str, placeholder: str) -> str:
+    return _SQL[name].replace("?", placeholder)
+
+
+def run(name: str, *params) -> list[tuple]:
+    cursor = database.execute_sql(_sql(name, param()), params)
+    try:
+        return cursor.fetchall()
+    finally:
+        cursor.close()
+
+
+def one(name: str, *params) -> tuple | None:
+    rows = run(name, *params)
+    return rows[0] if rows else None

@@ -1,0 +1,208 @@
+"""Configuration: defaults that work with no file, a YAML file, then environment.
+
+Precedence (last wins): built-in defaults, the YAML file (``--config`` or
+``SLIPWAY_CONFIG``), environment variables ``SLIPWAY_<SECTION>__<KEY>`` (and
+``SLIPWAY_DATA_DIR`` / ``SLIPWAY_ADMIN_PASSWORD`` as short forms).
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, get_type_hints
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A setting is unknown or has a value of the wrong kind."""
+
+
+@dataclass
+class ServerConfig:
+    host: str = "0.0.0.0"
+    port: int = 8080
+    # The URL clients use to reach Slipway (token realm, links in messages).
+    # Empty: derived per request from Host / X-Forwarded-* headers.
+    public_url: str = ""
+    # HTTP processes sharing the listening socket; 0 means one per CPU core.
+    processes: int = 1
+    tls_cert: str = ""
+    tls_key: str = ""
+    # Make (once) and use a self-signed certificate in the data directory.
+    tls_self_signed: bool = False
+    # Proxies whose X-Forwarded-For / X-Real-IP are believed for the client IP.
+    trusted_proxies: list = field(default_factory=lambda: ["127.0.0.1/32", "::1/128"])
+    # Run the in-process build workers and the scheduler (off for API-only nodes).
+    workers: bool = True
+    # One log line per request (tornado.access).
+    access_log: bool = True
+
+
+@dataclass
+class DatabaseConfig:
+    # Empty: SQLite at <data_dir>/slipway.db. PostgreSQL: postgresql://u:p@host/db
+    url: str = ""
+
+
+@dataclass
+class StorageConfig:
+    driver: str = "filesystem"  # filesystem | s3
+    path: str = ""  # filesystem root; empty: <data_dir>/storage
+    s3_bucket: str = ""
+    s3_prefix: str = ""
+    s3_endpoint_url: str = ""
+    s3_region: str = "us-east-1"
+    s3_access_key_id: str = ""
+    s3_secret_access_key: str = ""
+    # Answer blob GETs with a redirect to a presigned URL instead of proxying.
+    s3_redirect: bool = True
+    s3_redirect_ttl: int = 600
+
+
+@dataclass
+class AuthConfig:
+    # Signs registry tokens and encrypts secrets at rest. Empty: generated once
+    # into <data_dir>/secret.key. Scale-out nodes must share one value.
+    secret_key: str = ""
+    token_ttl: int = 3600
+    admin_user: str = "admin"
+    admin_password: str = ""
+    user_signup: bool = False
+    robots_enabled: bool = True
+
+
+@dataclass
+class RegistryConfig:
+    max_manifest_bytes: int = 4 * 1024 * 1024
+    # Uploads untouched for this long are discarded by the cleanup job.
+    stale_upload_hours: int = 24
+
+
+@dataclass
+class NetworkConfig:
+    # Outgoing requests (archive_url, webhooks, git clones over http) to
+    # loopback, private and link-local addresses are refused unless allowed.
+    allow_private: bool = False
+    allowlist: list = field(default_factory=list)  # CIDRs or host names allowed anyway
+
+
+@dataclass
+class Config:
+    data_dir: str = "./slipway-data"
+    log_level: str = "info"
+    server: ServerConfig = field(default_factory=ServerConfig)
+    database: DatabaseConfig = field(default_factory=DatabaseConfig)
+    storage: StorageConfig = field(default_factory=StorageConfig)
+    auth: AuthConfig = field(default_factory=AuthConfig)
+    registry: RegistryConfig = field(default_factory=RegistryConfig)
+    network: NetworkConfig = field(default_factory=NetworkConfig)
+
+    # -- derived values ---------------------------------------------------
+    @property
+    def data_path(self) -> Path:
+        return Path(self.data_dir).resolve()
+
+    @property
+    def database_url(self) -> str:
+        return self.database.url or f"sqlite:///{self.data_path / 'slipway.db'}"
+
+    @property
+    def storage_path(self) -> Path:
+        return Path(self.storage.path).resolve() if self.storage.path else self.data_path / "storage"
+
+    def secret_key(self) -> str:
+        """The server secret; generated and kept in the data directory if unset."""
+        if self.auth.secret_key:
+            return self.auth.secret_key
+        path = self.data_path / "secret.key"
+        if not path.exists():
+            self.data_path.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(secrets.token_urlsafe(48))
+        self.auth.secret_key = path.read_text().strip()
+        return self.auth.secret_key
+
+
+ENV_PREFIX = "SLIPWAY_"
+ENV_ALIASES = {
+    "SLIPWAY_DATA_DIR": ("data_dir",),
+    "SLIPWAY_ADMIN_PASSWORD": ("auth", "admin_password"),
+    "SLIPWAY_DATABASE_URL": ("database", "url"),
+    "SLIPWAY_PORT": ("server", "port"),
+}
+
+
+def load(path: str | None = None, environ: dict | None = None) -> Config:
+    """Build the configuration from defaults, an optional YAML file and the environment."""
+    environ = os.environ if environ is None else environ
+    config = Config()
+    path = path or environ.get("SLIPWAY_CONFIG")
+    if path:
+        try:
+            with open(path) as f:
+                data = yaml.safe_load(f) or {}
+        except OSError as e:
+            raise ConfigError(f"cannot read config file {path}: {e.strerror}") from None
+        except yaml.YAMLError as e:
+            raise ConfigError(f"config file {path} is not valid YAML: {e}") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"config file {path} must hold a mapping of settings")
+        _apply_mapping(config, data, prefix="")
+    for name, value in environ.items():
+        if name in ENV_ALIASES:
+            _set(config, ENV_ALIASES[name], yaml.safe_load(value) if value else value, name)
+        elif name.startswith(ENV_PREFIX) and "__" in name:
+            keys = tuple(k.lower() for k in name[len(ENV_PREFIX):].split("__"))
+            _set(config, keys, yaml.safe_load(value) if value else value, name)
+    return config
+
+
+def _apply_mapping(target: Any, data: dict, prefix: str) -> None:
+    for key, value in data.items():
+        where = f"{prefix}{key}"
+        if isinstance(value, dict) and dataclasses.is_dataclass(getattr(target, key, None)):
+            _apply_mapping(getattr(target, key), value, prefix=f"{where}.")
+        else:
+            _set(target, (key,), value, where)
+
+
+def _set(target: Any, keys: tuple, value: Any, where: str) -> None:
+    for key in keys[:-1]:
+        section = getattr(target, key, None)
+        if not dataclasses.is_dataclass(section):
+            raise ConfigError(f"unknown setting section '{key}' (from {where})")
+        target = section
+    key = keys[-1]
+    hints = get_type_hints(type(target))
+    if key not in hints or dataclasses.is_dataclass(hints[key]):
+        raise ConfigError(f"unknown setting '{key}' (from {where})")
+    setattr(target, key, _coerce(hints[key], value, where))
+
+
+def _coerce(kind: Any, value: Any, where: str) -> Any:
+    if value is None:
+        return "" if kind is str else value
+    try:
+        if kind is bool:
+            if isinstance(value, str):
+                if value.lower() in ("1", "true", "yes", "on"):
+                    return True
+                if value.lower() in ("0", "false", "no", "off", ""):
+                    return False
+                raise ValueError(value)
+            return bool(value)
+        if kind is int:
+            return int(value)
+        if kind is str:
+            return str(value)
+        if kind is list:
+            if isinstance(value, str):
+                return [v.strip() for v in value.split(",") if v.strip()]
+            return list(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"setting {where} must be a {kind.__name__}, got {value!r}") from None
+    return value

@@ -1,0 +1,66 @@
+"""The database: one peewee proxy, opened from a URL (SQLite WAL or PostgreSQL)."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from urllib.parse import urlparse
+
+from peewee import BigIntegerField, Database, DatabaseProxy, Model, PostgresqlDatabase, SqliteDatabase
+from playhouse.db_url import connect as connect_url
+
+database = DatabaseProxy()
+
+
+class BaseModel(Model):
+    class Meta:
+        database = database
+        legacy_table_names = False
+
+
+def now_ms() -> int:
+    """Wall-clock time in integer milliseconds: how every timestamp is stored."""
+    return int(time.time() * 1000)
+
+
+class TimestampField(BigIntegerField):
+    """Milliseconds since the epoch (UTC); compares fast in SQL on both engines."""
+
+
+def open_database(url: str) -> Database:
+    """Open (lazily) the database named by ``url`` without binding the proxy."""
+    scheme = urlparse(url).scheme
+    if scheme == "sqlite":
+        path = url[len("sqlite:///"):]
+        if path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        return SqliteDatabase(
+            path,
+            timeout=30,
+            pragmas={
+                "journal_mode": "wal",
+                "synchronous": "normal",
+                "foreign_keys": 1,
+                "busy_timeout": 30000,
+                "cache_size": -32000,
+                "temp_store": "memory",
+            },
+            check_same_thread=False,
+        )
+    if scheme in ("postgres", "postgresql"):
+        db = connect_url(url)
+        return db
+    raise ValueError(f"unsupported database URL {url!r}: use sqlite:///path or postgresql://user:pass@host/db")
+
+
+def bind(db: Database) -> Database:
+    database.initialize(db)
+    return db
+
+
+def is_postgres() -> bool:
+    return isinstance(database.obj, PostgresqlDatabase)
+
+
+def param() -> str:
+    """The driver's parameter placeholder, for the few hand-written hot-path queries."""
+    return "%s" if is_postgres() else "?"

@@ -1,0 +1,93 @@
+"""Schema migrations: every package lists numbered steps; each runs once, in order.
+
+A package's ``migrations.py`` holds ``MIGRATIONS = [(number, name, function)]``.
+Steps are written to be safe both on a fresh database (where the first step
+creates tables from the current models) and on an old one (later steps add what
+is missing), so upgrading in place and installing fresh reach the same schema.
+"""
+from __future__ import annotations
+
+import importlib
+import logging
+
+from peewee import CharField, IntegerField, Model
+
+from .db import TimestampField, database, now_ms
+
+log = logging.getLogger("slipway.migrate")
+
+# Order matters: later packages reference tables of earlier ones.
+COMPONENTS = ["accounts", "registry", "builder", "triggers", "webhooks"]
+
+
+class SchemaMigration(Model):
+    component = CharField()
+    version = IntegerField()
+    name = CharField()
+    applied_at = TimestampField()
+
+    class Meta:
+        database = database
+        table_name = "schema_migration"
+        indexes = ((("component", "version"), True),)
+
+
+def steps_for(component: str) -> list:
+    try:
+        module = importlib.import_module(f"{component}.migrations")
+    except ModuleNotFoundError as e:
+        if e.name == f"{component}.migrations":
+            return []
+        raise
+    steps = sorted(module.MIGRATIONS, key=lambda s: s[0])
+    numbers = [s[0] for s in steps]
+    if len(set(numbers)) != len(numbers):
+        raise RuntimeError(f"{component}.migrations has duplicate step numbers")
+    return steps
+
+
+def pending() -> list[tuple[str, int, str, object]]:
+    database.create_tables([SchemaMigration], safe=True)
+    done = {(m.component, m.version) for m in SchemaMigration.select()}
+    todo = []
+    for component in COMPONENTS:
+        for number, name, fn in steps_for(component):
+            if (component, number) not in done:
+                todo.append((component, number, name, fn))
+    return todo
+
+
+def migrate(up_to: dict | None = None) -> list[str]:
+    """Apply every pending step (or only steps up to ``up_to[component]``); return their names."""
+    applied = []
+    for component, number, name, fn in pending():
+        if up_to is not None and number > up_to.get(component, 0):
+            continue
+        with database.atomic():
+            log.info("migrating %s to %d (%s)", component, number, name)
+            fn()
+            SchemaMigration.create(component=component, version=number, name=name, applied_at=now_ms())
+        applied.append(f"{component}:{number}:{name}")
+    return applied
+
+
+def column_names(table: str) -> set[str]:
+    return {c.name for c in database.get_columns(table)}
+
+
+def add_column_if_missing(model, field_name: str) -> None:
+    """Add one column of ``model`` to an existing table (no-op on a fresh table)."""
+    from playhouse.migrate import PostgresqlMigrator, SqliteMigrator, migrate as run
+
+    table = model._meta.table_name
+    field = model._meta.fields[field_name]
+    if field.column_name in column_names(table):
+        return
+    migrator = PostgresqlMigrator(database.obj) if _pg() else SqliteMigrator(database.obj)
+    run(migrator.add_column(table, field.column_name, field))
+
+
+def _pg() -> bool:
+    from .db import is_postgres
+
+    return is_postgres()

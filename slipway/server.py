@@ -1,0 +1,168 @@
+"""Running Slipway: bind, optionally fork HTTP processes sharing the socket, serve."""
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import logging
+import os
+import signal
+import socket
+import sys
+
+from tornado.httpserver import HTTPServer
+from tornado.ioloop import IOLoop
+from tornado.netutil import bind_sockets
+from tornado.process import fork_processes, task_id
+
+from accounts.users import ensure_admin
+
+from . import db, tls
+from .app import build_services, make_app, open_db
+from .config import Config
+
+log = logging.getLogger("slipway")
+
+
+def setup_logging(config: Config) -> None:
+    logging.basicConfig(level=getattr(logging, config.log_level.upper(), logging.INFO),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    if not config.server.access_log:
+        logging.getLogger("tornado.access").setLevel(logging.WARNING)
+
+
+def use_uvloop() -> None:
+    try:
+        import uvloop
+    except ImportError:
+        return
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+
+
+def _die_with_parent() -> None:
+    """A forked HTTP process ends when the supervising parent does (Linux prctl PR_SET_PDEATHSIG)."""
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)
+    except OSError:
+        pass
+
+
+def first_start(config: Config) -> None:
+    """On an empty database, create the admin user and say how to log in."""
+    account, generated = ensure_admin(config.auth.admin_user, config.auth.admin_password)
+    if account is None:
+        return
+    scheme = "https" if (config.server.tls_cert or config.server.tls_self_signed) else "http"
+    host = f"localhost:{config.server.port}"
+    flag = "" if scheme == "https" else " --tls-verify=false"
+    lines = [
+        "",
+        "=" * 72,
+        f"Slipway created the administrator account '{account.name}'.",
+        f"  password: {generated}" if generated else "  password: the one given in SLIPWAY_ADMIN_PASSWORD",
+        f"Log in:  podman login{flag} {host} -u {account.name}",
+        f"Push:    podman push{flag} <image> {host}/{account.name}/<repository>:<tag>",
+        "=" * 72,
+        "",
+    ]
+    print("\n".join(lines), flush=True)
+
+
+def ssl_options(config: Config):
+    if config.server.tls_cert and config.server.tls_key:
+        return tls.ssl_context(config.server.tls_cert, config.server.tls_key)
+    if config.server.tls_self_signed:
+        cert, key, created = tls.self_signed_pair(config.data_path / "tls")
+        if created:
+            print(tls.trust_instructions(cert, config.server.port), flush=True)
+        return tls.ssl_context(cert, key)
+    return None
+
+
+class PlainHTTPServer(HTTPServer):
+    """Plain HTTP that answers a TLS handshake at once instead of waiting for headers that never come.
+
+    Container tools told a registry is insecure still try HTTPS first and fall
+    back to HTTP only when that fails; without this they wait out a 10 s timeout.
+    """
+
+    TLS_HANDSHAKE = 0x16
+
+    def _handle_connection(self, connection, address):
+        loop = IOLoop.current()
+
+        def readable(fd, events):
+            loop.remove_handler(fd)
+            try:
+                first = connection.recv(1, socket.MSG_PEEK)
+            except BlockingIOError:
+                first = b""
+            except OSError:
+                connection.close()
+                return
+            if first and first[0] == self.TLS_HANDSHAKE:
+                try:
+                    connection.send(b"HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n")
+                finally:
+                    connection.close()
+                return
+            HTTPServer._handle_connection(self, connection, address)
+
+        loop.add_handler(connection.fileno(), readable, IOLoop.READ)
+
+
+def serve(config: Config) -> None:
+    setup_logging(config)
+    config.data_path.mkdir(parents=True, exist_ok=True)
+    config.secret_key()
+    open_db(config)  # migrations run once, before any fork
+    first_start(config)
+    db.database.close()
+    ssl_ctx = ssl_options(config)
+    sockets = bind_sockets(config.server.port, config.server.host)
+    processes = config.server.processes or os.cpu_count() or 1
+    if processes > 1:
+        fork_processes(processes)
+        _die_with_parent()
+    use_uvloop()
+    open_db(config, run_migrations=False)
+    services = build_services(config)
+    app = make_app(services)
+    server_class = HTTPServer if ssl_ctx else PlainHTTPServer
+    server = server_class(app, ssl_options=ssl_ctx, idle_connection_timeout=300, body_timeout=3600,
+                        max_buffer_size=64 * 1024 * 1024)
+    server.add_sockets(sockets)
+    primary = task_id() in (None, 0)
+    background = start_background(services) if (primary and config.server.workers) else None
+    scheme = "https" if ssl_ctx else "http"
+    if primary:
+        log.info("Slipway listening on %s://%s:%d (%d process%s)", scheme, config.server.host,
+                 config.server.port, processes, "" if processes == 1 else "es")
+    loop = IOLoop.current()
+
+    def stop(*_):
+        loop.add_callback_from_signal(loop.stop)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    try:
+        loop.start()
+    finally:
+        server.stop()
+        if background is not None:
+            background.stop()
+
+
+class Background:
+    """Scheduled jobs and in-process workers; later issues register theirs here."""
+
+    def __init__(self, services):
+        self.services = services
+        self.stoppers = []
+
+    def stop(self) -> None:
+        for stopper in self.stoppers:
+            stopper()
+
+
+def start_background(services) -> Background:
+    return Background(services)

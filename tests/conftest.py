@@ -1,0 +1,203 @@
+"""Shared fixtures: a real Slipway server on a loopback port, databases, and real container tools."""
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+SLIPWAY = [sys.executable, "-m", "slipway.cli"]
+ADMIN_PASSWORD = "admin-password-1"
+# SLIPWAY_TEST_DATABASE=postgres runs everything against PostgreSQL; the admin URL names a role
+# that may create databases (scripts/test.sh sets both).
+PG_ADMIN_URL = os.environ.get("SLIPWAY_TEST_PG_ADMIN_URL", "postgresql://slipway:slipway@127.0.0.1:5432/postgres")
+USE_PG = os.environ.get("SLIPWAY_TEST_DATABASE", "sqlite") == "postgres"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def new_database_url(data_dir: Path) -> str:
+    """A fresh, empty database for one server or test: SQLite in ``data_dir`` or a new PostgreSQL database."""
+    if not USE_PG:
+        return f"sqlite:///{data_dir / 'slipway.db'}"
+    import psycopg2
+
+    name = f"slipway_test_{uuid.uuid4().hex[:12]}"
+    conn = psycopg2.connect(PG_ADMIN_URL)
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute(f'CREATE DATABASE "{name}"')
+    conn.close()
+    return PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
+
+
+class SlipwayServer:
+    """A ``slipway serve`` process with its own data directory, database and port."""
+
+    def __init__(self, base: Path, extra_env: dict | None = None, processes: int = 1):
+        self.data_dir = base / "data"
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self.host = f"127.0.0.1:{self.port}"
+        self.url = f"http://{self.host}"
+        self.database_url = new_database_url(self.data_dir)
+        self.env = dict(os.environ)
+        self.env.update({
+            "SLIPWAY_DATA_DIR": str(self.data_dir),
+            "SLIPWAY_DATABASE_URL": self.database_url,
+            "SLIPWAY_ADMIN_PASSWORD": ADMIN_PASSWORD,
+            "SLIPWAY_SERVER__HOST": "127.0.0.1",
+            "SLIPWAY_SERVER__PORT": str(self.port),
+            "SLIPWAY_SERVER__PROCESSES": str(processes),
+            "PYTHONPATH": str(ROOT),
+        })
+        self.env.update(extra_env or {})
+        self.log_path = base / "server.log"
+        self.proc = None
+
+    def start(self, timeout: float = 30) -> "SlipwayServer":
+        self.log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(SLIPWAY + ["serve"], env=self.env, cwd=str(ROOT), stdout=self.log,
+                                     stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"slipway exited with {self.proc.returncode}:\n{self.log_text()}")
+            try:
+                if requests.get(f"{self.url}/health", timeout=1).status_code == 200:
+                    return self
+            except requests.RequestException:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError(f"slipway did not start:\n{self.log_text()}")
+
+    def stop(self, sig: int = 15) -> None:
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, sig)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, 9)
+                self.proc.wait()
+        if getattr(self, "log", None):
+            self.log.close()
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def cli(self, *args: str, input: str | None = None, check: bool = True) -> subprocess.CompletedProcess:
+        return subprocess.run(SLIPWAY + list(args), env=self.env, cwd=str(ROOT), input=input, text=True,
+                              capture_output=True, check=check, timeout=120)
+
+    def sql(self, statement: str, *params) -> list:
+        """Run SQL against the server's database (test setup only; '?' placeholders)."""
+        from slipway.db import open_database
+
+        db = open_database(self.database_url)
+        try:
+            if "postgres" in self.database_url:
+                statement = statement.replace("?", "%s")
+            cursor = db.execute_sql(statement, params)
+            return cursor.fetchall() if cursor.description else []
+        finally:
+            db.close()
+
+    def create_user(self, name: str, password: str, *extra: str) -> None:
+        self.cli("admin", "create-user", name, "--password", password, *extra)
+
+    # -- registry helpers --------------------------------------------------------
+    def token(self, scopes: list[str] | str, auth: tuple[str, str] | None = ("admin", ADMIN_PASSWORD)) -> str:
+        if isinstance(scopes, str):
+            scopes = [scopes]
+        r = requests.get(f"{self.url}/v2/auth", params=[("service", self.host)] + [("scope", s) for s in scopes],
+                         auth=auth, timeout=30)
+        r.raise_for_status()
+        return r.json()["token"]
+
+    def v2(self, method: str, path: str, token: str | None = None, **kwargs) -> requests.Response:
+        headers = kwargs.pop("headers", {})
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        kwargs.setdefault("allow_redirects", False)
+        return requests.request(method, f"{self.url}{path}", headers=headers, timeout=60, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    srv = SlipwayServer(tmp_path_factory.mktemp("slipway")).start()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="module")
+def set_visibility(server):
+    def set_(full_name: str, visibility: str) -> None:
+        namespace, name = full_name.split("/", 1)
+        server.sql("UPDATE repository SET visibility = ? WHERE name = ? AND namespace_id = "
+                   "(SELECT id FROM account WHERE name = ?)", visibility, name, namespace)
+    return set_
+
+
+class ContainerTools:
+    """podman, skopeo and buildah with private storage, auth file and an insecure-registry config."""
+
+    def __init__(self, base: Path, registry_host: str):
+        self.base = base
+        self.root = base / "storage"
+        self.runroot = base / "run"
+        self.authfile = base / "auth.json"
+        self.authfile.write_text("{}")
+        conf = base / "registries.conf"
+        conf.write_text(f'[[registry]]\nlocation = "{registry_host}"\ninsecure = true\n')
+        self.env = dict(os.environ)
+        self.env.update({
+            "REGISTRY_AUTH_FILE": str(self.authfile),
+            "CONTAINERS_REGISTRIES_CONF": str(conf),
+            "STORAGE_DRIVER": "vfs",
+            "BUILDAH_ISOLATION": "chroot",
+            "TMPDIR": str(base),
+        })
+        storage_conf = base / "storage.conf"
+        storage_conf.write_text(f'[storage]\ndriver = "vfs"\nrunroot = "{self.runroot}"\ngraphroot = "{self.root}"\n')
+        self.env["CONTAINERS_STORAGE_CONF"] = str(storage_conf)
+
+    def run(self, tool: str, *args: str, check: bool = True, timeout: int = 300) -> subprocess.CompletedProcess:
+        cmd = [tool, *args]
+        result = subprocess.run(cmd, env=self.env, capture_output=True, text=True, timeout=timeout)
+        if check and result.returncode != 0:
+            raise AssertionError(f"{' '.join(cmd)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+        return result
+
+    def podman(self, *args, **kw):
+        return self.run("podman", *args, **kw)
+
+    def skopeo(self, *args, **kw):
+        return self.run("skopeo", *args, **kw)
+
+    def buildah(self, *args, **kw):
+        return self.run("buildah", *args, **kw)
+
+
+@pytest.fixture
+def tools(tmp_path, server):
+    base = tmp_path / "containers"
+    base.mkdir()
+    t = ContainerTools(base, server.host)
+    yield t
+    shutil.rmtree(base, ignore_errors=True)
