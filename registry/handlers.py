@@ -82,15 +82,14 @@ class RegistryHandler(BaseHandler):
             if action in actions or "*" in actions:
                 return claims
         scope = f"repository:{name}:{'pull,push' if action == 'push' else action}"
-        if claims is None:
+        if claims is None or claims.identity.anonymous:
             raise RegistryError("UNAUTHORIZED", "authentication required",
                                 headers={"WWW-Authenticate": self.challenge_header(scope)})
-        if not claims.mentions("repository", name) or claims.identity.anonymous:
-            raise RegistryError("UNAUTHORIZED", "authentication required" if claims.identity.anonymous
-                                else "the token does not cover this repository",
-                                headers={"WWW-Authenticate": self.challenge_header(scope, "insufficient_scope")})
+        # Authenticated but not allowed (or not asked for): 403, with a challenge naming the
+        # scope so clients that asked too narrowly can fetch a wider token and retry.
         raise RegistryError("DENIED", "requested access to the resource is denied",
-                            detail={"name": name, "action": action})
+                            detail={"name": name, "action": action},
+                            headers={"WWW-Authenticate": self.challenge_header(scope, "insufficient_scope")})
 
     def existing_repo(self, name: str):
         repo = repos.find(name)

@@ -53,9 +53,6 @@ class Claims:
     def actions(self, type_: str, name: str) -> frozenset:
         return self.access.get((type_, name), frozenset())
 
-    def mentions(self, type_: str, name: str) -> bool:
-        return (type_, name) in self.access
-
 
 class TokenService:
     def __init__(self, secret: str, ttl: int = 3600):

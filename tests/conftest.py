@@ -46,12 +46,13 @@ def new_database_url(data_dir: Path) -> str:
 class SlipwayServer:
     """A ``slipway serve`` process with its own data directory, database and port."""
 
-    def __init__(self, base: Path, extra_env: dict | None = None, processes: int = 1):
+    def __init__(self, base: Path, extra_env: dict | None = None, processes: int = 1, tls: bool = False):
         self.data_dir = base / "data"
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         self.host = f"127.0.0.1:{self.port}"
-        self.url = f"http://{self.host}"
+        self.url = f"{'https' if tls else 'http'}://{self.host}"
+        self.verify = False
         self.database_url = new_database_url(self.data_dir)
         self.env = dict(os.environ)
         self.env.update({
@@ -63,6 +64,8 @@ class SlipwayServer:
             "SLIPWAY_SERVER__PROCESSES": str(processes),
             "PYTHONPATH": str(ROOT),
         })
+        if tls:
+            self.env["SLIPWAY_SERVER__TLS_SELF_SIGNED"] = "true"
         self.env.update(extra_env or {})
         self.log_path = base / "server.log"
         self.proc = None
@@ -76,7 +79,7 @@ class SlipwayServer:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"slipway exited with {self.proc.returncode}:\n{self.log_text()}")
             try:
-                if requests.get(f"{self.url}/health", timeout=1).status_code == 200:
+                if requests.get(f"{self.url}/health", timeout=1, verify=False).status_code == 200:
                     return self
             except requests.RequestException:
                 pass
@@ -126,7 +129,7 @@ class SlipwayServer:
         if isinstance(scopes, str):
             scopes = [scopes]
         r = requests.get(f"{self.url}/v2/auth", params=[("service", self.host)] + [("scope", s) for s in scopes],
-                         auth=auth, timeout=30)
+                         auth=auth, timeout=30, verify=self.verify)
         r.raise_for_status()
         return r.json()["token"]
 
@@ -135,6 +138,7 @@ class SlipwayServer:
         if token:
             headers["Authorization"] = f"Bearer {token}"
         kwargs.setdefault("allow_redirects", False)
+        kwargs.setdefault("verify", self.verify)
         return requests.request(method, f"{self.url}{path}", headers=headers, timeout=60, **kwargs)
 
 

@@ -452,9 +452,10 @@ def test_private_by_default_and_access_is_enforced(server, tok):
     assert r.status_code == 403 and errors_of(r) == ["DENIED"]
     r = server.v2("POST", "/v2/admin/secret/blobs/uploads/", alice)
     assert r.status_code == 403
-    # a token for another repository asks the client to fetch one for this repository
+    # a token for another repository: denied, with a challenge naming the scope to ask for
     r = server.v2("GET", "/v2/admin/secret/manifests/v1", server.token("repository:admin/other:pull"))
-    assert r.status_code == 401 and 'error="insufficient_scope"' in r.headers["WWW-Authenticate"]
+    assert r.status_code == 403 and errors_of(r) == ["DENIED"]
+    assert 'scope="repository:admin/secret:pull",error="insufficient_scope"' in r.headers["WWW-Authenticate"]
     # pushing into someone else's namespace creates nothing
     r = server.v2("POST", "/v2/admin/alice-was-here/blobs/uploads/",
                   server.token("repository:admin/alice-was-here:push", auth=("alice", "alice-password")))
