@@ -204,5 +204,6 @@ def _coerce(kind: Any, value: Any, where: str) -> Any:
                 return [v.strip() for v in value.split(",") if v.strip()]
             return list(value)
     except (TypeError, ValueError):
-        raise ConfigError(f"setting {where} must be a {kind.__name__}, got {value!r}") from None
+        kinds = {bool: "true or false", int: "a whole number", list: "a list", str: "a string"}
+        raise ConfigError(f"setting {where} must be {kinds.get(kind, kind)}, got {value!r}") from None
     return value

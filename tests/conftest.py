@@ -12,6 +12,9 @@ from pathlib import Path
 
 import pytest
 import requests
+import urllib3
+
+urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
 
 ROOT = Path(__file__).resolve().parent.parent
 SLIPWAY = [sys.executable, "-m", "slipway.cli"]
@@ -147,6 +150,18 @@ def server(tmp_path_factory):
     srv = SlipwayServer(tmp_path_factory.mktemp("slipway")).start()
     yield srv
     srv.stop()
+
+
+@pytest.fixture
+def db(tmp_path):
+    """A fresh, migrated database bound in this process, for tests of plain logic without HTTP."""
+    from slipway import db as slipway_db
+    from slipway import migrate
+
+    database = slipway_db.bind(slipway_db.open_database(new_database_url(tmp_path)))
+    migrate.migrate()
+    yield database
+    database.close()
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Install what Slipway needs on Debian 12 (run as root), then the Python environment in .venv.
+#   scripts/install.sh runtime   - to run Slipway (embedded default: SQLite + local files)
+#   scripts/install.sh test      - to run the test suite (adds skopeo, podman, PostgreSQL, sshd, ...)
+#   scripts/install.sh bench     - to run the benchmarks (adds docker-registry, wrk)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+mode="${1:-runtime}"
+
+runtime_packages=(python3 python3-venv python3-pip git ca-certificates buildah fuse-overlayfs uidmap openssh-client)
+test_packages=(skopeo podman postgresql openssh-server busybox-static procps)
+bench_packages=(docker-registry wrk)
+
+packages=("${runtime_packages[@]}")
+case "$mode" in
+  runtime) ;;
+  test) packages+=("${test_packages[@]}") ;;
+  bench) packages+=("${test_packages[@]}" "${bench_packages[@]}") ;;
+  *) echo "usage: $0 runtime|test|bench" >&2; exit 2 ;;
+esac
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "Missing Debian packages: ${missing[*]}. Run this script as root (or: sudo $0 $mode)." >&2
+    exit 1
+  fi
+  echo "Installing Debian packages: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# Debian's Python, not whatever python3 happens to be first on PATH.
+python=/usr/bin/python3
+if [ ! -x .venv/bin/python ]; then
+  "$python" -m venv .venv
+fi
+extras=""
+[ "$mode" != runtime ] && extras="[test]"
+stamp=".venv/.installed-$mode-$(sha256sum pyproject.toml | cut -c1-16)"
+if [ ! -f "$stamp" ]; then
+  .venv/bin/pip install -q --upgrade pip
+  .venv/bin/pip install -q -e ".$extras"
+  touch "$stamp"
+fi
