@@ -31,6 +31,7 @@ import random
 import shlex
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -539,7 +540,7 @@ def machine_facts(args, slipway: Slipway) -> dict:
         "nproc": os.cpu_count(), "cpu": cpu, "kernel": platform.release(),
         "python": platform.python_version(), "slipway_processes": slipway.processes,
         "slipway_commit": git.stdout.strip() + (" (with uncommitted changes)" if dirty else ""),
-        "peer_version": peer.strip(), "seconds": args.seconds, "warmup": args.warmup,
+        "peer_version": peer.strip(), "seconds": args.seconds, "warmup": args.warmup, "rounds": args.rounds,
     }
 
 
@@ -552,11 +553,11 @@ def render(facts: dict, lines: list[dict], rss: dict, notes: list[str]) -> str:
            f"Date: {facts['date']}; machine: {facts['nproc']} × {facts['cpu']}, Linux {facts['kernel']}, "
            f"Python {facts['python']}; Slipway {facts['slipway_commit']} with {facts['slipway_processes']} "
            f"HTTP processes; peer: {facts['peer_version']}; {facts['seconds']} s per line after "
-           f"{facts['warmup']} s warm-up", "",
+           f"{facts['warmup']} s warm-up, median of {facts['rounds']} round(s)", "",
            f"| workload | Slipway | {PEER_NAME} | ratio | server CPU cores S / P |",
            "| --- | ---: | ---: | ---: | ---: |"]
     for line in lines:
-        cores = " / ".join(f"{line['details'][name]['server_cpu_cores']:.2f}" for name in ("Slipway", PEER_NAME))
+        cores = " / ".join(f"{line[f'{name} CPU cores']:.2f}" for name in ("Slipway", PEER_NAME))
         out.append(f"| {line['label']} | {line['Slipway']:,.1f} | {line[PEER_NAME]:,.1f} | "
                    f"{ratio(line['Slipway'], line[PEER_NAME])} | {cores} |")
     for key, label in (("idle", "idle RSS after start + seeding (MiB)"), ("peak", "peak RSS under load (MiB)")):
@@ -566,10 +567,36 @@ def render(facts: dict, lines: list[dict], rss: dict, notes: list[str]) -> str:
     return "\n".join(out)
 
 
+def measure_line(index: int, workload, servers: list[Server], args) -> dict:
+    """One table line: each round measures both servers back to back, alternating which goes first.
+
+    The figure is the median over the rounds; every round's details are kept.
+    """
+    key, label, measure = workload
+    line = {"key": key, "label": label, "details": {s.name: [] for s in servers}}
+    for round_ in range(args.rounds):
+        for server in (servers if (index + round_) % 2 == 0 else servers[::-1]):
+            os.sync()  # start from a clean page cache: no writeback left over from an earlier push
+            measure(server, args.warmup)
+            os.sync()
+            with CpuShare(server) as cpu:
+                figure, details = measure(server, args.seconds)
+            details.update(figure=figure, server_cpu_cores=cpu.server_cores, other_cpu_cores=cpu.other_cores)
+            line["details"][server.name].append(details)
+            print(f"# {label}: {server.name} {figure:,.1f} (server {cpu.server_cores:.2f} cores, "
+                  f"other {cpu.other_cores:.2f} cores)", file=sys.stderr)
+    for server in servers:
+        line[server.name] = statistics.median(d["figure"] for d in line["details"][server.name])
+        line[f"{server.name} CPU cores"] = statistics.median(
+            d["server_cpu_cores"] for d in line["details"][server.name])
+    return line
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--seconds", type=int, default=10, help="measured seconds per workload and server")
     parser.add_argument("--warmup", type=int, default=2, help="warm-up seconds before each measurement")
+    parser.add_argument("--rounds", type=int, default=1, help="measurements per line and server; the median is shown")
     parser.add_argument("--slipway-processes", type=int, default=2, help="Slipway HTTP processes (default 2)")
     parser.add_argument("--json", type=Path, help="also save the results as JSON here")
     args = parser.parse_args()
@@ -590,21 +617,8 @@ def main() -> int:
             rss = {"idle": {s.name: tree_rss_mib(s.proc.pid) for s in servers}}
             facts = machine_facts(args, slipway)
             print(f"# Slipway on :{slipway.port}, {PEER_NAME} on :{peer.port}; seeded", file=sys.stderr)
-            results = []
             with PeakRss(servers) as sampler:
-                for index, (key, label, measure) in enumerate(workloads(seed)):
-                    line = {"key": key, "label": label, "details": {}}
-                    for server in (servers if index % 2 == 0 else servers[::-1]):
-                        os.sync()  # start from clean page cache: no writeback left from an earlier push
-                        measure(server, args.warmup)
-                        os.sync()
-                        with CpuShare(server) as cpu:
-                            figure, details = measure(server, args.seconds)
-                        details.update(server_cpu_cores=cpu.server_cores, other_cpu_cores=cpu.other_cores)
-                        line[server.name], line["details"][server.name] = figure, details
-                        print(f"# {label}: {server.name} {figure:,.1f} (server {cpu.server_cores:.2f} cores, "
-                              f"other {cpu.other_cores:.2f} cores)", file=sys.stderr)
-                    results.append(line)
+                results = [measure_line(index, workload, servers, args) for index, workload in enumerate(workloads(seed))]
             rss["peak"] = sampler.peak
         finally:
             for server in servers:
@@ -612,7 +626,7 @@ def main() -> int:
         errors = {s.name: s.error_lines() for s in servers}
 
     noisiest = max(((d["other_cpu_cores"], f"{line['key']}/{name}") for line in results
-                    for name, d in line["details"].items()), key=lambda pair: pair[0])
+                    for name, rounds in line["details"].items() for d in rounds), key=lambda pair: pair[0])
     notes = [f"Other CPU on the machine while measuring (other users' processes, kernel threads): "
              f"at most {noisiest[0]:.2f} cores ({noisiest[1]})"
              + ("; figures may be noisy, run again on a quiet machine." if noisiest[0] > 0.2 else ".")]

@@ -152,17 +152,7 @@ def serve(config: Config) -> None:
             background.stop()
 
 
-class Background:
-    """Scheduled jobs and in-process workers; later issues register theirs here."""
+def start_background(services):
+    from .background import Background
 
-    def __init__(self, services):
-        self.services = services
-        self.stoppers = []
-
-    def stop(self) -> None:
-        for stopper in self.stoppers:
-            stopper()
-
-
-def start_background(services) -> Background:
-    return Background(services)
+    return Background(services).start()
