@@ -227,10 +227,10 @@ class Server:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
 
     def error_lines(self) -> list[str]:
-        """Lines of the server's log that report errors (the harness prints them)."""
+        """Lines of the server's log that report warnings or errors (the harness prints them)."""
         text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
         return [line for line in text.splitlines()
-                if any(word in line for word in ("ERROR", "Traceback", "level=error", "panic"))]
+                if any(word in line for word in ("WARNING", "ERROR", "Traceback", "level=error", "panic"))]
 
     def connect(self) -> "Client":
         return Client(self)
@@ -263,13 +263,9 @@ class Slipway(Server):
         service = f"{self.host}:{self.port}"
         query = urlencode({"service": service, "scope": f"repository:{REPO}:pull,push"})
         basic = base64.b64encode(f"admin:{self.password}".encode()).decode()
-        conn = http.client.HTTPConnection(self.host, self.port, timeout=30)
-        conn.request("GET", f"/v2/auth?{query}", headers={"Authorization": f"Basic {basic}"})
-        resp = conn.getresponse()
-        body = resp.read()
-        conn.close()
-        if resp.status != 200:
-            raise BenchError(f"token request answered {resp.status}: {body[:300]!r}")
+        client = self.connect()
+        _, body = client.request("GET", f"/v2/auth?{query}", headers={"Authorization": f"Basic {basic}"})
+        client.close()
         self.headers = {"Authorization": f"Bearer {json.loads(body)['token']}"}
 
 
@@ -355,15 +351,15 @@ def push_blob(client: Client, data, digest: str, mode: str) -> None:
 _ZEROS = bytes(PUSH_SIZE)
 
 
-def fresh_blob(size: int = PUSH_SIZE) -> tuple[bytes, str]:
-    """New pseudo-random bytes (AES-CTR keystream under a random key, ~5 ms per 10 MiB) and their digest."""
-    encryptor = Cipher(algorithms.AES(os.urandom(32)), modes.CTR(os.urandom(16))).encryptor()
-    data = encryptor.update(_ZEROS[:size])
-    return data, "sha256:" + hashlib.sha256(data).hexdigest()
-
-
 def sha256(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def fresh_blob() -> tuple[bytes, str]:
+    """New pseudo-random 10 MiB (AES-CTR keystream under a random key, ~5 ms) and its digest."""
+    encryptor = Cipher(algorithms.AES(os.urandom(32)), modes.CTR(os.urandom(16))).encryptor()
+    data = encryptor.update(_ZEROS)
+    return data, sha256(data)
 
 
 class Seed:
@@ -499,9 +495,16 @@ def workloads(seed: Seed) -> list[tuple[str, str, object]]:
     blob = f"/v2/{REPO}/blobs/{sha256(seed.layer)}"
     tags = f"/v2/{REPO}/tags/list"
 
+    def body_size(server, path):
+        """Length of the server's own answer (tags/list JSON is formatted differently by each; verified by Seed)."""
+        client = server.connect()
+        _, body = client.request("GET", path)
+        client.close()
+        return len(body)
+
     def wrk(path, connections, size, unit, accept=None):
         def measure(server, seconds):
-            stats = run_wrk(server, path, connections, seconds, size, accept)
+            stats = run_wrk(server, path, connections, seconds, size or body_size(server, path), accept)
             return stats[unit], stats
         return measure
 
@@ -521,7 +524,7 @@ def workloads(seed: Seed) -> list[tuple[str, str, object]]:
         ("push_post_put", "10 MiB push, POST + PUT ?digest= with body, 2 concurrent (MiB/s)", push("post-put")),
         ("push_chunked", "10 MiB push, chunked 5 × 2 MiB PATCH + PUT, 2 concurrent (MiB/s)", push("chunked")),
         ("tags_list_c16", f"tags/list ({len(seed.tags)} tags), 16 conns (req/s)",
-         wrk(tags, 16, 0, "req_per_s")),
+         wrk(tags, 16, None, "req_per_s")),
     ]
 
 
@@ -531,7 +534,8 @@ def machine_facts(args, slipway: Slipway) -> dict:
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                 if line.startswith("model name")), platform.machine())
     git = subprocess.run(["git", "-C", str(ROOT), "log", "-1", "--format=%h"], capture_output=True, text=True)
-    dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no"],
+    dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no", "--",
+                            ".", ":!bench", ":!docs"],
                            capture_output=True, text=True).stdout.strip()
     peer = subprocess.run(["/usr/bin/docker-registry", "--version"], capture_output=True, text=True).stdout
     return {
