@@ -18,6 +18,8 @@ class Identity:
     repository_id: int | None = None
     # The app/API token row id, for audit entries and revocation checks.
     token_id: int | None = None
+    # A robot's namespace (user or organization account id).
+    namespace_id: int | None = None
 
     @property
     def anonymous(self) -> bool:
@@ -25,6 +27,15 @@ class Identity:
 
     def has_scope(self, scope: str) -> bool:
         return self.scopes is None or scope in self.scopes
+
+    @property
+    def is_robot(self) -> bool:
+        return self.kind == "robot"
+
+    @property
+    def audit_kind(self) -> str:
+        """How the audit log names this performer: user, robot, token, build or anonymous."""
+        return "token" if self.via in ("app_token", "api_token") else self.kind
 
 
 ANONYMOUS = Identity("anonymous")

@@ -1,12 +1,93 @@
-from slipway.db import database
+"""Schema steps for accounts. Each step creates tables as they were at that step (frozen
+definitions below), so upgrading an old database and installing fresh give the same schema."""
+from peewee import BooleanField, CharField, ForeignKeyField, IntegerField, Model, TextField
 
-from .models import Account
+from slipway.db import TimestampField, database, now_ms
+from slipway.migrate import add_column_if_missing, frozen_meta
+
+from . import models
+
+
+
+class AccountV1(Model):
+    name = CharField(max_length=255, unique=True)
+    kind = CharField(max_length=8, default="user")
+    email = CharField(max_length=255, null=True)
+    password_hash = CharField(max_length=255, null=True)
+    superuser = BooleanField(default=False)
+    enabled = BooleanField(default=True)
+    owner = ForeignKeyField("self", null=True, on_delete="CASCADE")
+    description = TextField(default="")
+    created_at = TimestampField(default=now_ms)
+    Meta = frozen_meta("account")
 
 
 def initial():
-    database.create_tables([Account], safe=True)
+    database.create_tables([AccountV1], safe=True)
+
+
+class TeamV2(Model):
+    org = ForeignKeyField(AccountV1, on_delete="CASCADE")
+    name = CharField(max_length=255)
+    role = CharField(max_length=8, default="member")
+    description = TextField(default="")
+    created_at = TimestampField(default=now_ms)
+    Meta = frozen_meta("team", ((("org", "name"), True),))
+
+
+class TeamMemberV2(Model):
+    team = ForeignKeyField(TeamV2, on_delete="CASCADE")
+    account = ForeignKeyField(AccountV1, on_delete="CASCADE")
+    Meta = frozen_meta("team_member", ((("team", "account"), True),))
+
+
+class TokenV2(Model):
+    owner = ForeignKeyField(AccountV1, on_delete="CASCADE")
+    kind = CharField(max_length=8)
+    title = CharField(max_length=255)
+    prefix = CharField(max_length=16, unique=True)
+    token_hash = CharField(max_length=128)
+    scopes = TextField(default="")
+    created_at = TimestampField(default=now_ms)
+    last_used = TimestampField(null=True)
+    revoked_at = TimestampField(null=True)
+    Meta = frozen_meta("token")
+
+
+class PrototypeV2(Model):
+    uuid = CharField(max_length=36, unique=True)
+    org = ForeignKeyField(AccountV1, on_delete="CASCADE")
+    activating_user = ForeignKeyField(AccountV1, null=True, on_delete="CASCADE")
+    delegate_account = ForeignKeyField(AccountV1, null=True, on_delete="CASCADE")
+    delegate_team = ForeignKeyField(TeamV2, null=True, on_delete="CASCADE")
+    role = CharField(max_length=8)
+    Meta = frozen_meta("prototype")
+
+
+class LogEntryV2(Model):
+    kind = CharField(max_length=64)
+    namespace_id = IntegerField(null=True)
+    namespace = CharField(max_length=255, null=True)
+    performer_id = IntegerField(null=True)
+    performer = CharField(max_length=255, null=True)
+    performer_kind = CharField(max_length=16, null=True)
+    repository_id = IntegerField(null=True)
+    repository = CharField(max_length=255, null=True)
+    created_at = TimestampField(default=now_ms, index=True)
+    ip = CharField(max_length=64, null=True)
+    metadata = TextField(default="{}")
+    Meta = frozen_meta("log_entry", ((("namespace_id", "created_at"), False), (("repository_id", "created_at"), False),
+                               (("performer_id", "created_at"), False)))
+
+
+def tenancy():
+    """Organizations, teams, robots' tokens, app and API tokens, default permissions, audit log."""
+    for column in ("token_hash", "token_encrypted", "time_machine_s", "last_accessed"):
+        add_column_if_missing(models.Account, column)
+    database.create_tables([TeamV2, TeamMemberV2, TokenV2, PrototypeV2, LogEntryV2], safe=True)
 
 
 MIGRATIONS = [
     (1, "accounts", initial),
+    (2, "tenancy", tenancy),
 ]

@@ -1,25 +1,23 @@
-"""Creating users and checking their passwords."""
+"""Users: creating them, checking their passwords, changing their settings, deleting them."""
 from __future__ import annotations
 
+import hashlib
+import hmac
 import secrets
+import time
 
 from peewee import IntegrityError
 
 from slipway.db import database
+from slipway.errors import Conflict, DomainError, Invalid, NotFound
 
+from . import audit
 from .identity import Identity
-from .models import USER, Account
+from .models import ORG, USER, Account, Team, TeamMember
 from .names import namespace_name_problem
 from .passwords import hash_password, needs_rehash, verify_password
 
-
-class AccountError(Exception):
-    """A request about accounts that cannot be done; ``status`` is the HTTP status to answer."""
-
-    def __init__(self, message: str, status: int = 400):
-        super().__init__(message)
-        self.message = message
-        self.status = status
+AccountError = DomainError  # the name older callers use
 
 
 class LoginError(Exception):
@@ -29,39 +27,130 @@ class LoginError(Exception):
 MIN_PASSWORD_LENGTH = 8
 
 
-def create_user(name: str, password: str | None, email: str | None = None, superuser: bool = False) -> Account:
+def check_password_rules(password: str) -> None:
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise Invalid(f"Password must be at least {MIN_PASSWORD_LENGTH} characters")
+
+
+def check_new_namespace(name: str, what: str = "username") -> None:
     problem = namespace_name_problem(name)
     if problem:
-        raise AccountError(f"Invalid username '{name}': {problem}")
-    if password is not None and len(password) < MIN_PASSWORD_LENGTH:
-        raise AccountError(f"Password must be at least {MIN_PASSWORD_LENGTH} characters")
+        raise Invalid(f"Invalid {what} '{name}': {problem}")
+    if Account.select().where(Account.name == name).exists():
+        raise Conflict(f"The name '{name}' is already taken")
+
+
+def create_user(name: str, password: str | None, email: str | None = None, superuser: bool = False,
+                performer: Identity | None = None, ip: str | None = None) -> Account:
+    check_new_namespace(name)
+    if password is not None:
+        check_password_rules(password)
+    if email is not None and "@" not in email:
+        raise Invalid(f"Invalid email address '{email}'")
     try:
         with database.atomic():
-            return Account.create(
-                name=name,
-                kind=USER,
-                email=email,
-                password_hash=hash_password(password) if password else None,
-                superuser=superuser,
-            )
+            user = Account.create(name=name, kind=USER, email=email,
+                                  password_hash=hash_password(password) if password else None, superuser=superuser)
+            audit.record("user_create", performer, namespace=user, ip=ip,
+                         metadata={"username": name, "superuser": superuser})
+            return user
     except IntegrityError:
-        raise AccountError(f"The name '{name}' is already taken", status=409) from None
+        raise Conflict(f"The name '{name}' is already taken") from None
 
 
-def identity_for(account: Account, via: str) -> Identity:
-    return Identity(kind=account.kind, account_id=account.id, name=account.name,
-                    superuser=account.superuser, via=via)
+def get_user(name: str) -> Account:
+    user = Account.get_or_none((Account.name == name) & (Account.kind == USER))
+    if user is None:
+        raise NotFound(f"User '{name}' does not exist")
+    return user
+
+
+def get_user_or_robot(name: str) -> Account:
+    account = Account.get_or_none((Account.name == name) & (Account.kind.in_([USER, "robot"])))
+    if account is None:
+        raise NotFound(f"User or robot '{name}' does not exist")
+    return account
+
+
+def identity_for(account: Account, via: str, scopes: frozenset | None = None, token_id: int | None = None) -> Identity:
+    return Identity(kind=account.kind, account_id=account.id, name=account.name, superuser=account.superuser,
+                    via=via, scopes=scopes, token_id=token_id,
+                    namespace_id=account.owner_id if account.kind == "robot" else None)
+
+
+# Argon2 is slow on purpose (~0.1 s). Clients send the same password with every API call and
+# token request, so a verified (user, password) pair is remembered for a few minutes, keyed by
+# an HMAC under a per-process random key. The entry only counts while the stored hash is
+# unchanged, so a password change or reset ends it at once.
+_VERIFIED: dict[bytes, tuple[str, float]] = {}
+_VERIFIED_KEY = secrets.token_bytes(32)
+VERIFIED_TTL = 300
+
+
+def _verified_key(username: str, password: str) -> bytes:
+    return hmac.new(_VERIFIED_KEY, f"{username}\0{password}".encode(), hashlib.sha256).digest()
 
 
 def login_with_password(username: str, password: str) -> Identity:
     account = Account.get_or_none((Account.name == username) & (Account.kind == USER))
-    if account is None or not verify_password(account.password_hash, password):
+    key = _verified_key(username, password)
+    remembered = _VERIFIED.get(key)
+    if account is not None and remembered and remembered[0] == account.password_hash and remembered[1] > time.time():
+        verified = True
+    else:
+        verified = account is not None and verify_password(account.password_hash, password)
+    if not verified:
         raise LoginError("Invalid username or password")
     if not account.enabled:
         raise LoginError("This account is disabled")
     if needs_rehash(account.password_hash):
-        Account.update(password_hash=hash_password(password)).where(Account.id == account.id).execute()
+        account.password_hash = hash_password(password)
+        Account.update(password_hash=account.password_hash).where(Account.id == account.id).execute()
+    if len(_VERIFIED) > 10000:
+        _VERIFIED.clear()
+    _VERIFIED[key] = (account.password_hash, time.time() + VERIFIED_TTL)
     return identity_for(account, "password")
+
+
+def change_password(user: Account, password: str, performer: Identity, ip: str | None = None) -> None:
+    check_password_rules(password)
+    with database.atomic():
+        Account.update(password_hash=hash_password(password)).where(Account.id == user.id).execute()
+        audit.record("user_change_password", performer, namespace=user, ip=ip, metadata={"username": user.name})
+
+
+def change_email(user: Account, email: str, performer: Identity, ip: str | None = None) -> None:
+    if "@" not in email:
+        raise Invalid(f"Invalid email address '{email}'")
+    with database.atomic():
+        Account.update(email=email).where(Account.id == user.id).execute()
+        audit.record("user_change_email", performer, namespace=user, ip=ip,
+                     metadata={"username": user.name, "email": email})
+
+
+def orgs_solely_administered_by(user: Account) -> list[str]:
+    """Organizations where ``user`` is the only member of every admin team."""
+    sole = []
+    admin_orgs = (Account.select(Account).join(Team, on=(Team.org == Account.id)).join(TeamMember)
+                  .where((Team.role == "admin") & (TeamMember.account == user.id) & (Account.kind == ORG))
+                  .distinct())
+    for org in admin_orgs:
+        others = (TeamMember.select().join(Team)
+                  .where((Team.org == org.id) & (Team.role == "admin") & (TeamMember.account != user.id)
+                         & (TeamMember.account.in_(Account.select(Account.id).where(Account.kind == USER)))))
+        if not others.exists():
+            sole.append(org.name)
+    return sole
+
+
+def delete_user(user: Account, performer: Identity, ip: str | None = None) -> None:
+    sole = orgs_solely_administered_by(user)
+    if sole:
+        raise Conflict(f"User '{user.name}' is the only administrator of organization(s) {', '.join(sorted(sole))}: "
+                       "add another administrator or delete the organization first")
+    with database.atomic():
+        audit.record("user_delete", performer, namespace=(user.id, user.name), ip=ip, metadata={"username": user.name})
+        user.delete_instance(recursive=False)
 
 
 def ensure_admin(name: str, password: str | None) -> tuple[Account, str | None]:

@@ -6,7 +6,9 @@ from accounts.identity import Identity
 from . import repos
 from .errors import RegistryError
 from .names import split_name
-from .permissions import can, can_create_in
+from accounts.permissions import can_create_in
+
+from .permissions import can
 from .tokens import Scope
 
 REPOSITORY_ACTIONS = ("pull", "push", "delete", "*")

@@ -21,6 +21,8 @@ class StoredManifest:
     digest: str
     media_type: str
     content: bytes
+    repository_id: int
+    namespace_id: int
 
 
 def lookup_manifest(full_name: str, reference: str) -> StoredManifest:
@@ -34,7 +36,7 @@ def lookup_manifest(full_name: str, reference: str) -> StoredManifest:
         if queries.one("repository_id", namespace, name) is None:
             raise name_unknown(full_name)
         raise manifest_unknown(reference)
-    return StoredManifest(row[0], row[1], bytes(row[2]))
+    return StoredManifest(row[0], row[1], bytes(row[2]), row[3], row[4])
 
 
 def blob_size(full_name: str, digest: str) -> int | None:

@@ -8,6 +8,7 @@ from urllib.parse import urlencode
 
 from tornado.web import HTTPError, stream_request_body
 
+from accounts import audit
 from accounts import login as accounts_login
 from accounts.identity import ANONYMOUS
 from slipway.web import BaseHandler
@@ -138,7 +139,7 @@ class TokenHandler(RegistryHandler):
         if credentials is not None:
             try:
                 identity = await self.in_thread(accounts_login.authenticate, credentials[0], credentials[1],
-                                                self.client_ip)
+                                                self.client_ip, self.config.auth.robots_enabled)
             except accounts_login.LoginError as e:
                 raise RegistryError("UNAUTHORIZED", str(e),
                                     headers={"WWW-Authenticate": self.challenge_header(None)}) from None
@@ -202,10 +203,14 @@ class ManifestHandler(RegistryHandler):
         self._serve(name, reference, with_body=False)
 
     def _serve(self, name: str, reference: str, with_body: bool) -> None:
-        self.authorize(name, "pull")
+        claims = self.authorize(name, "pull")
         if digests.is_digest(reference):
             digests.parse(reference)
         manifest = content.lookup_manifest(name, reference)
+        if with_body:
+            key = "manifest_digest" if digests.is_digest(reference) else "tag"
+            audit.record_later("pull_repo", claims.identity, (manifest.namespace_id, name.split("/", 1)[0]),
+                               (manifest.repository_id, name), self.client_ip, {key: reference})
         self.set_header("Content-Type", manifest.media_type)
         self.set_header("Docker-Content-Digest", manifest.digest)
         self.set_header("ETag", f'"{manifest.digest}"')
@@ -230,10 +235,13 @@ class ManifestHandler(RegistryHandler):
         else:
             check_tag(reference)
             tag = reference
-        repo = repos.find_or_create_for_push(name, claims.identity)
+        repo = repos.find_or_create_for_push(name, claims.identity, self.client_ip)
         if not can(claims.identity, "push", repo):
             raise RegistryError("DENIED", f"repository {name} does not accept pushes")
         content.put_manifest(repo, parsed, tag)
+        metadata = {"manifest_digest": parsed.digest, **({"tag": tag} if tag else {})}
+        audit.record_later("push_repo", claims.identity, (repo.namespace_id, repo.namespace.name), repo,
+                           self.client_ip, metadata)
         self.set_status(201)
         self.set_header("Location", f"/v2/{name}/manifests/{parsed.digest}")
         self.set_header("Docker-Content-Digest", parsed.digest)
@@ -242,11 +250,16 @@ class ManifestHandler(RegistryHandler):
         self.finish()
 
     def delete(self, name: str, reference: str) -> None:
-        self.authorize(name, "delete")
+        claims = self.authorize(name, "delete")
         if digests.is_digest(reference):
             digests.parse(reference)
         repo = self.existing_repo(name)
-        content.delete_reference(repo, reference)
+        ended = content.delete_reference(repo, reference)
+        if digests.is_digest(reference):
+            audit.record("delete_manifest", claims.identity, repo.namespace, repo, self.client_ip,
+                         {"manifest_digest": reference, "tags": ended})
+        else:
+            audit.record("delete_tag", claims.identity, repo.namespace, repo, self.client_ip, {"tag": reference})
         self.set_status(202)
         self.finish()
 
@@ -345,7 +358,7 @@ class UploadStartHandler(RegistryHandler):
             return
         name = self.path_kwargs["name"]
         claims = self.authorize(name, "push")
-        self.repo = repos.find_or_create_for_push(name, claims.identity)
+        self.repo = repos.find_or_create_for_push(name, claims.identity, self.client_ip)
         if not can(claims.identity, "push", self.repo):
             raise RegistryError("DENIED", f"repository {name} does not accept pushes")
         self.digest = self.get_query_argument("digest", None)

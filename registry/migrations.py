@@ -1,16 +1,102 @@
-from slipway.db import database
+"""Schema steps for the registry, with tables frozen as they were at each step."""
+from peewee import BigIntegerField, BlobField, CharField, ForeignKeyField, IntegerField, Model, TextField
 
-from .models import MODELS, Tag
+from accounts.migrations import AccountV1, TeamV2
+from slipway.db import TimestampField, database, now_ms
+from slipway.migrate import frozen_meta
+
+
+
+class RepositoryV1(Model):
+    namespace = ForeignKeyField(AccountV1, on_delete="CASCADE")
+    name = CharField(max_length=255)
+    visibility = CharField(max_length=8, default="private")
+    state = CharField(max_length=16, default="normal")
+    description = TextField(default="")
+    created_at = TimestampField(default=now_ms)
+    Meta = frozen_meta("repository", ((("namespace", "name"), True),))
+
+
+class BlobV1(Model):
+    digest = CharField(max_length=200, unique=True)
+    size = BigIntegerField()
+    created_at = TimestampField(default=now_ms)
+    Meta = frozen_meta("blob")
+
+
+class RepositoryBlobV1(Model):
+    repository = ForeignKeyField(RepositoryV1, on_delete="CASCADE")
+    blob = ForeignKeyField(BlobV1, on_delete="CASCADE")
+    created_at = TimestampField(default=now_ms)
+    Meta = frozen_meta("repository_blob", ((("repository", "blob"), True),))
+
+
+class ManifestV1(Model):
+    repository = ForeignKeyField(RepositoryV1, on_delete="CASCADE")
+    digest = CharField(max_length=200)
+    media_type = CharField(max_length=255)
+    artifact_type = CharField(max_length=255, null=True)
+    subject_digest = CharField(max_length=200, null=True)
+    annotations = TextField(null=True)
+    content = BlobField()
+    size = IntegerField()
+    created_at = TimestampField(default=now_ms)
+    deleted_at = TimestampField(null=True)
+    Meta = frozen_meta("manifest", ((("repository", "digest"), True), (("repository", "subject_digest"), False)))
+
+
+class ManifestBlobV1(Model):
+    manifest = ForeignKeyField(ManifestV1, on_delete="CASCADE")
+    blob = ForeignKeyField(BlobV1, on_delete="CASCADE")
+    Meta = frozen_meta("manifest_blob", ((("manifest", "blob"), True),))
+
+
+class ManifestChildV1(Model):
+    manifest = ForeignKeyField(ManifestV1, on_delete="CASCADE")
+    child = ForeignKeyField(ManifestV1, on_delete="CASCADE")
+    Meta = frozen_meta("manifest_child", ((("manifest", "child"), True),))
+
+
+class TagV1(Model):
+    repository = ForeignKeyField(RepositoryV1, on_delete="CASCADE")
+    name = CharField(max_length=128)
+    manifest = ForeignKeyField(ManifestV1, on_delete="CASCADE")
+    lifetime_start = TimestampField(default=now_ms)
+    lifetime_end = TimestampField(null=True)
+    Meta = frozen_meta("tag", ((("repository", "name", "lifetime_end"), False), (("repository", "lifetime_end"), False)))
+
+
+class UploadV1(Model):
+    uuid = CharField(max_length=64, unique=True)
+    repository = ForeignKeyField(RepositoryV1, on_delete="CASCADE")
+    offset = BigIntegerField(default=0)
+    created_at = TimestampField(default=now_ms)
+    updated_at = TimestampField(default=now_ms)
+    Meta = frozen_meta("upload")
 
 
 def initial():
-    database.create_tables(MODELS, safe=True)
+    database.create_tables([RepositoryV1, BlobV1, RepositoryBlobV1, ManifestV1, ManifestBlobV1, ManifestChildV1,
+                            TagV1, UploadV1], safe=True)
     # At most one open-ended row per tag name: concurrent pushes of one tag cannot both win.
-    database.execute_sql(
-        f"CREATE UNIQUE INDEX IF NOT EXISTS tag_one_alive ON {Tag._meta.table_name} "
-        "(repository_id, name) WHERE lifetime_end IS NULL")
+    database.execute_sql("CREATE UNIQUE INDEX IF NOT EXISTS tag_one_alive ON tag (repository_id, name) "
+                         "WHERE lifetime_end IS NULL")
+
+
+class RepositoryPermissionV2(Model):
+    repository = ForeignKeyField(RepositoryV1, on_delete="CASCADE")
+    account = ForeignKeyField(AccountV1, null=True, on_delete="CASCADE")
+    team = ForeignKeyField(TeamV2, null=True, on_delete="CASCADE")
+    role = CharField(max_length=8)
+    Meta = frozen_meta("repository_permission", ((("repository", "account"), False), (("repository", "team"), False)))
+
+
+def permissions():
+    """Repository permissions for users, robots and teams."""
+    database.create_tables([RepositoryPermissionV2], safe=True)
 
 
 MIGRATIONS = [
     (1, "registry", initial),
+    (2, "permissions", permissions),
 ]

@@ -1,7 +1,7 @@
 """Registry tables: repositories, blobs and their links, manifests, tags (with history), uploads."""
 from peewee import BigIntegerField, BlobField, CharField, ForeignKeyField, IntegerField, TextField
 
-from accounts.models import Account
+from accounts.models import Account, Team
 from slipway.db import BaseModel, TimestampField, now_ms
 
 PRIVATE, PUBLIC = "private", "public"
@@ -111,4 +111,16 @@ class Upload(BaseModel):
     updated_at = TimestampField(default=now_ms)
 
 
-MODELS = [Repository, Blob, RepositoryBlob, Manifest, ManifestBlob, ManifestChild, Tag, Upload]
+class RepositoryPermission(BaseModel):
+    """A role on a repository for a user or robot (``account``) or for a ``team``."""
+
+    repository = ForeignKeyField(Repository, backref="permissions", on_delete="CASCADE")
+    account = ForeignKeyField(Account, null=True, on_delete="CASCADE")
+    team = ForeignKeyField(Team, null=True, on_delete="CASCADE")
+    role = CharField(max_length=8)
+
+    class Meta:
+        indexes = ((("repository", "account"), False), (("repository", "team"), False))
+
+
+MODELS = [Repository, Blob, RepositoryBlob, Manifest, ManifestBlob, ManifestChild, Tag, Upload, RepositoryPermission]

@@ -1,23 +1,61 @@
-"""The one permission check: what an identity may do to a repository.
+"""The one permission check: what an identity may do to a repository, and the grants behind it.
 
 Repository roles are ``read`` (pull, view), ``write`` (read + push, delete tags)
-and ``admin`` (write + settings, permissions, delete the repository).
+and ``admin`` (write + settings, permissions, delete the repository). A role
+comes from owning the namespace, an admin team of the organization, a direct
+grant to the user or robot, a grant to one of its teams, or public visibility.
+Scoped API tokens are capped by their scopes.
 """
 from __future__ import annotations
 
+from accounts import audit
 from accounts.identity import Identity
-from accounts.models import Account
+from accounts.models import ORG, ROBOT, USER, Account, Team, TeamMember
+from slipway.db import database
+from slipway.errors import Invalid, NotFound
 
-from .models import PUBLIC, Repository
+from .models import PUBLIC, Repository, RepositoryPermission
 
+ROLES = ("read", "write", "admin")
 RANK = {None: 0, "read": 1, "write": 2, "admin": 3}
 # The role each action needs. Registry actions (pull, push, delete, *) and API actions share it.
 NEEDS = {"pull": "read", "read": "read", "push": "write", "write": "write", "delete": "write", "*": "write",
          "admin": "admin"}
+SCOPE_CAP = (("repo:admin", "admin"), ("repo:write", "write"), ("repo:read", "read"))
 
 
 def best(*roles: str | None) -> str | None:
     return max(roles, key=RANK.__getitem__)
+
+
+def _granted_role(identity: Identity, repo: Repository) -> str | None:
+    """The strongest role from grants, ignoring visibility and token scopes."""
+    if identity.repository_id is not None:  # a build credential: its repository only
+        return "write" if identity.repository_id == repo.id else None
+    if identity.superuser:
+        return "admin"
+    if identity.kind == "user" and repo.namespace_id == identity.account_id:
+        return "admin"
+    if identity.is_robot and identity.namespace_id != repo.namespace_id:
+        return None  # a robot never reaches beyond its own namespace
+    role = None
+    namespace = repo.namespace
+    if namespace.kind == ORG:
+        teams = list(Team.select(Team.id, Team.role).join(TeamMember)
+                     .where((Team.org == namespace.id) & (TeamMember.account == identity.account_id)))
+        if any(t.role == "admin" for t in teams):
+            return "admin"
+        team_ids = [t.id for t in teams]
+    else:
+        team_ids = []
+    holder = RepositoryPermission.account == identity.account_id
+    if team_ids:
+        holder |= RepositoryPermission.team.in_(team_ids)
+    grants = RepositoryPermission.select(RepositoryPermission.role).where(
+        (RepositoryPermission.repository == repo.id) & holder)
+    for grant in grants:
+        role = best(role, grant.role)
+    return role
 
 
 def repository_role(identity: Identity, repo: Repository) -> str | None:
@@ -25,13 +63,11 @@ def repository_role(identity: Identity, repo: Repository) -> str | None:
     public = "read" if repo.visibility == PUBLIC else None
     if identity.anonymous:
         return public
-    if identity.repository_id is not None:  # a build credential: its repository only
-        return "write" if identity.repository_id == repo.id else None
-    if identity.superuser:
-        return "admin"
-    if identity.kind == "user" and repo.namespace_id == identity.account_id:
-        return "admin"
-    return public
+    role = best(_granted_role(identity, repo), public)
+    if identity.scopes is not None:
+        cap = next((r for scope, r in SCOPE_CAP if scope in identity.scopes), None)
+        role = role if RANK[role] <= RANK[cap] else cap
+    return role
 
 
 def can(identity: Identity, action: str, repo: Repository) -> bool:
@@ -41,29 +77,114 @@ def can(identity: Identity, action: str, repo: Repository) -> bool:
     return RANK[repository_role(identity, repo)] >= RANK[needed]
 
 
-def can_create_in(identity: Identity, namespace: Account | None) -> bool:
-    """May ``identity`` create repositories in ``namespace``? (None: the namespace does not exist.)"""
-    if namespace is None or identity.anonymous or identity.repository_id is not None:
-        return False
-    if identity.superuser:
-        return namespace.is_namespace
-    return identity.kind == "user" and namespace.id == identity.account_id
-
-
-def visible_repositories(identity: Identity, after: str, limit: int | None) -> list[str]:
-    """Full names of the repositories ``identity`` may read, sorted, after ``after`` (for the catalog)."""
+def visible_repositories(identity: Identity, after: str, limit: int | None, namespace: str | None = None) -> list[str]:
+    """Full names of the repositories ``identity`` may read, sorted, after ``after`` (catalog and API lists)."""
     full_name = Account.name.concat("/").concat(Repository.name)
-    query = Repository.select(full_name.alias("full")).join(Account)
+    query = Repository.select(full_name.alias("full")).join(Account, on=(Repository.namespace == Account.id))
     if not identity.superuser:
         readable = Repository.visibility == PUBLIC
         if identity.repository_id is not None:
             readable |= Repository.id == identity.repository_id
-        elif identity.kind == "user":
-            readable |= Repository.namespace == identity.account_id
+        elif not identity.anonymous:
+            readable |= Repository.id.in_(_readable_ids(identity))
         query = query.where(readable)
+    if namespace:
+        query = query.where(Account.name == namespace)
     if after:
         query = query.where(full_name > after)
     query = query.order_by(full_name)
     if limit is not None:
         query = query.limit(limit)
     return [row.full for row in query.objects()]
+
+
+def _readable_ids(identity: Identity):
+    """A subquery of repository ids ``identity`` holds any role on (scopes aside)."""
+    teams = TeamMember.select(TeamMember.team).where(TeamMember.account == identity.account_id)
+    direct = RepositoryPermission.select(RepositoryPermission.repository).where(
+        (RepositoryPermission.account == identity.account_id) | RepositoryPermission.team.in_(teams))
+    admin_orgs = (Team.select(Team.org).join(TeamMember)
+                  .where((TeamMember.account == identity.account_id) & (Team.role == "admin")))
+    readable = Repository.id.in_(direct) | Repository.namespace.in_(admin_orgs)
+    if identity.kind == USER:
+        readable |= Repository.namespace == identity.account_id
+    if identity.is_robot:
+        readable &= Repository.namespace == identity.namespace_id
+    return Repository.select(Repository.id).where(readable)
+
+
+# -- grants ---------------------------------------------------------------------------------------------
+
+def _check_role(role: str) -> None:
+    if role not in ROLES:
+        raise Invalid(f"Invalid role '{role}': use one of {', '.join(ROLES)}")
+
+
+def user_grants(repo: Repository) -> list[tuple[Account, str]]:
+    rows = (RepositoryPermission.select(RepositoryPermission, Account).join(Account)
+            .where(RepositoryPermission.repository == repo.id).order_by(Account.name))
+    return [(r.account, r.role) for r in rows]
+
+
+def team_grants(repo: Repository) -> list[tuple[Team, str]]:
+    rows = (RepositoryPermission.select(RepositoryPermission, Team).join(Team)
+            .where(RepositoryPermission.repository == repo.id).order_by(Team.name))
+    return [(r.team, r.role) for r in rows]
+
+
+def set_account_role(repo: Repository, account: Account, role: str, performer: Identity,
+                     ip: str | None = None) -> None:
+    """Grant a user or robot ``role`` on ``repo`` (replacing any earlier grant)."""
+    _check_role(role)
+    if account.kind not in (USER, ROBOT):
+        raise Invalid(f"'{account.name}' is an organization: grant roles to its teams instead")
+    if account.kind == ROBOT and account.owner_id != repo.namespace_id:
+        raise Invalid(f"Robot '{account.name}' belongs to another namespace and cannot be given access to "
+                      f"{repo.full_name}")
+    with database.atomic():
+        RepositoryPermission.delete().where((RepositoryPermission.repository == repo.id)
+                                            & (RepositoryPermission.account == account.id)).execute()
+        RepositoryPermission.create(repository=repo, account=account, role=role)
+        audit.record("change_repo_permission", performer, namespace=repo.namespace, repository=repo, ip=ip,
+                     metadata={"username": account.name, "role": role, "is_robot": account.kind == ROBOT})
+
+
+def set_team_role(repo: Repository, team: Team, role: str, performer: Identity, ip: str | None = None) -> None:
+    _check_role(role)
+    if team.org_id != repo.namespace_id:
+        raise Invalid(f"Team '{team.name}' is not in namespace {repo.namespace.name}")
+    with database.atomic():
+        RepositoryPermission.delete().where((RepositoryPermission.repository == repo.id)
+                                            & (RepositoryPermission.team == team.id)).execute()
+        RepositoryPermission.create(repository=repo, team=team, role=role)
+        audit.record("change_repo_permission", performer, namespace=repo.namespace, repository=repo, ip=ip,
+                     metadata={"team": team.name, "role": role})
+
+
+def remove_account_role(repo: Repository, account: Account, performer: Identity, ip: str | None = None) -> None:
+    with database.atomic():
+        deleted = RepositoryPermission.delete().where((RepositoryPermission.repository == repo.id)
+                                                      & (RepositoryPermission.account == account.id)).execute()
+        if not deleted:
+            raise NotFound(f"'{account.name}' has no permission on {repo.full_name}")
+        audit.record("delete_repo_permission", performer, namespace=repo.namespace, repository=repo, ip=ip,
+                     metadata={"username": account.name, "is_robot": account.kind == ROBOT})
+
+
+def remove_team_role(repo: Repository, team: Team, performer: Identity, ip: str | None = None) -> None:
+    with database.atomic():
+        deleted = RepositoryPermission.delete().where((RepositoryPermission.repository == repo.id)
+                                                      & (RepositoryPermission.team == team.id)).execute()
+        if not deleted:
+            raise NotFound(f"Team '{team.name}' has no permission on {repo.full_name}")
+        audit.record("delete_repo_permission", performer, namespace=repo.namespace, repository=repo, ip=ip,
+                     metadata={"team": team.name})
+
+
+def grants_of(account_or_team) -> list[tuple[Repository, str]]:
+    """Every repository grant held by a user, robot or team."""
+    field = RepositoryPermission.team if isinstance(account_or_team, Team) else RepositoryPermission.account
+    rows = (RepositoryPermission.select(RepositoryPermission, Repository, Account)
+            .join(Repository).join(Account, on=(Repository.namespace == Account.id))
+            .where(field == account_or_team.id).order_by(Repository.name))
+    return [(r.repository, r.role) for r in rows]

@@ -16,12 +16,12 @@ _REPO = """
 
 _SQL = {
     "manifest_by_tag": """
-SELECT m.digest, m.media_type, m.content FROM tag t
+SELECT m.digest, m.media_type, m.content, r.id, a.id FROM tag t
   JOIN manifest m ON m.id = t.manifest_id""" + _REPO.format(alias="t") + """
    AND t.name = ? AND (t.lifetime_end IS NULL OR t.lifetime_end > ?)
  ORDER BY t.lifetime_start DESC LIMIT 1""",
     "manifest_by_digest": """
-SELECT m.digest, m.media_type, m.content FROM manifest m""" + _REPO.format(alias="m") + """
+SELECT m.digest, m.media_type, m.content, r.id, a.id FROM manifest m""" + _REPO.format(alias="m") + """
    AND m.digest = ? AND m.deleted_at IS NULL""",
     "blob_size": """
 SELECT b.size FROM repository_blob rb

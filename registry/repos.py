@@ -1,16 +1,18 @@
-"""Finding and creating repositories by their full name."""
+"""Repositories: finding, creating (with the organization's default permissions), settings, deletion."""
 from __future__ import annotations
 
 from peewee import IntegrityError
 
+from accounts import audit
 from accounts.identity import Identity
-from accounts.models import Account
+from accounts.models import ORG, USER, Account, Prototype
+from accounts.permissions import can_create_in
 from slipway.db import database
+from slipway.errors import Invalid
 
 from .errors import RegistryError
-from .models import PRIVATE, Repository
+from .models import PRIVATE, PUBLIC, Repository, RepositoryPermission
 from .names import split_name
-from .permissions import can_create_in
 
 
 def find(full_name: str) -> Repository | None:
@@ -22,28 +24,49 @@ def find(full_name: str) -> Repository | None:
 
 
 def namespace_account(namespace: str) -> Account | None:
-    return Account.get_or_none(Account.name == namespace)
+    return Account.get_or_none((Account.name == namespace) & (Account.kind.in_([USER, ORG])))
 
 
-def create(full_name: str, identity: Identity, visibility: str = PRIVATE, description: str = "") -> Repository:
-    """Create a repository; the caller has already decided ``identity`` may."""
+def create(full_name: str, identity: Identity, visibility: str = PRIVATE, description: str = "",
+           ip: str | None = None) -> tuple[Repository, bool]:
+    """Create a repository (the caller decided ``identity`` may); returns it and whether it is new.
+
+    In an organization the creator (user or robot) gets admin on the new repository, as in
+    Quay, and the default permissions (prototypes) that match the creator are applied.
+    """
     namespace, name = split_name(full_name)
     owner = namespace_account(namespace)
-    if owner is None or not owner.is_namespace:
+    if owner is None:
         raise RegistryError("NAME_UNKNOWN", f"namespace {namespace} does not exist", detail={"name": full_name})
     try:
         with database.atomic():
             repo = Repository.create(namespace=owner, name=name, visibility=visibility, description=description)
+            repo.namespace = owner
+            _apply_prototypes(repo, identity)
+            audit.record("create_repo", identity, namespace=owner, repository=repo, ip=ip,
+                         metadata={"repo": name, "namespace": namespace, "visibility": visibility})
     except IntegrityError:
-        repo = find(full_name)
-        if repo is None:
+        existing = find(full_name)
+        if existing is None:
             raise
-        return repo
-    repo.namespace = owner
-    return repo
+        return existing, False
+    return repo, True
 
 
-def find_or_create_for_push(full_name: str, identity: Identity) -> Repository:
+def _apply_prototypes(repo: Repository, creator: Identity) -> None:
+    if repo.namespace.kind != ORG:
+        return
+    if creator.account_id is not None and creator.repository_id is None and not creator.superuser:
+        RepositoryPermission.create(repository=repo, account=creator.account_id, role="admin")
+    prototypes = Prototype.select().where(
+        (Prototype.org == repo.namespace.id)
+        & (Prototype.activating_user.is_null() | (Prototype.activating_user == creator.account_id)))
+    for proto in prototypes:
+        RepositoryPermission.create(repository=repo, account=proto.delegate_account_id, team=proto.delegate_team_id,
+                                    role=proto.role)
+
+
+def find_or_create_for_push(full_name: str, identity: Identity, ip: str | None = None) -> Repository:
     """The repository to push into; a missing one is created private, if the pusher may create it."""
     repo = find(full_name)
     if repo is not None:
@@ -52,4 +75,29 @@ def find_or_create_for_push(full_name: str, identity: Identity) -> Repository:
     if not can_create_in(identity, namespace_account(namespace)):
         raise RegistryError("DENIED", f"you may not create repositories in namespace {namespace}",
                             detail={"name": full_name})
-    return create(full_name, identity)
+    return create(full_name, identity, ip=ip)[0]
+
+
+def set_visibility(repo: Repository, visibility: str, performer: Identity, ip: str | None = None) -> None:
+    if visibility not in (PUBLIC, PRIVATE):
+        raise Invalid(f"Invalid visibility '{visibility}': use public or private")
+    with database.atomic():
+        Repository.update(visibility=visibility).where(Repository.id == repo.id).execute()
+        audit.record("change_repo_visibility", performer, namespace=repo.namespace, repository=repo, ip=ip,
+                     metadata={"visibility": visibility})
+    repo.visibility = visibility
+
+
+def set_description(repo: Repository, description: str, performer: Identity, ip: str | None = None) -> None:
+    with database.atomic():
+        Repository.update(description=description).where(Repository.id == repo.id).execute()
+        audit.record("set_repo_description", performer, namespace=repo.namespace, repository=repo, ip=ip,
+                     metadata={"description": description})
+
+
+def delete(repo: Repository, performer: Identity, ip: str | None = None) -> None:
+    """Delete a repository and everything in it; unreferenced blobs are freed by garbage collection."""
+    with database.atomic():
+        audit.record("delete_repo", performer, namespace=repo.namespace, repository=repo, ip=ip,
+                     metadata={"repo": repo.name, "namespace": repo.namespace.name})
+        repo.delete_instance()

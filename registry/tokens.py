@@ -78,6 +78,7 @@ class TokenService:
                 "su": identity.superuser,
                 "rid": identity.repository_id,
                 "tid": identity.token_id,
+                "ns": identity.namespace_id,
             },
         }
         return jwt.encode(payload, self.secret, algorithm=ALGORITHM), self.ttl
@@ -113,5 +114,5 @@ def _claims_from(payload: dict) -> Claims:
     else:
         identity = Identity(kind=ctx["kind"], account_id=ctx.get("aid"), name=payload.get("sub", ""),
                             superuser=bool(ctx.get("su")), via=ctx.get("via", ""),
-                            repository_id=ctx.get("rid"), token_id=ctx.get("tid"))
+                            repository_id=ctx.get("rid"), token_id=ctx.get("tid"), namespace_id=ctx.get("ns"))
     return Claims(subject=payload.get("sub", ""), access=access, expires=int(payload["exp"]), identity=identity)

@@ -10,12 +10,21 @@ from tornado.web import Application
 from registry.storage import Storage, open_storage
 from registry.tokens import TokenService
 
-from . import db, migrate
+from . import api, crypto, db, migrate
 from .config import Config
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
-# Each module exports ``default_handlers``; their order is the routing order.
-HANDLER_MODULES = ["registry.handlers", "slipway.handlers"]
+# Each module exports ``default_handlers`` (routed in this order) and may export
+# ``fallback_handlers``: catch-all routes placed after every module's own.
+HANDLER_MODULES = [
+    "registry.handlers",
+    "registry.handlers_api",
+    "accounts.handlers",
+    "accounts.handlers_robots",
+    "accounts.handlers_tokens",
+    "accounts.handlers_logs",
+    "slipway.handlers",
+]
 
 
 @dataclass
@@ -32,6 +41,7 @@ def open_db(config: Config, run_migrations: bool = True) -> None:
 
 
 def build_services(config: Config) -> Services:
+    crypto.configure(config.secret_key())
     return Services(
         config=config,
         storage=open_storage(config),
@@ -40,11 +50,17 @@ def build_services(config: Config) -> Services:
 
 
 def make_app(services: Services) -> Application:
-    handlers = []
-    for module in HANDLER_MODULES:
-        handlers.extend(importlib.import_module(module).default_handlers)
+    handlers, fallbacks = [], []
+    for name in HANDLER_MODULES:
+        module = importlib.import_module(name)
+        handlers.extend(module.default_handlers)
+        fallbacks.extend(getattr(module, "fallback_handlers", []))
+    handlers += fallbacks + [(rf"{api.API}/openapi.json", api.OpenApiHandler),
+                             (rf"{api.API}/discovery", api.OpenApiHandler),
+                             (rf"{api.API}/.*", api.ApiNotFoundHandler)]
     settings = {
         "services": services,
+        "routes": handlers,
         "template_path": str(TEMPLATES),
         "xsrf_cookies": False,
     }

@@ -60,6 +60,19 @@ def pending() -> list[tuple[str, int, str, object]]:
 def migrate(up_to: dict | None = None) -> list[str]:
     """Apply every pending step (or only steps up to ``up_to[component]``); return their names."""
     applied = []
+    sqlite = not _pg()
+    if sqlite:  # no cascading surprises while tables change (only settable outside a transaction)
+        database.execute_sql("PRAGMA foreign_keys = OFF")
+    try:
+        applied = _apply(up_to)
+    finally:
+        if sqlite:
+            database.execute_sql("PRAGMA foreign_keys = ON")
+    return applied
+
+
+def _apply(up_to: dict | None) -> list[str]:
+    applied = []
     for component, number, name, fn in pending():
         if up_to is not None and number > up_to.get(component, 0):
             continue
@@ -71,20 +84,43 @@ def migrate(up_to: dict | None = None) -> list[str]:
     return applied
 
 
+def frozen_meta(table: str, indexes: tuple = ()) -> type:
+    """The Meta of a table snapshot in a migration: named (tables and indexes) as the live model is."""
+    return type("Meta", (), {"database": database, "table_name": table, "indexes": indexes,
+                             "legacy_table_names": False})
+
+
 def column_names(table: str) -> set[str]:
     return {c.name for c in database.get_columns(table)}
 
 
 def add_column_if_missing(model, field_name: str) -> None:
-    """Add one column of ``model`` to an existing table (no-op on a fresh table)."""
-    from playhouse.migrate import PostgresqlMigrator, SqliteMigrator, migrate as run
+    """Add one column of ``model`` to an existing table (no-op on a fresh table).
 
+    Plain ``ALTER TABLE ... ADD COLUMN`` on both engines, with the field's constant
+    default as the SQL default for NOT NULL columns. (peewee's SQLite migrator would
+    rebuild the table for NOT NULL, and dropping a table cascades to its children.)
+    """
     table = model._meta.table_name
     field = model._meta.fields[field_name]
     if field.column_name in column_names(table):
         return
-    migrator = PostgresqlMigrator(database.obj) if _pg() else SqliteMigrator(database.obj)
-    run(migrator.add_column(table, field.column_name, field))
+    ctx = database.obj.get_sql_context()
+    column = ctx.sql(field.ddl(ctx)).query()[0]
+    if not field.null:
+        default = field.default() if callable(field.default) else field.default
+        if default is None:
+            raise RuntimeError(f"cannot add NOT NULL column {table}.{field_name} without a constant default")
+        column += f" DEFAULT {_literal(default)}"
+    database.execute_sql(f'ALTER TABLE "{table}" ADD COLUMN {column}')
+
+
+def _literal(value) -> str:
+    if isinstance(value, bool):
+        return ("TRUE" if value else "FALSE") if _pg() else str(int(value))
+    if isinstance(value, (int, float)):
+        return repr(value)
+    return "'" + str(value).replace("'", "''") + "'"
 
 
 def _pg() -> bool:

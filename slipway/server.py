@@ -10,10 +10,11 @@ import socket
 import sys
 
 from tornado.httpserver import HTTPServer
-from tornado.ioloop import IOLoop
+from tornado.ioloop import IOLoop, PeriodicCallback
 from tornado.netutil import bind_sockets
 from tornado.process import fork_processes, task_id
 
+from accounts import audit
 from accounts.users import ensure_admin
 
 from . import db, tls
@@ -138,6 +139,8 @@ def serve(config: Config) -> None:
         log.info("Slipway listening on %s://%s:%d (%d process%s)", scheme, config.server.host,
                  config.server.port, processes, "" if processes == 1 else "es")
     loop = IOLoop.current()
+    flusher = PeriodicCallback(audit.flush, 1000)  # pull/push audit entries, written in batches
+    flusher.start()
 
     def stop(*_):
         loop.add_callback_from_signal(loop.stop)
@@ -148,6 +151,8 @@ def serve(config: Config) -> None:
         loop.start()
     finally:
         server.stop()
+        flusher.stop()
+        audit.flush()
         if background is not None:
             background.stop()
 

@@ -1,0 +1,178 @@
+"""The audit log: one entry per security-relevant action, listed, aggregated and exported in Quay's shapes.
+
+Actions taken through the API are recorded in the same transaction as the
+change. Pulls and pushes are recorded through a small in-memory buffer flushed
+every second (or every few hundred entries), so the registry's hot path does not
+wait for a database write per request.
+"""
+from __future__ import annotations
+
+import base64
+import json
+import threading
+from datetime import datetime, timezone
+from email.utils import formatdate
+from typing import Iterator
+
+from slipway.db import database, now_ms
+from slipway.errors import Invalid
+
+from .identity import Identity
+from .models import Account, LogEntry
+
+PAGE_SIZE = 100
+_buffer: list[dict] = []
+_lock = threading.Lock()
+FLUSH_AT = 500
+
+
+def _row(kind: str, performer: Identity | None, namespace, repository, ip: str | None, metadata: dict | None,
+         when: int | None = None) -> dict:
+    namespace_id, namespace_name = _pair(namespace)
+    repository_id, repository_name = _pair(repository)
+    return {
+        "kind": kind,
+        "namespace_id": namespace_id,
+        "namespace": namespace_name,
+        "performer_id": performer.account_id if performer is not None else None,
+        "performer": performer.name if performer is not None and not performer.anonymous else None,
+        "performer_kind": performer.audit_kind if performer is not None else None,
+        "repository_id": repository_id,
+        "repository": repository_name,
+        "created_at": when or now_ms(),
+        "ip": ip,
+        "metadata": json.dumps(metadata or {}, sort_keys=True),
+    }
+
+
+def _pair(value) -> tuple[int | None, str | None]:
+    """(id, name) from an Account, a Repository-like object, a tuple, or None."""
+    if value is None:
+        return None, None
+    if isinstance(value, tuple):
+        return value
+    if isinstance(value, Account):
+        return value.id, value.name
+    return value.id, getattr(value, "full_name", None) or value.name
+
+
+def record(kind: str, performer: Identity | None = None, namespace=None, repository=None, ip: str | None = None,
+           metadata: dict | None = None) -> None:
+    """Write one entry now (inside the caller's transaction, if any)."""
+    LogEntry.insert(_row(kind, performer, namespace, repository, ip, metadata)).execute()
+
+
+def record_later(kind: str, performer: Identity | None = None, namespace=None, repository=None,
+                 ip: str | None = None, metadata: dict | None = None) -> None:
+    """Queue one entry for the next flush (the hot path: pulls and pushes)."""
+    row = _row(kind, performer, namespace, repository, ip, metadata)
+    with _lock:
+        _buffer.append(row)
+        full = len(_buffer) >= FLUSH_AT
+    if full:
+        flush()
+
+
+def flush() -> int:
+    with _lock:
+        rows = _buffer[:]
+        _buffer.clear()
+    if rows:
+        with database.atomic():
+            for i in range(0, len(rows), 200):
+                LogEntry.insert_many(rows[i:i + 200]).execute()
+    return len(rows)
+
+
+# -- reading -----------------------------------------------------------------------------------------
+
+def quay_date(ms: int) -> str:
+    return formatdate(ms / 1000.0, usegmt=False)
+
+
+def parse_day(text: str | None, default_ms: int, end_of_day: bool = False) -> int:
+    """Quay's MM/DD/YYYY (UTC) date parameters, as milliseconds."""
+    if not text:
+        return default_ms
+    for fmt in ("%m/%d/%Y", "%Y-%m-%d"):
+        try:
+            day = datetime.strptime(text, fmt).replace(tzinfo=timezone.utc)
+            break
+        except ValueError:
+            continue
+    else:
+        raise Invalid(f"Invalid date '{text}': use MM/DD/YYYY")
+    ms = int(day.timestamp() * 1000)
+    return ms + 86400 * 1000 - 1 if end_of_day else ms
+
+
+def _filtered(namespace_id=None, repository_id=None, performer_id=None, start_ms=0, end_ms=None, since=0):
+    """Entries for one namespace / repository / performer. ``since`` is when that thing was created:
+    SQLite may give a new row the id of a deleted one, and its entries must not show up."""
+    query = LogEntry.select().where(LogEntry.created_at >= since)
+    if namespace_id is not None:
+        query = query.where(LogEntry.namespace_id == namespace_id)
+    if repository_id is not None:
+        query = query.where(LogEntry.repository_id == repository_id)
+    if performer_id is not None:
+        query = query.where(LogEntry.performer_id == performer_id)
+    query = query.where(LogEntry.created_at >= start_ms)
+    if end_ms is not None:
+        query = query.where(LogEntry.created_at <= end_ms)
+    return query
+
+
+def page(start_ms: int, end_ms: int, next_page: str | None = None, **scope) -> tuple[list[LogEntry], str | None]:
+    """Up to PAGE_SIZE entries, newest first, and the token for the next page (None at the end)."""
+    query = _filtered(start_ms=start_ms, end_ms=end_ms, **scope)
+    if next_page:
+        try:
+            created, entry_id = (int(x) for x in base64.urlsafe_b64decode(next_page.encode()).decode().split(":"))
+        except (ValueError, UnicodeDecodeError):
+            raise Invalid("Invalid next_page token") from None
+        query = query.where((LogEntry.created_at < created)
+                            | ((LogEntry.created_at == created) & (LogEntry.id < entry_id)))
+    rows = list(query.order_by(LogEntry.created_at.desc(), LogEntry.id.desc()).limit(PAGE_SIZE + 1))
+    token = None
+    if len(rows) > PAGE_SIZE:
+        rows = rows[:PAGE_SIZE]
+        last = rows[-1]
+        token = base64.urlsafe_b64encode(f"{last.created_at}:{last.id}".encode()).decode()
+    return rows, token
+
+
+def aggregate(start_ms: int, end_ms: int, **scope) -> list[dict]:
+    """Counts per kind and UTC day, as Quay's aggregatelogs."""
+    counts: dict[tuple[str, int], int] = {}
+    for kind, created in _filtered(start_ms=start_ms, end_ms=end_ms, **scope).select(
+            LogEntry.kind, LogEntry.created_at).tuples().iterator():
+        day = created // 86400000 * 86400000
+        counts[(kind, day)] = counts.get((kind, day), 0) + 1
+    return [{"kind": kind, "count": count, "datetime": quay_date(day)}
+            for (kind, day), count in sorted(counts.items(), key=lambda kv: (kv[0][1], kv[0][0]))]
+
+
+def export_lines(start_ms: int, end_ms: int, **scope) -> Iterator[str]:
+    """Every entry of the range, oldest first, one JSON object per line."""
+    query = _filtered(start_ms=start_ms, end_ms=end_ms, **scope).order_by(LogEntry.created_at, LogEntry.id)
+    for entry in query.iterator():
+        yield json.dumps(view(entry), sort_keys=True) + "\n"
+
+
+def view(entry: LogEntry) -> dict:
+    """One entry in Quay's shape."""
+    result = {
+        "kind": entry.kind,
+        "metadata": json.loads(entry.metadata or "{}"),
+        "ip": entry.ip,
+        "datetime": quay_date(entry.created_at),
+    }
+    if entry.performer:
+        result["performer"] = {"kind": entry.performer_kind, "name": entry.performer,
+                               "is_robot": entry.performer_kind == "robot"}
+    if entry.namespace:
+        result["namespace"] = {"name": entry.namespace}
+    if entry.repository:
+        result["metadata"].setdefault("repo", entry.repository.split("/", 1)[-1])
+        result["metadata"].setdefault("namespace", entry.namespace)
+    return result

@@ -1,0 +1,203 @@
+"""The /api/v1 family: authentication, scopes, JSON bodies, Quay's error shape, and the OpenAPI document.
+
+API handlers subclass ApiHandler and stay thin: resolve the caller, check the
+scope, call a plain function, render a Quay-shaped dict. Plain functions raise
+``slipway.errors.DomainError``; this module renders it as Quay does:
+``{"status", "error_type", "title", "detail", "error_message", "type"}``.
+"""
+from __future__ import annotations
+
+import json
+import re
+
+import jsonschema
+from tornado.web import HTTPError
+
+from accounts import login
+from accounts.identity import ANONYMOUS, Identity
+
+from .errors import DomainError, Forbidden, Invalid, NotFound, Unauthenticated
+from .web import BaseHandler
+
+API = "/api/v1"
+
+
+class ApiHandler(BaseHandler):
+    """Base of /api/v1 handlers. Subclasses may set ``schemas = {"put": {...}}`` to validate bodies,
+    ``scopes = {"get": "repo:read"}`` to name the token scope each method needs (documented), and
+    docstrings on methods (their first line becomes the OpenAPI summary)."""
+
+    schemas: dict = {}
+    scopes: dict = {}
+    identity: Identity = ANONYMOUS
+
+    def set_default_headers(self) -> None:
+        super().set_default_headers()
+        self.set_header("Content-Type", "application/json")
+        self.set_header("Cache-Control", "no-store")
+
+    async def prepare(self) -> None:
+        header = self.request.headers.get("Authorization", "")
+        if header[:7].lower() == "bearer ":
+            identity = await self.in_thread(login.identity_for_api_token, header[7:].strip())
+            if identity is None:
+                raise Unauthenticated("Invalid or revoked API token")
+            self.identity = identity
+        elif header[:6].lower() == "basic ":
+            credentials = self.basic_auth()
+            if credentials is None:
+                raise Unauthenticated("Malformed basic authorization header")
+            username, password = credentials
+            if username.startswith("$") or "+" in username:
+                raise Unauthenticated("The API accepts a user's password or an API token (Authorization: Bearer)")
+            try:
+                self.identity = await self.in_thread(login.authenticate, username, password, self.client_ip,
+                                                     self.config.auth.robots_enabled)
+            except login.LoginError as e:
+                raise Unauthenticated(str(e)) from None
+        method = self.request.method.lower()
+        if method in self.scopes:
+            self.require_scope(self.scopes[method])
+
+    # -- who may do what ----------------------------------------------------------------------------
+    def require_login(self) -> Identity:
+        if self.identity.anonymous:
+            raise Unauthenticated("Authentication required: use HTTP basic auth or an API token")
+        return self.identity
+
+    def require_scope(self, scope: str) -> None:
+        if scope and not self.identity.anonymous and not self.identity.has_scope(scope):
+            raise Forbidden(f"This token lacks the '{scope}' scope")
+
+    def require_superuser(self) -> Identity:
+        identity = self.require_login()
+        if not identity.superuser:
+            raise Forbidden("Only superusers may do this")
+        return identity
+
+    def deny(self, message: str = "You do not have permission for this") -> DomainError:
+        """401 for anonymous callers (they may log in), 403 for everyone else."""
+        if self.identity.anonymous:
+            return Unauthenticated("Authentication required: use HTTP basic auth or an API token")
+        return Forbidden(message)
+
+    # -- bodies and answers ---------------------------------------------------------------------------
+    def json_body(self) -> dict:
+        if not self.request.body:
+            body = {}
+        else:
+            try:
+                body = json.loads(self.request.body)
+            except ValueError as e:
+                raise Invalid(f"The request body is not valid JSON: {e}") from None
+        schema = self.schemas.get(self.request.method.lower())
+        if schema is not None:
+            try:
+                jsonschema.validate(body, schema)
+            except jsonschema.ValidationError as e:
+                where = "/".join(str(p) for p in e.absolute_path)
+                raise Invalid(f"Invalid request body{f' at {where}' if where else ''}: {e.message}") from None
+        return body if isinstance(body, dict) else {}
+
+    def send(self, value, status: int = 200) -> None:
+        self.set_status(status)
+        if status == 204:
+            self.clear_header("Content-Type")
+            self.finish()
+            return
+        self.finish(json.dumps(value))
+
+    def write_error(self, status_code: int, **kwargs) -> None:
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        if isinstance(exc, DomainError):
+            status, kind, message = exc.status, exc.kind, exc.message
+        elif isinstance(exc, HTTPError):
+            status = exc.status_code
+            kind = {404: "not_found", 405: "invalid_request"}.get(status, "invalid_request")
+            message = exc.log_message or self._reason
+        else:
+            status, kind, message = 500, "internal_error", "Internal server error"
+        self.set_status(status)
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps({
+            "status": status, "error_type": kind, "title": kind, "detail": message, "error_message": message,
+            "type": f"{self.base_url()}{API}/error/{kind}",
+        }))
+
+    def log_exception(self, typ, value, tb) -> None:
+        if isinstance(value, DomainError):
+            return
+        super().log_exception(typ, value, tb)
+
+
+class ApiNotFoundHandler(ApiHandler):
+    async def prepare(self) -> None:
+        raise NotFound(f"No such API endpoint: {self.request.method} {self.request.path}")
+
+
+# -- OpenAPI ---------------------------------------------------------------------------------------------
+
+GROUP_RE = re.compile(r"\(\?P<(\w+)>[^)]*\)")
+METHODS = ("get", "post", "put", "patch", "delete")
+
+
+def path_template(pattern: str) -> str:
+    return GROUP_RE.sub(lambda m: "{" + m.group(1) + "}", pattern).replace("/?", "").rstrip("$")
+
+
+def openapi_document(routes: list, base_url: str, version: str) -> dict:
+    """An OpenAPI 3.1 description of every /api/v1 route, from the handlers themselves."""
+    paths: dict = {}
+    for pattern, handler in routes:
+        if not pattern.startswith(API) or handler is ApiNotFoundHandler:
+            continue
+        template = path_template(pattern)
+        params = [{"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+                  for name in GROUP_RE.findall(pattern)]
+        operations = {}
+        for method in METHODS:
+            fn = getattr(handler, method, None)
+            if fn is None or fn is getattr(ApiHandler, method, None):
+                continue
+            doc = (fn.__doc__ or "").strip()
+            operation = {
+                "summary": doc.splitlines()[0] if doc else f"{method.upper()} {template}",
+                "operationId": method + re.sub(r"[^A-Za-z0-9]+", "_", template[len(API):]).rstrip("_"),
+                "tags": [template.split("/")[3]],
+                "responses": {"200": {"description": "success"},
+                              "default": {"description": "error", "content": {"application/json": {
+                                  "schema": {"$ref": "#/components/schemas/ApiError"}}}}},
+            }
+            if params:
+                operation["parameters"] = params
+            if handler.schemas.get(method):
+                operation["requestBody"] = {"required": True, "content": {
+                    "application/json": {"schema": handler.schemas[method]}}}
+            if handler.scopes.get(method):
+                operation["security"] = [{"basic": []}, {"bearer": [handler.scopes[method]]}]
+            operations[method] = operation
+        if operations:
+            paths.setdefault(template, {}).update(operations)
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "Slipway API", "version": version,
+                 "description": "Quay-compatible REST API of Slipway (paths and JSON shapes follow Quay's)."},
+        "servers": [{"url": base_url}],
+        "paths": dict(sorted(paths.items())),
+        "components": {
+            "securitySchemes": {"basic": {"type": "http", "scheme": "basic"},
+                                "bearer": {"type": "http", "scheme": "bearer"}},
+            "schemas": {"ApiError": {"type": "object", "properties": {
+                "status": {"type": "integer"}, "error_type": {"type": "string"}, "title": {"type": "string"},
+                "detail": {"type": "string"}, "error_message": {"type": "string"}, "type": {"type": "string"}}}},
+        },
+    }
+
+
+class OpenApiHandler(ApiHandler):
+    async def get(self) -> None:
+        """The OpenAPI document of this API."""
+        from slipway import __version__
+
+        routes = self.application.settings["routes"]
+        self.send(openapi_document(routes, self.base_url(), __version__))
