@@ -300,6 +300,8 @@ class BlobHandler(RegistryHandler):
         if not with_body or length == 0:
             self.finish()
             return
+        # Headers go out on their own: joined to a large first body chunk they would cost a copy of it.
+        await self.flush()
         if storage.local:
             with storage.open_blob(digest) as f:
                 f.seek(start)

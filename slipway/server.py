@@ -119,11 +119,17 @@ def serve(config: Config) -> None:
     first_start(config)
     db.database.close()
     ssl_ctx = ssl_options(config)
-    sockets = bind_sockets(config.server.port, config.server.host)
     processes = config.server.processes or os.cpu_count() or 1
     if processes > 1:
+        # Each process binds its own SO_REUSEPORT socket, so the kernel spreads new connections
+        # over them; with one shared socket, whichever process wakes first takes most of them.
+        for probe in bind_sockets(config.server.port, config.server.host, reuse_port=True):
+            probe.close()  # a port in use fails here, once, not in every child
         fork_processes(processes)
         _die_with_parent()
+        sockets = bind_sockets(config.server.port, config.server.host, reuse_port=True)
+    else:
+        sockets = bind_sockets(config.server.port, config.server.host)
     use_uvloop()
     open_db(config, run_migrations=False)
     services = build_services(config)

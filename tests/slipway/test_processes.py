@@ -1,0 +1,32 @@
+"""Several HTTP processes on one port: uploads that hop between them, and a clean shutdown."""
+import hashlib
+import os
+import subprocess
+import time
+
+from tests.conftest import SlipwayServer
+
+
+def test_two_processes_serve_chunked_uploads_across_connections(tmp_path):
+    srv = SlipwayServer(tmp_path, processes=2).start()
+    try:
+        children = subprocess.run(["pgrep", "-P", str(srv.proc.pid)], capture_output=True, text=True).stdout.split()
+        assert len(children) == 2
+        token = srv.token("repository:admin/multi:pull,push")
+        for _ in range(6):
+            data = os.urandom(300000)
+            digest = "sha256:" + hashlib.sha256(data).hexdigest()
+            location = srv.v2("POST", "/v2/admin/multi/blobs/uploads/", token).headers["Location"]
+            for start in range(0, len(data), 100000):  # each request on a new connection: any process
+                r = srv.v2("PATCH", location, token, data=data[start:start + 100000],
+                           headers={"Content-Range": f"{start}-{start + 99999}"})
+                assert r.status_code == 202, r.text
+            assert srv.v2("PUT", f"{location}?digest={digest}", token).status_code == 201
+            assert srv.v2("GET", f"/v2/admin/multi/blobs/{digest}", token).content == data
+    finally:
+        srv.stop()
+    assert srv.proc.returncode is not None
+    deadline = time.time() + 5
+    while any(os.path.exists(f"/proc/{pid}") for pid in children) and time.time() < deadline:
+        time.sleep(0.1)
+    assert not any(os.path.exists(f"/proc/{pid}") for pid in children)
