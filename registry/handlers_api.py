@@ -17,7 +17,10 @@ from .models import PRIVATE, PUBLIC, Repository, Tag
 from .permissions import can
 
 NAME = r"[^/]+"
-REPO_PATH = rf"{API}/repository/(?P<namespace>{NAME})/(?P<repository>[^?#]+?)"
+# A repository path segment is never build, trigger or tag (Quay's reserved words), so a path like
+# .../app/build/<id>/logs cannot be read as the logs of a repository "app/build/<id>".
+SEGMENT = r"(?!(?:build|trigger|tag)(?:/|$))[^/?#]+"
+REPO_PATH = rf"{API}/repository/(?P<namespace>{NAME})/(?P<repository>(?:{SEGMENT}/)*?{SEGMENT})"
 ACTION_SCOPE = {"read": "repo:read", "write": "repo:write", "admin": "repo:admin"}
 
 

@@ -30,8 +30,8 @@ def best(*roles: str | None) -> str | None:
 
 def _granted_role(identity: Identity, repo: Repository) -> str | None:
     """The strongest role from grants, ignoring visibility and token scopes."""
-    if identity.repository_id is not None:  # a build credential: its repository only
-        return "write" if identity.repository_id == repo.id else None
+    if identity.repositories is not None:  # a build credential: its repositories only
+        return "write" if repo.id in identity.repositories else None
     if identity.superuser:
         return "admin"
     if identity.kind == "user" and repo.namespace_id == identity.account_id:
@@ -83,8 +83,8 @@ def visible_repositories(identity: Identity, after: str, limit: int | None, name
     query = Repository.select(full_name.alias("full")).join(Account, on=(Repository.namespace == Account.id))
     if not identity.superuser:
         readable = Repository.visibility == PUBLIC
-        if identity.repository_id is not None:
-            readable |= Repository.id == identity.repository_id
+        if identity.repositories is not None:
+            readable |= Repository.id.in_(list(identity.repositories))
         elif not identity.anonymous:
             readable |= Repository.id.in_(_readable_ids(identity))
         query = query.where(readable)

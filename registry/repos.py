@@ -56,7 +56,7 @@ def create(full_name: str, identity: Identity, visibility: str = PRIVATE, descri
 def _apply_prototypes(repo: Repository, creator: Identity) -> None:
     if repo.namespace.kind != ORG:
         return
-    if creator.account_id is not None and creator.repository_id is None and not creator.superuser:
+    if creator.account_id is not None and creator.repositories is None and not creator.superuser:
         RepositoryPermission.create(repository=repo, account=creator.account_id, role="admin")
     prototypes = Prototype.select().where(
         (Prototype.org == repo.namespace.id)

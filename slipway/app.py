@@ -23,6 +23,7 @@ HANDLER_MODULES = [
     "accounts.handlers_robots",
     "accounts.handlers_tokens",
     "accounts.handlers_logs",
+    "builder.handlers",
     "slipway.handlers",
 ]
 

@@ -20,6 +20,10 @@ def main(argv: list[str] | None = None) -> int:
     p_serve.add_argument("--data-dir")
     p_serve.add_argument("--no-workers", action="store_true", help="no in-process build workers or scheduler")
 
+    p_worker = sub.add_parser("worker", help="run build workers (and no HTTP server) against the same database")
+    p_worker.add_argument("--workers", type=int, help="build worker threads (default: builds.workers, at least 1)")
+    p_worker.add_argument("--data-dir")
+
     sub.add_parser("migrate", help="create or upgrade the database schema, then exit")
 
     p_admin = sub.add_parser("admin", help="administration")
@@ -48,6 +52,14 @@ def main(argv: list[str] | None = None) -> int:
         from .server import serve
 
         serve(config)
+        return 0
+
+    if args.command == "worker":
+        if args.workers is not None:
+            config.builds.workers = args.workers
+        from .server import run_worker
+
+        run_worker(config)
         return 0
 
     from .app import open_db

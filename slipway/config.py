@@ -90,6 +90,36 @@ class NetworkConfig:
 
 
 @dataclass
+class BuildsConfig:
+    backend: str = "buildah"  # buildah | docker
+    # Build worker threads `slipway serve` runs in-process (0: none; use `slipway worker`).
+    workers: int = 1
+    # Builds running at once across all workers of this database.
+    max_concurrent: int = 2
+    # Builds waiting per namespace before new ones are refused (HTTP 429).
+    max_queued_per_namespace: int = 25
+    timeout_seconds: int = 7200
+    max_log_bytes: int = 5 * 1024 * 1024
+    max_context_bytes: int = 512 * 1024 * 1024
+    retries: int = 3
+    retry_delay_seconds: int = 30
+    # A worker that has not renewed its lease for this long is presumed dead.
+    lease_seconds: int = 30
+    # How workers reach this Slipway's registry; empty: http://127.0.0.1:<server.port>.
+    registry_url: str = ""
+    # buildah's storage (layers, cached steps); empty: <data_dir>/buildah.
+    storage_root: str = ""
+    isolation: str = "chroot"
+    storage_driver: str = "vfs"
+    # Push and reuse cached layers in <repository>/buildcache.
+    layer_cache: bool = True
+    # For the docker backend: the engine's address (unix:///var/run/docker.sock, tcp://...).
+    docker_host: str = ""
+    # Let readers (not only writers) see build logs.
+    readers_see_logs: bool = False
+
+
+@dataclass
 class Config:
     data_dir: str = "./slipway-data"
     log_level: str = "info"
@@ -99,6 +129,7 @@ class Config:
     auth: AuthConfig = field(default_factory=AuthConfig)
     registry: RegistryConfig = field(default_factory=RegistryConfig)
     network: NetworkConfig = field(default_factory=NetworkConfig)
+    builds: BuildsConfig = field(default_factory=BuildsConfig)
 
     # -- derived values ---------------------------------------------------
     @property
@@ -112,6 +143,14 @@ class Config:
     @property
     def storage_path(self) -> Path:
         return Path(self.storage.path).resolve() if self.storage.path else self.data_path / "storage"
+
+    @property
+    def build_registry_url(self) -> str:
+        return (self.builds.registry_url or f"http://127.0.0.1:{self.server.port}").rstrip("/")
+
+    @property
+    def buildah_root(self) -> Path:
+        return Path(self.builds.storage_root).resolve() if self.builds.storage_root else self.data_path / "buildah"
 
     def secret_key(self) -> str:
         """The server secret; generated and kept in the data directory if unset."""

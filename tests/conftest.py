@@ -178,6 +178,7 @@ class ContainerTools:
 
     def __init__(self, base: Path, registry_host: str):
         self.base = base
+        base.mkdir(parents=True, exist_ok=True)
         self.root = base / "storage"
         self.runroot = base / "run"
         self.authfile = base / "auth.json"
