@@ -19,6 +19,8 @@ from slipway.errors import Forbidden, Invalid, NotFound, TooMany
 from .models import (CANCELLED, COMPLETE, ERROR, INTERNAL_ERROR, RUNNING, TERMINAL, WAITING, Build, BuildJob,
                      FileDrop)
 
+# Called as fn(build, phase) when a build ends (triggers count failures); see on_build_end.
+_END_HOOKS: list = []
 EVENT_FOR_PHASE = {COMPLETE: events.BUILD_SUCCESS, ERROR: events.BUILD_FAILURE,
                    INTERNAL_ERROR: events.BUILD_FAILURE, CANCELLED: events.BUILD_CANCELLED}
 CACHE_SUFFIX = "buildcache"
@@ -64,7 +66,7 @@ def _check(req: BuildRequest) -> None:
         raise Invalid("Give exactly one of file_id (an uploaded Dockerfile or archive) and archive_url")
 
 
-def _pull_robot(repo: Repository, requester: Identity, name: str | None) -> Account | None:
+def _pull_robot(repo: Repository, requester: Identity, name: str | None, trusted: bool) -> Account | None:
     if not name:
         return None
     robot = Account.get_or_none((Account.name == name) & (Account.kind == ROBOT))
@@ -72,16 +74,19 @@ def _pull_robot(repo: Repository, requester: Identity, name: str | None) -> Acco
         raise NotFound(f"Robot '{name}' does not exist")
     if robot.owner_id != repo.namespace_id:
         raise Invalid(f"Robot '{name}' belongs to another namespace than {repo.full_name}")
-    if not is_namespace_admin(requester, repo.namespace):
+    if not trusted and not is_namespace_admin(requester, repo.namespace):
         raise Forbidden(f"Only administrators of namespace '{repo.namespace.name}' may build with robot '{name}'")
     return robot
 
 
 def request_build(repo: Repository, requester: Identity, req: BuildRequest, max_queued: int,
-                  base: str, ip: str | None = None) -> Build:
-    """Queue a build (write permission on ``repo`` was checked by the caller)."""
+                  base: str, ip: str | None = None, trusted_pull_robot: bool = False) -> Build:
+    """Queue a build (write permission on ``repo`` was checked by the caller).
+
+    ``trusted_pull_robot``: the robot comes from a trigger an administrator saved, not from this request.
+    """
     _check(req)
-    robot = _pull_robot(repo, requester, req.pull_robot)
+    robot = _pull_robot(repo, requester, req.pull_robot, trusted_pull_robot)
     if req.file_id:
         drop = FileDrop.get_or_none((FileDrop.file_id == req.file_id) & FileDrop.uploaded)
         if drop is None:
@@ -189,6 +194,16 @@ def event_payload(build: Build, base: str) -> dict:
     if build.phase in (ERROR, INTERNAL_ERROR):
         payload["error_message"] = build.error_message
     return payload
+
+
+def on_build_end(fn) -> None:
+    """Register ``fn(build, final_phase)``, run in the transaction that ends a build."""
+    _END_HOOKS.append(fn)
+
+
+def build_ended(build: Build, phase: str) -> None:
+    for fn in _END_HOOKS:
+        fn(build, phase)
 
 
 # -- the build credential -------------------------------------------------------------------------------

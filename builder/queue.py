@@ -76,6 +76,7 @@ def finish(build: Build, worker_id: str, phase: str, writer: LogWriter, base_url
         build = Build.get_by_id(build.id)
         writer.phase(phase)
         events.emit(builds.EVENT_FOR_PHASE[phase], build.repository, builds.event_payload(build, base_url))
+        builds.build_ended(build, phase)
     return True
 
 
@@ -105,8 +106,9 @@ def internal_failure(build: Build, worker_id: str | None, reason: str, writer: L
         Build.update(phase=INTERNAL_ERROR, retries_remaining=0, completed_at=now_ms(), error_message=reason,
                      credential_hash=None).where(Build.id == build.id).execute()
         writer.line("No attempts left: the build has expired.")
-        events.emit(events.BUILD_FAILURE, build.repository,
-                    builds.event_payload(Build.get_by_id(build.id), base_url))
+        build = Build.get_by_id(build.id)
+        events.emit(events.BUILD_FAILURE, build.repository, builds.event_payload(build, base_url))
+        builds.build_ended(build, INTERNAL_ERROR)
         return INTERNAL_ERROR
 
 

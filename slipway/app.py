@@ -24,8 +24,13 @@ HANDLER_MODULES = [
     "accounts.handlers_tokens",
     "accounts.handlers_logs",
     "builder.handlers",
+    "triggers.handlers",
     "slipway.handlers",
 ]
+
+
+# Packages that hook into others (triggers count build outcomes) install their hooks per process.
+INSTALL_MODULES = ["triggers.service"]
 
 
 @dataclass
@@ -43,6 +48,8 @@ def open_db(config: Config, run_migrations: bool = True) -> None:
 
 def build_services(config: Config) -> Services:
     crypto.configure(config.secret_key())
+    for name in INSTALL_MODULES:
+        importlib.import_module(name).install(config)
     return Services(
         config=config,
         storage=open_storage(config),

@@ -120,6 +120,15 @@ class BuildsConfig:
 
 
 @dataclass
+class TriggersConfig:
+    # Successive failed builds after which a trigger disables itself (Quay's numbers).
+    max_user_errors: int = 100
+    max_internal_errors: int = 5
+    # Let triggers clone file:// URLs (a path on the worker's disk): off, as it would expose local files.
+    allow_file_urls: bool = False
+
+
+@dataclass
 class Config:
     data_dir: str = "./slipway-data"
     log_level: str = "info"
@@ -130,6 +139,7 @@ class Config:
     registry: RegistryConfig = field(default_factory=RegistryConfig)
     network: NetworkConfig = field(default_factory=NetworkConfig)
     builds: BuildsConfig = field(default_factory=BuildsConfig)
+    triggers: TriggersConfig = field(default_factory=TriggersConfig)
 
     # -- derived values ---------------------------------------------------
     @property
