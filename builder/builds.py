@@ -188,9 +188,12 @@ def event_payload(build: Build, base: str) -> dict:
         "docker_url": f"{host}/{repo.full_name}",
         "homepage": f"{base}/repository/{repo.full_name}/build/{build.uuid}",
     }
+    if build.phase in (WAITING, *RUNNING):
+        payload.update(repo=repo.name, is_manual=build.trigger_id is None,
+                       manual_user=build.requested_by_name if build.trigger_id is None else None)
     if build.phase == COMPLETE:
         payload["image_id"] = build.image_id
-        payload["manifest_digests"] = json.loads(build.manifest_digests or "[]")
+        payload["manifest_digests"] = [f"{host}/{repo.full_name}@{d}" for d in json.loads(build.manifest_digests or "[]")]
     if build.phase in (ERROR, INTERNAL_ERROR):
         payload["error_message"] = build.error_message
     return payload

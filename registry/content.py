@@ -6,14 +6,16 @@ from dataclasses import dataclass
 
 from peewee import IntegrityError
 
+from slipway import events
 from slipway.db import database, now_ms
 
-from . import queries
+from . import labels, queries
 from .digests import is_digest
 from .errors import RegistryError, manifest_unknown, name_unknown
 from .manifests import ParsedManifest, descriptor_for_referrers
 from .models import Blob, Manifest, ManifestBlob, ManifestChild, Repository, RepositoryBlob, Tag
 from .names import check_tag, split_name
+from .storage import Storage
 
 
 @dataclass
@@ -82,7 +84,30 @@ def set_tag(repo: Repository, name: str, manifest: Manifest, now: int | None = N
     raise AssertionError("unreachable")
 
 
-def put_manifest(repo: Repository, parsed: ParsedManifest, tag: str | None) -> tuple[Manifest, bool]:
+@dataclass
+class PushResult:
+    manifest: Manifest
+    tag_changed: bool = False
+    expires_at: int | None = None  # from quay.expires-after
+    invalid_expiry: str | None = None  # a quay.expires-after value that is not Quay's format
+
+
+def point_tag(repo: Repository, name: str, manifest: Manifest) -> tuple[Tag, bool, str | None]:
+    """Point a tag at a manifest and apply its ``quay.expires-after``: (tag, changed, invalid label value)."""
+    with database.atomic():
+        tag, changed = set_tag(repo, name, manifest)
+        invalid = None
+        if changed:
+            seconds, invalid = labels.expires_after(manifest)
+            if seconds:
+                end = tag.lifetime_start + seconds * 1000
+                Tag.update(lifetime_end=end).where(Tag.id == tag.id).execute()
+                tag.lifetime_end = end
+            events.emit(events.REPO_PUSH, repo, {"updated_tags": [name]})
+    return tag, changed, invalid
+
+
+def put_manifest(repo: Repository, parsed: ParsedManifest, tag: str | None, storage: Storage) -> PushResult:
     """Store a validated manifest (and tag); every blob and child it names must be in the repository."""
     blob_ids = {}
     if parsed.blobs:
@@ -109,6 +134,7 @@ def put_manifest(repo: Repository, parsed: ParsedManifest, tag: str | None) -> t
                                     f"{repo.full_name}: push it first", detail={"digest": digest})
     if tag is not None:
         check_tag(tag)
+    found_labels = labels.extract(parsed, storage) if parsed.blobs or parsed.annotations else {}
 
     with database.atomic():
         manifest = Manifest.get_or_none((Manifest.repository == repo) & (Manifest.digest == parsed.digest))
@@ -124,13 +150,16 @@ def put_manifest(repo: Repository, parsed: ParsedManifest, tag: str | None) -> t
             if child_ids:
                 ManifestChild.insert_many(
                     [{"manifest": manifest.id, "child": cid} for cid in set(child_ids.values())]).execute()
+            if found_labels:
+                labels.store(manifest, found_labels)
         elif manifest.deleted_at is not None:
             Manifest.update(deleted_at=None).where(Manifest.id == manifest.id).execute()
             manifest.deleted_at = None
-        changed = False
+        result = PushResult(manifest)
         if tag is not None:
-            _, changed = set_tag(repo, tag, manifest)
-    return manifest, changed
+            row, result.tag_changed, result.invalid_expiry = point_tag(repo, tag, manifest)
+            result.expires_at = row.lifetime_end
+    return result
 
 
 def delete_reference(repo: Repository, reference: str) -> list[str]:

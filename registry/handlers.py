@@ -219,7 +219,7 @@ class ManifestHandler(RegistryHandler):
             self.write(manifest.content)
         self.finish()
 
-    def put(self, name: str, reference: str) -> None:
+    async def put(self, name: str, reference: str) -> None:
         claims = self.authorize(name, "push")
         limit = self.config.registry.max_manifest_bytes
         if len(self.request.body) > limit:
@@ -238,10 +238,15 @@ class ManifestHandler(RegistryHandler):
         repo = repos.find_or_create_for_push(name, claims.identity, self.client_ip)
         if not can(claims.identity, "push", repo):
             raise RegistryError("DENIED", f"repository {name} does not accept pushes")
-        content.put_manifest(repo, parsed, tag)
+        result = await self.blocking(content.put_manifest, repo, parsed, tag, self.services.storage)
         metadata = {"manifest_digest": parsed.digest, **({"tag": tag} if tag else {})}
         audit.record_later("push_repo", claims.identity, (repo.namespace_id, repo.namespace.name), repo,
                            self.client_ip, metadata)
+        if result.invalid_expiry:
+            audit.record_later("invalid_tag_expiration", claims.identity, (repo.namespace_id, repo.namespace.name),
+                               repo, self.client_ip, {"tag": tag, "label": "quay.expires-after",
+                                                      "value": result.invalid_expiry,
+                                                      "note": "ignored: not <number><s|m|h|d|w|y>"})
         self.set_status(201)
         self.set_header("Location", f"/v2/{name}/manifests/{parsed.digest}")
         self.set_header("Docker-Content-Digest", parsed.digest)

@@ -42,7 +42,14 @@ def _is_uuid(text: str) -> bool:
         return False
 
 
+def run_gc(storage: Storage, config) -> None:
+    from .gc import collect
+
+    collect(storage, config.gc.grace_seconds, config.gc.batch)
+
+
 def register(background) -> None:
     config = background.services.config
     background.every(3600, cleanup_stale_uploads, "registry.cleanup_stale_uploads",
                      background.services.storage, config.registry.stale_upload_hours * 3600)
+    background.every(config.gc.interval_seconds, run_gc, "registry.gc", background.services.storage, config)

@@ -19,12 +19,14 @@ TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 HANDLER_MODULES = [
     "registry.handlers",
     "registry.handlers_api",
+    "registry.handlers_tags",
     "accounts.handlers",
     "accounts.handlers_robots",
     "accounts.handlers_tokens",
     "accounts.handlers_logs",
     "builder.handlers",
     "triggers.handlers",
+    "webhooks.handlers",
     "slipway.handlers",
 ]
 

@@ -12,7 +12,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 
 log = logging.getLogger("slipway.background")
 
-JOB_MODULES = ["registry.jobs", "builder.jobs"]
+JOB_MODULES = ["registry.jobs", "builder.jobs", "webhooks.jobs"]
 
 
 class Background:

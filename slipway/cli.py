@@ -33,6 +33,8 @@ def main(argv: list[str] | None = None) -> int:
     p_user.add_argument("--email")
     p_user.add_argument("--superuser", action="store_true")
     p_user.add_argument("--password", help="the password (default: asked for, or read from stdin if not a tty)")
+    p_gc = admin.add_parser("gc", help="collect garbage now (expired tags, unreferenced manifests and blobs)")
+    p_gc.add_argument("--grace", type=int, help="seconds (default: gc.grace_seconds) that young uploads are kept")
 
     args = parser.parse_args(argv)
     try:
@@ -70,7 +72,24 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "admin" and args.admin_command == "create-user":
         return _create_user(args)
+    if args.command == "admin" and args.admin_command == "gc":
+        return _gc(config, args.grace)
     return 1
+
+
+def _gc(config, grace: int | None) -> int:
+    from registry.gc import collect, orphaned_files
+    from registry.storage import open_storage
+
+    storage = open_storage(config)
+    freed = collect(storage, config.gc.grace_seconds if grace is None else grace, config.gc.batch)
+    print(freed)
+    for digest in freed.digests:
+        print(f"  freed {digest}")
+    orphans = orphaned_files(storage)
+    if orphans:
+        print(f"{len(orphans)} stored blob(s) have no database row (left by an interrupted push); they are kept")
+    return 0
 
 
 def _create_user(args) -> int:

@@ -82,6 +82,22 @@ class RegistryConfig:
 
 
 @dataclass
+class TagsConfig:
+    # An expiry set through the API is clamped into this range (seconds from now).
+    min_expiration_seconds: int = 60
+    max_expiration_seconds: int = 2 * 365 * 86400
+
+
+@dataclass
+class GcConfig:
+    interval_seconds: int = 3600
+    # Uploads, blob links and manifests younger than this are never collected (Quay: 1 h),
+    # so a push in progress (blobs first, manifest last) is safe.
+    grace_seconds: int = 3600
+    batch: int = 500
+
+
+@dataclass
 class NetworkConfig:
     # Outgoing requests (archive_url, webhooks, git clones over http) to
     # loopback, private and link-local addresses are refused unless allowed.
@@ -129,6 +145,23 @@ class TriggersConfig:
 
 
 @dataclass
+class NotificationsConfig:
+    # Delays (seconds) before each retry of a failed delivery; Quay retries 4 times, 30 s apart.
+    retry_delays: list = field(default_factory=lambda: [30, 30, 30, 30])
+    # After this many successive failed attempts a notification stops until it is reset (Quay: 3).
+    max_failures: int = 3
+    webhook_timeout: int = 10
+    # How often tags about to expire are looked for (repo_image_expiry).
+    expiry_scan_seconds: int = 300
+    smtp_host: str = ""
+    smtp_port: int = 25
+    smtp_tls: str = "none"  # none | starttls | ssl
+    smtp_username: str = ""
+    smtp_password: str = ""
+    mail_from: str = "slipway@localhost"
+
+
+@dataclass
 class Config:
     data_dir: str = "./slipway-data"
     log_level: str = "info"
@@ -138,8 +171,11 @@ class Config:
     auth: AuthConfig = field(default_factory=AuthConfig)
     registry: RegistryConfig = field(default_factory=RegistryConfig)
     network: NetworkConfig = field(default_factory=NetworkConfig)
+    tags: TagsConfig = field(default_factory=TagsConfig)
+    gc: GcConfig = field(default_factory=GcConfig)
     builds: BuildsConfig = field(default_factory=BuildsConfig)
     triggers: TriggersConfig = field(default_factory=TriggersConfig)
+    notifications: NotificationsConfig = field(default_factory=NotificationsConfig)
 
     # -- derived values ---------------------------------------------------
     @property

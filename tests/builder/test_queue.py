@@ -22,7 +22,11 @@ def make(tmp_path_factory, name: str, **env) -> tuple[SlipwayServer, Builds]:
     base = tmp_path_factory.mktemp(name)
     srv = SlipwayServer(base, extra_env={**FAST_QUEUE, **{f"SLIPWAY_BUILDS__{k.upper()}": str(v)
                                                           for k, v in env.items()}}).start()
-    return srv, Builds(srv, ContainerTools(base / "tools", srv.host)).setup(base)
+    try:
+        return srv, Builds(srv, ContainerTools(base / "tools", srv.host)).setup(base)
+    except BaseException:
+        srv.stop()
+        raise
 
 
 @pytest.fixture(scope="module")
