@@ -66,7 +66,9 @@ def _check(req: BuildRequest) -> None:
         raise Invalid("Give exactly one of file_id (an uploaded Dockerfile or archive) and archive_url")
 
 
-def _pull_robot(repo: Repository, requester: Identity, name: str | None, trusted: bool) -> Account | None:
+def resolve_pull_robot(repo: Repository, requester: Identity, name: str | None, trusted: bool) -> Account | None:
+    """The robot whose credentials pull base images: one of the repository's namespace; unless ``trusted``,
+    only namespace administrators may lend it."""
     if not name:
         return None
     robot = Account.get_or_none((Account.name == name) & (Account.kind == ROBOT))
@@ -86,7 +88,7 @@ def request_build(repo: Repository, requester: Identity, req: BuildRequest, max_
     ``trusted_pull_robot``: the robot comes from a trigger an administrator saved, not from this request.
     """
     _check(req)
-    robot = _pull_robot(repo, requester, req.pull_robot, trusted_pull_robot)
+    robot = resolve_pull_robot(repo, requester, req.pull_robot, trusted_pull_robot)
     if req.file_id:
         drop = FileDrop.get_or_none((FileDrop.file_id == req.file_id) & FileDrop.uploaded)
         if drop is None:

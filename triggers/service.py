@@ -11,7 +11,6 @@ from peewee import IntegrityError
 
 from accounts import audit
 from accounts.identity import Identity
-from accounts.models import ROBOT, Account
 from builder import builds
 from builder.models import COMPLETE, ERROR, INTERNAL_ERROR, Build
 from registry.models import Repository
@@ -57,24 +56,13 @@ def _apply_config(trigger: Trigger, config: dict) -> None:
         setattr(trigger, key, json.dumps(value) if key in JSON_FIELDS else value)
 
 
-def _pull_robot(repo: Repository, requester: Identity, name: str | None) -> Account | None:
-    if not name:
-        return None
-    robot = Account.get_or_none((Account.name == name) & (Account.kind == ROBOT))
-    if robot is None:
-        raise NotFound(f"Robot '{name}' does not exist")
-    if robot.owner_id != repo.namespace_id:
-        raise Invalid(f"Robot '{name}' belongs to another namespace than {repo.full_name}")
-    return robot
-
-
 def create(repo: Repository, kind: str, config: dict, pull_robot: str | None, requester: Identity,
            ip: str | None = None) -> Trigger:
     if kind not in KINDS:
         raise Invalid(f"Unknown trigger service '{kind}': use one of {', '.join(KINDS)}")
     trigger = Trigger(uuid=str(uuid.uuid4()), repository=repo, kind=kind, created_by_name=requester.name)
     _apply_config(trigger, config or {})
-    trigger.pull_robot = _pull_robot(repo, requester, pull_robot)
+    trigger.pull_robot = builds.resolve_pull_robot(repo, requester, pull_robot, trusted=False)
     with database.atomic():
         trigger.save(force_insert=True)
         audit.record("setup_repo_trigger", requester, repo.namespace, repo, ip,
@@ -88,7 +76,8 @@ def update(trigger: Trigger, config: dict | None, enabled: bool | None, pull_rob
         if config:
             _apply_config(trigger, config)
         if pull_robot is not None:
-            trigger.pull_robot = _pull_robot(trigger.repository, requester, pull_robot or None)
+            trigger.pull_robot = builds.resolve_pull_robot(trigger.repository, requester, pull_robot or None,
+                                                               trusted=False)
         if enabled is not None and enabled != trigger.enabled:
             trigger.enabled = enabled
             if enabled:
