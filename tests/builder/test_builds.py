@@ -210,3 +210,24 @@ def test_layer_cache_in_the_registry_is_reused_by_the_next_build(builds):
     log = builds.log_text(repo, second["id"])
     assert second["phase"] == "complete", log
     assert "Using cache" in log, log
+
+
+def test_private_base_images_need_a_pull_robot(builds, tmp_path):
+    from tests.images import make_oci_layout
+
+    layout = tmp_path / "private-base"
+    make_oci_layout(layout, labels={"from": "private"})
+    builds.tools.skopeo("copy", "--dest-tls-verify=false", "--dest-creds", f"admin:{builds.admin.auth[1]}",
+                        f"oci:{layout}:latest", f"docker://{builds.server.host}/admin/private-base:1")
+    robot = builds.admin.ok("PUT", "/user/robots/puller", {"description": "pulls base images"})
+    builds.admin.ok("PUT", "/repository/admin/private-base/permissions/user/admin+puller", {"role": "read"})
+    repo = builds.repo("on-private-base")
+    content = f"FROM {builds.server.host}/admin/private-base:1\nLABEL built=yes\n"
+    without = builds.wait(repo, builds.start_dockerfile(repo, content)["id"])
+    assert without["phase"] == "error" and "Could not pull base image" in without["error"]
+    with_robot = builds.wait(repo, builds.start_dockerfile(repo, content, pull_robot="admin+puller")["id"])
+    assert with_robot["phase"] == "complete", builds.log_text(repo, with_robot["id"])
+    assert with_robot["pull_robot"]["name"] == "admin+puller"
+    labels = builds.inspect(f"{repo}:latest")["Labels"]
+    assert labels["from"] == "private" and labels["built"] == "yes"
+    assert robot["token"] not in builds.log_text(repo, with_robot["id"])
