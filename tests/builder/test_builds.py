@@ -39,6 +39,11 @@ def test_build_from_an_uploaded_dockerfile_is_pushed_with_exactly_its_tags(build
     steps = [e for e in builds.logs(repo, build["id"])["logs"] if e.get("type") == "command"]
     assert [s["message"].split(":")[0] for s in steps] == ["STEP 1/3", "STEP 2/3", "STEP 3/3"]
     assert all("datetime" in e["data"] for e in builds.logs(repo, build["id"])["logs"] if e.get("type") == "phase")
+    text = builds.admin.get(f"/repository/{repo}/build/{build['id']}/logs/download")
+    assert text.headers["Content-Type"].startswith("text/plain") and "== phase: complete" in text.text
+    assert text.text.count("\n") == builds.logs(repo, build["id"])["total"]
+    later = builds.logs(repo, build["id"], start=3)
+    assert later["start"] == 3 and len(later["logs"]) == later["total"] - 3
 
 
 def test_archive_with_subdirectory_context_build_args_and_target(builds, tmp_path):
