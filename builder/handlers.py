@@ -11,6 +11,7 @@ import uuid
 from tornado.iostream import StreamClosedError
 from tornado.web import stream_request_body
 
+from accounts import audit
 from registry.handlers_api import REPO_PATH, RepositoryBase
 from registry.permissions import can
 from slipway import outgoing
@@ -172,7 +173,9 @@ class BuildHandler(BuildBase):
     async def delete(self, namespace: str, repository: str, build_uuid: str) -> None:
         """Cancel a build: a waiting one leaves the queue, a running one is stopped within seconds."""
         build = self.build("write")
-        queue.cancel(build, builds.base_url(self.config), self.config.builds.max_log_bytes)
+        phase = queue.cancel(build, builds.base_url(self.config), self.config.builds.max_log_bytes)
+        audit.record("cancel_build", self.identity, build.repository.namespace, build.repository, self.client_ip,
+                     {"build_uuid": build.uuid, "phase": phase})
         self.send(None, 204)
 
 

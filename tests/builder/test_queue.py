@@ -68,6 +68,8 @@ def test_cancel_a_running_build_stops_buildah(one_worker):
     assert done["phase"] == "cancelled" and time.time() - asked < 8
     assert subprocess.run(["pgrep", "-f", f"slipway-build-{build['id']}"], capture_output=True).returncode == 1
     assert one_worker.tags(repo) == []
+    cancels = one_worker.server.sql("SELECT metadata FROM log_entry WHERE kind = 'cancel_build'")
+    assert [json.loads(c[0])["build_uuid"] for c in cancels] == [build["id"]]
     r = one_worker.admin.delete(f"/repository/{repo}/build/{build['id']}")
     assert r.status_code == 400 and "already cancelled" in r.json()["detail"]
 
