@@ -171,12 +171,16 @@ class BuildahBackend(Backend):
         return ["--authfile", str(job.authfile)] if job.authfile else []
 
     def pull(self, job: Job, image: str) -> None:
-        code, lines = run_streaming(self._base() + ["pull", *self._auth(job), image], self._env(job), job)
+        # --policy=always: the registry checks this build's credentials even when another build already
+        # stored the image here (the store is shared); layers already present are not fetched again.
+        code, lines = run_streaming(self._base() + ["pull", "--policy=always", *self._auth(job), image],
+                                    self._env(job), job)
         if code != 0:
             raise BuildFailed(f"Could not pull base image {image}: {failure_reason(lines, 'pull failed')}")
 
     def build(self, job: Job) -> None:
-        cmd = self._base() + ["bud", "--isolation", self.isolation, "--layers", *self._auth(job),
+        # --pull=never: only the images the pull phase fetched with this build's credentials.
+        cmd = self._base() + ["bud", "--isolation", self.isolation, "--layers", "--pull=never", *self._auth(job),
                               "-f", str(job.dockerfile), "-t", job.image]
         for key, value in sorted(job.build_args.items()):
             cmd += ["--build-arg", f"{key}={value}"]
@@ -252,7 +256,7 @@ class DockerBackend(Backend):
     def build(self, job: Job) -> None:
         stream = self.client.build(path=str(job.context_dir), dockerfile=str(job.dockerfile.relative_to(job.context_dir)),
                                    tag=job.image, buildargs=job.build_args or None, target=job.target, rm=True,
-                                   forcerm=True, decode=True)
+                                   forcerm=True, pull=False, decode=True)
         self._consume(job, stream)
 
     def push(self, job: Job, destination: str) -> str:

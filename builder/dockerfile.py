@@ -71,4 +71,10 @@ def read(text: str, build_args: dict) -> Dockerfile:
                 stages.add(words[2].lower())
             if image.lower() != "scratch" and image.lower() not in stages and image not in result.base_images:
                 result.base_images.append(image)
+        elif keyword in ("COPY", "ADD"):
+            for word in rest.split():
+                if word.startswith("--from="):
+                    source = substitute(word[len("--from="):], global_args)
+                    if source.lower() not in stages and not source.isdigit() and source not in result.base_images:
+                        result.base_images.append(source)
     return result

@@ -27,12 +27,20 @@ log = logging.getLogger("slipway.builder.queue")
 CLAIM_LOCK = 7_311_977  # the PostgreSQL advisory lock id for claims
 
 
+def _serialize() -> None:
+    """Inside a transaction: queue changes (claim, cancel, failures) happen one at a time.
+
+    SQLite's write lock does this already; PostgreSQL needs the advisory lock.
+    """
+    if is_postgres():
+        database.execute_sql("SELECT pg_advisory_xact_lock(%s)", (CLAIM_LOCK,))
+
+
 def claim(worker_id: str, lease_seconds: int, max_concurrent: int) -> Build | None:
     """Take the next runnable build for ``worker_id``, or None."""
     now = now_ms()
     with database.atomic():
-        if is_postgres():
-            database.execute_sql("SELECT pg_advisory_xact_lock(%s)", (CLAIM_LOCK,))
+        _serialize()
         running = BuildJob.select().where(BuildJob.lease_owner.is_null(False))
         if running.count() >= max_concurrent:
             return None
@@ -48,8 +56,10 @@ def claim(worker_id: str, lease_seconds: int, max_concurrent: int) -> Build | No
                .order_by(BuildJob.created_at, BuildJob.id).first())
         if job is None:
             return None
-        BuildJob.update(lease_owner=worker_id, lease_expires=now + lease_seconds * 1000).where(
-            BuildJob.id == job.id).execute()
+        taken = BuildJob.update(lease_owner=worker_id, lease_expires=now + lease_seconds * 1000).where(
+            (BuildJob.id == job.id) & BuildJob.lease_owner.is_null()).execute()
+        if not taken:
+            return None
         Build.update(phase=SCHEDULED, started_at=now, cancel_requested=False).where(
             Build.id == job.build_id).execute()
         build = Build.get_by_id(job.build_id)
@@ -81,16 +91,30 @@ def finish(build: Build, worker_id: str, phase: str, writer: LogWriter, base_url
 
 
 def internal_failure(build: Build, worker_id: str | None, reason: str, writer: LogWriter, base_url: str,
-                     retry_delay_seconds: int) -> str:
-    """An internal error (worker lost, crash): queue again while retries remain. Returns the new phase."""
+                     retry_delay_seconds: int, lease_expired: bool = False) -> str:
+    """An internal error (worker lost, crash): queue again while retries remain. Returns the new phase.
+
+    ``lease_expired``: called by the reaper, which acts only if the lease is still out of date.
+    """
     with database.atomic():
+        _serialize()
         build = Build.get_by_id(build.id)
         condition = BuildJob.build == build.id
         if worker_id is not None:
             condition &= BuildJob.lease_owner == worker_id
+        if lease_expired:
+            condition &= BuildJob.lease_expires < now_ms()
         job = BuildJob.get_or_none(condition)
         if job is None or build.phase in TERMINAL:
             return build.phase
+        if build.cancel_requested:  # it was being cancelled: that is how it ends, not with a retry
+            job.delete_instance()
+            Build.update(phase=CANCELLED, completed_at=now_ms(), credential_hash=None).where(
+                Build.id == build.id).execute()
+            writer.phase(CANCELLED)
+            build = Build.get_by_id(build.id)
+            events.emit(events.BUILD_CANCELLED, build.repository, builds.event_payload(build, base_url))
+            return CANCELLED
         writer.phase(INTERNAL_ERROR)
         writer.error(reason)
         remaining = build.retries_remaining - 1
@@ -121,7 +145,7 @@ def reap_expired_leases(config) -> int:
         writer = LogWriter(build, config.builds.max_log_bytes)
         log.warning("build %s: worker %s stopped responding", build.uuid, job.lease_owner)
         internal_failure(build, job.lease_owner, "The build worker stopped responding (it was stopped or crashed)",
-                         writer, builds.base_url(config), config.builds.retry_delay_seconds)
+                         writer, builds.base_url(config), config.builds.retry_delay_seconds, lease_expired=True)
         writer.flush()
         count += 1
     return count
@@ -130,13 +154,14 @@ def reap_expired_leases(config) -> int:
 def cancel(build: Build, base_url: str, max_log_bytes: int) -> str:
     """Cancel a build: a waiting one leaves the queue now; a running one is stopped by its worker."""
     with database.atomic():
+        _serialize()
         build = Build.get_by_id(build.id)
         if build.phase in TERMINAL:
             raise Invalid("Build is currently running or has finished" if build.phase != CANCELLED
                           else "Build was already cancelled")
         job = BuildJob.get_or_none(BuildJob.build == build.id)
-        if build.phase == WAITING and job is not None and job.lease_owner is None:
-            job.delete_instance()
+        if build.phase == WAITING and job is not None and job.lease_owner is None \
+                and BuildJob.delete().where((BuildJob.id == job.id) & BuildJob.lease_owner.is_null()).execute():
             Build.update(phase=CANCELLED, completed_at=now_ms()).where(Build.id == build.id).execute()
             writer = LogWriter(build, max_log_bytes)
             writer.phase(CANCELLED)

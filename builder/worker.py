@@ -17,6 +17,7 @@ import threading
 import time
 import uuid
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 from accounts.identity import Identity
 from accounts.robots import robot_token
@@ -34,6 +35,15 @@ log = logging.getLogger("slipway.builder.worker")
 # Set when this process queues a build, so its own workers start at once instead of at the next poll.
 WAKE = threading.Event()
 POLL_SECONDS = 0.25
+
+
+def redact(url: str) -> str:
+    """A URL without what may be a credential (user:password, a presigned query)."""
+    parsed = urlsplit(url)
+    host = parsed.hostname or ""
+    if parsed.port:
+        host += f":{parsed.port}"
+    return urlunsplit((parsed.scheme, host, parsed.path, "", ""))
 
 
 def filedrop_key(file_id: str) -> str:
@@ -91,10 +101,20 @@ class BuildRun:
         return self.stop_reason
 
     def _heartbeat(self) -> None:
-        interval = max(0.2, min(2.0, self.config.builds.lease_seconds / 5))
+        lease = self.config.builds.lease_seconds
+        interval = max(0.2, min(2.0, lease / 5))
+        renewed = time.monotonic()
         try:
             while not self.done.wait(interval):
-                ours, cancel = queue.heartbeat(self.build, self.worker.id, self.config.builds.lease_seconds)
+                try:
+                    ours, cancel = queue.heartbeat(self.build, self.worker.id, lease)
+                except Exception as e:  # a busy or briefly unreachable database: try again
+                    log.warning("build %s: heartbeat failed: %s", self.build.uuid, e)
+                    database.close()
+                    if time.monotonic() - renewed > lease:
+                        self.stop_reason = "lost"  # others may have taken the build back by now
+                    continue
+                renewed = time.monotonic()
                 if not ours:
                     self.stop_reason = "lost"
                 elif cancel and self.stop_reason is None:
@@ -213,7 +233,7 @@ class BuildRun:
                     f.write(data)
             kind = contexts.materialize(source, root, limits)
         elif build.source == "archive_url":
-            self.writer.line(f"Downloading {build.archive_url}")
+            self.writer.line(f"Downloading {redact(build.archive_url)}")
             contexts.download(build.archive_url, source, self.config.network, self.config.builds.max_context_bytes)
             kind = contexts.materialize(source, root, limits)
         else:

@@ -118,8 +118,9 @@ def verify_and_commit(storage: Storage, repo: Repository, upload_id: str, digest
     # garbage collection deletes a blob (row and bytes) the same way, so the two never interleave.
     with database.atomic():
         blob = locked_blob(digest)
-        if blob is None:
-            blob = Blob.create(digest=digest, size=size)
+        if blob is None:  # two pushes of a new blob may race here: one inserts, both then lock that row
+            Blob.insert(digest=digest, size=size).on_conflict_ignore().execute()
+            blob = locked_blob(digest)
         if storage.blob_size(digest) == size:
             storage.upload_delete(upload_id)  # identical bytes are already stored
         else:

@@ -95,6 +95,8 @@ class PushResult:
 def point_tag(repo: Repository, name: str, manifest: Manifest) -> tuple[Tag, bool, str | None]:
     """Point a tag at a manifest and apply its ``quay.expires-after``: (tag, changed, invalid label value)."""
     with database.atomic():
+        # Touching the manifest locks it against garbage collection until the tag exists.
+        Manifest.update(created_at=now_ms()).where(Manifest.id == manifest.id).execute()
         tag, changed = set_tag(repo, name, manifest)
         invalid = None
         if changed:
@@ -136,7 +138,26 @@ def put_manifest(repo: Repository, parsed: ParsedManifest, tag: str | None, stor
         check_tag(tag)
     found_labels = labels.extract(parsed, storage) if parsed.blobs or parsed.annotations else {}
 
+    now = now_ms()
     with database.atomic():
+        # Garbage collection spares what is younger than its grace period: refreshing the links and
+        # manifests this one uses (and locking those rows) keeps them, and re-checks they still exist.
+        if blob_ids:
+            ids = set(blob_ids.values())
+            kept = RepositoryBlob.update(created_at=now).where(
+                (RepositoryBlob.repository == repo) & RepositoryBlob.blob.in_(list(ids))).execute()
+            if kept != len(ids):
+                raise RegistryError("MANIFEST_BLOB_UNKNOWN", "a blob of this manifest was just removed from "
+                                    f"repository {repo.full_name}: push it again")
+        if child_ids:
+            ids = set(child_ids.values())
+            kept = Manifest.update(created_at=now).where(Manifest.id.in_(list(ids))
+                                                         & Manifest.deleted_at.is_null()).execute()
+            if kept != len(ids):
+                raise RegistryError("MANIFEST_BLOB_UNKNOWN", "a manifest this index names was just removed from "
+                                    f"repository {repo.full_name}: push it again")
+        Manifest.update(created_at=now).where((Manifest.repository == repo)
+                                              & (Manifest.digest == parsed.digest)).execute()
         manifest = Manifest.get_or_none((Manifest.repository == repo) & (Manifest.digest == parsed.digest))
         if manifest is None:
             manifest = Manifest.create(

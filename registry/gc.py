@@ -78,33 +78,32 @@ def _manifests(freed: Freed, cutoff: int, batch: int, repository_id: int | None)
         subject = Manifest.alias()
         has_subject = (subject.select(subject.id)
                        .where((subject.repository == Manifest.repository) & (subject.digest == Manifest.subject_digest)))
-        query = (Manifest.select(Manifest.id)
-                 .where(Manifest.id.not_in(tagged) & Manifest.id.not_in(parent)
-                        & (Manifest.created_at < cutoff)
-                        & (Manifest.subject_digest.is_null() | ~fn.EXISTS(has_subject))))
+        unkept = (Manifest.id.not_in(tagged) & Manifest.id.not_in(parent) & (Manifest.created_at < cutoff)
+                  & (Manifest.subject_digest.is_null() | ~fn.EXISTS(has_subject)))
+        query = Manifest.select(Manifest.id).where(unkept)
         if repository_id is not None:
             query = query.where(Manifest.repository == repository_id)
         ids = [m.id for m in query.limit(batch)]
         if not ids:
             return
-        with database.atomic():
-            freed.manifests += Manifest.delete().where(Manifest.id.in_(ids)).execute()
+        with database.atomic():  # the condition again: a push may have used one meanwhile
+            freed.manifests += Manifest.delete().where(Manifest.id.in_(ids) & unkept).execute()
 
 
 def _links(freed: Freed, cutoff: int, batch: int, repository_id: int | None) -> None:
     """Blob links no manifest of their repository uses, older than the grace period."""
     used = (ManifestBlob.select(ManifestBlob.blob).join(Manifest)
             .where(Manifest.repository == RepositoryBlob.repository))
+    unused = (RepositoryBlob.created_at < cutoff) & RepositoryBlob.blob.not_in(used)
     while True:
-        query = (RepositoryBlob.select(RepositoryBlob.id)
-                 .where((RepositoryBlob.created_at < cutoff) & RepositoryBlob.blob.not_in(used)))
+        query = RepositoryBlob.select(RepositoryBlob.id).where(unused)
         if repository_id is not None:
             query = query.where(RepositoryBlob.repository == repository_id)
         ids = [r.id for r in query.limit(batch)]
         if not ids:
             return
-        with database.atomic():
-            freed.links += RepositoryBlob.delete().where(RepositoryBlob.id.in_(ids)).execute()
+        with database.atomic():  # the condition again: a manifest push may have refreshed one meanwhile
+            freed.links += RepositoryBlob.delete().where(RepositoryBlob.id.in_(ids) & unused).execute()
 
 
 def _blobs(freed: Freed, storage: Storage, cutoff: int, batch: int) -> None:

@@ -14,10 +14,10 @@ from .models import Manifest, ManifestChild, ManifestLabel
 from .storage import Storage
 
 EXPIRES_AFTER = "quay.expires-after"
-DURATION_RE = re.compile(r"^(\d+)([smhdwy])$")
+DURATION_RE = re.compile(r"^(\d+)([smhdwy])\Z")
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400, "y": 365 * 86400}
 CONFIG_TYPES = {"application/vnd.oci.image.config.v1+json", "application/vnd.docker.container.image.v1+json"}
-KEY_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9._/-]{0,254}$")
+KEY_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9._/-]{0,254}\Z")
 MAX_CONFIG_BYTES = 4 * 1024 * 1024
 
 
@@ -34,10 +34,10 @@ def extract(parsed, storage: Storage) -> dict:
     labels: dict = {}
     if parsed.media_type in IMAGE_TYPES:
         config_type = parsed.document.get("config", {}).get("mediaType")
-        size = parsed.document.get("config", {}).get("size", 0)
-        if config_type in CONFIG_TYPES and size <= MAX_CONFIG_BYTES:
+        stored = storage.blob_size(parsed.config_digest)  # the real size: the descriptor's is the client's word
+        if config_type in CONFIG_TYPES and stored is not None and stored <= MAX_CONFIG_BYTES:
             try:
-                raw = b"".join(storage.read_blob(parsed.config_digest))
+                raw = b"".join(storage.read_blob(parsed.config_digest, 0, MAX_CONFIG_BYTES))
                 config = json.loads(raw).get("config") or {}
                 labels.update({k: str(v) for k, v in (config.get("Labels") or {}).items()})
             except (OSError, ValueError, AttributeError):

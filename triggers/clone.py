@@ -4,6 +4,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+import posixpath
 import re
 import socket
 import tempfile
@@ -19,7 +20,7 @@ from slipway.errors import Invalid
 from .models import Trigger
 from .service import private_key
 
-SCP_RE = re.compile(r"^(?:(?P<user>[^@/]+)@)?(?P<host>[^:/]+):(?P<path>[^/].*)$")
+SCP_RE = re.compile(r"^(?:(?P<user>[^@/]+)@)?(?P<host>[^:/]+):(?P<path>[^/].*)\Z")
 
 
 def check_source(url: str, config) -> None:
@@ -48,9 +49,16 @@ def check_source(url: str, config) -> None:
                       "requests to private networks")
 
 
-def git_env(workdir: Path, key: str | None) -> dict:
+def git_env(workdir: Path, key: str | None, allow_file: bool = False) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
     env["GIT_TERMINAL_PROMPT"] = "0"
+    # Only the transports the source rules know, and no HTTP redirects (they could lead anywhere).
+    settings = [("http.followRedirects", "false"), ("protocol.allow", "never"), ("protocol.https.allow", "always"),
+                ("protocol.http.allow", "always"), ("protocol.ssh.allow", "always"),
+                ("protocol.file.allow", "always" if allow_file else "never")]
+    env["GIT_CONFIG_COUNT"] = str(len(settings))
+    for i, (key_name, value) in enumerate(settings):
+        env[f"GIT_CONFIG_KEY_{i}"], env[f"GIT_CONFIG_VALUE_{i}"] = key_name, value
     ssh = ["ssh", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=accept-new",
            "-o", f"UserKnownHostsFile={workdir / 'known_hosts'}", "-o", "ConnectTimeout=20"]
     if key:
@@ -83,7 +91,7 @@ def clone_for_build(build, root: Path, config, writer) -> str:
     except Invalid as e:
         raise BuildFailed(e.message) from None
     with tempfile.TemporaryDirectory(prefix="clone-") as tmp:
-        env = git_env(Path(tmp), private_key(trigger) if trigger else None)
+        env = git_env(Path(tmp), private_key(trigger) if trigger else None, config.triggers.allow_file_urls)
         writer.line(f"Cloning {url} at {commit}")
         try:
             repo = git.Repo.clone_from(url, str(root), env=env, no_checkout=True)
@@ -94,6 +102,11 @@ def clone_for_build(build, root: Path, config, writer) -> str:
         except git.GitCommandError:
             raise BuildFailed(f"The commit {commit} does not exist in {url}") from None
         if (root / ".gitmodules").exists():
+            for sub_url in submodule_urls(repo, url):
+                try:
+                    check_source(sub_url, config)
+                except Invalid as e:
+                    raise BuildFailed(f"Submodule source refused: {e.message}") from None
             writer.line("Updating submodules")
             try:
                 repo.git.submodule("update", "--init", "--recursive", env=env)
@@ -103,11 +116,32 @@ def clone_for_build(build, root: Path, config, writer) -> str:
     return "git"
 
 
+def submodule_urls(repo: git.Repo, origin: str) -> list[str]:
+    """The URLs .gitmodules names, relative ones resolved against the superproject's URL (as git does)."""
+    try:
+        out = repo.git.config("-f", ".gitmodules", "--get-regexp", r"^submodule\..*\.url$")
+    except git.GitCommandError:
+        return []
+    urls = []
+    for line in out.splitlines():
+        _, _, value = line.partition(" ")
+        value = value.strip()
+        if value.startswith(("./", "../")):
+            match = SCP_RE.match(origin) if "://" not in origin else None
+            if match:
+                value = f"{origin.split(':', 1)[0]}:{posixpath.normpath(match.group('path') + '/' + value)}"
+            else:
+                parsed = urlparse(origin)
+                value = parsed._replace(path=posixpath.normpath(parsed.path + "/" + value)).geturl()
+        urls.append(value)
+    return urls
+
+
 def remote_refs(url: str, trigger: Trigger, config) -> tuple[dict, str | None]:
     """The source's refs (``git ls-remote``) and its default branch, for manual runs."""
     check_source(url, config)
     with tempfile.TemporaryDirectory(prefix="lsremote-") as tmp:
-        env = git_env(Path(tmp), private_key(trigger))
+        env = git_env(Path(tmp), private_key(trigger), config.triggers.allow_file_urls)
         try:
             out = git.Git().ls_remote("--symref", url, env=env)
         except git.GitCommandError as e:

@@ -11,6 +11,7 @@ from peewee import IntegrityError
 
 from accounts import audit
 from accounts.identity import Identity
+from accounts.permissions import is_namespace_admin
 from builder import builds
 from builder.models import COMPLETE, ERROR, INTERNAL_ERROR, Build
 from registry.models import Repository
@@ -24,7 +25,7 @@ from .models import KINDS, Delivery, Trigger
 CONFIG_FIELDS = ("build_source", "dockerfile_path", "context", "branchtag_regex", "tag_templates",
                  "default_tag_from_ref", "latest_for_default_branch", "build_args", "included_paths", "ignored_paths")
 JSON_FIELDS = ("tag_templates", "build_args", "included_paths", "ignored_paths")
-SHA_RE = re.compile(r"^[0-9a-fA-F]{7,40}$")
+SHA_RE = re.compile(r"^[0-9a-fA-F]{7,40}\Z")
 
 
 def get_trigger(repo: Repository, trigger_uuid: str) -> Trigger:
@@ -56,6 +57,11 @@ def _apply_config(trigger: Trigger, config: dict) -> None:
         setattr(trigger, key, json.dumps(value) if key in JSON_FIELDS else value)
 
 
+def _loggable(config: dict) -> dict:
+    """Configuration for the audit log: build argument values may be secrets, so only their names."""
+    return {**config, "build_args": sorted(config["build_args"])} if "build_args" in config else config
+
+
 def create(repo: Repository, kind: str, config: dict, pull_robot: str | None, requester: Identity,
            ip: str | None = None) -> Trigger:
     if kind not in KINDS:
@@ -66,12 +72,24 @@ def create(repo: Repository, kind: str, config: dict, pull_robot: str | None, re
     with database.atomic():
         trigger.save(force_insert=True)
         audit.record("setup_repo_trigger", requester, repo.namespace, repo, ip,
-                     {"trigger_id": trigger.uuid, "service": kind, "config": config})
+                     {"trigger_id": trigger.uuid, "service": kind, "config": _loggable(config)})
     return trigger
+
+
+SOURCE_FIELDS = ("build_source", "dockerfile_path", "context", "build_args")
+
+
+def _guard_robot(trigger: Trigger, config: dict | None, requester: Identity) -> None:
+    """A trigger builds with its pull robot's access: changing what it builds is for those who may lend the robot."""
+    if trigger.pull_robot_id and config and set(config) & set(SOURCE_FIELDS) \
+            and not is_namespace_admin(requester, trigger.repository.namespace):
+        raise Forbidden(f"This trigger builds with robot {trigger.pull_robot.name}: only administrators of "
+                        f"namespace '{trigger.repository.namespace.name}' may change what it builds")
 
 
 def update(trigger: Trigger, config: dict | None, enabled: bool | None, pull_robot: str | None,
            requester: Identity, ip: str | None = None) -> Trigger:
+    _guard_robot(trigger, config, requester)
     with database.atomic():
         if config:
             _apply_config(trigger, config)
@@ -87,13 +105,14 @@ def update(trigger: Trigger, config: dict | None, enabled: bool | None, pull_rob
                 trigger.disabled_reason = f"Disabled by {requester.name}"
         trigger.save()
         audit.record("update_repo_trigger", requester, trigger.repository.namespace, trigger.repository, ip,
-                     {"trigger_id": trigger.uuid, "config": config or {}, "enabled": enabled})
+                     {"trigger_id": trigger.uuid, "config": _loggable(config or {}), "enabled": enabled})
     return trigger
 
 
 def activate(trigger: Trigger, config: dict | None, webhook_secret: str | None, requester: Identity,
              ip: str | None = None) -> Trigger:
     """Make the deploy key and the webhook credential (again, if already active)."""
+    _guard_robot(trigger, config, requester)
     with database.atomic():
         if config:
             _apply_config(trigger, config)
@@ -199,6 +218,8 @@ def start_build(trigger: Trigger, metadata: dict, requester: Identity, max_queue
     tags = templates.tags_for(json.loads(trigger.tag_templates), metadata, trigger.default_tag_from_ref,
                               trigger.latest_for_default_branch)
     url = trigger.build_source or metadata.get("git_url")
+    if trigger.pull_robot_id and not trigger.build_source:
+        raise Invalid("A trigger with a pull robot builds only its configured build_source: set config.build_source")
     if not url:
         raise Invalid("Neither the trigger (build_source) nor the payload names a git URL to build from")
     request = builds.BuildRequest(

@@ -27,6 +27,7 @@ from .notifications import SEVERITIES, payload_for
 
 log = logging.getLogger("slipway.notifications")
 CURSOR = "notifications"
+SETTLE_MS = 10_000
 BUILD_EVENTS = {"build_queued", "build_start", "build_success", "build_failure", "build_cancelled"}
 
 
@@ -47,23 +48,35 @@ def _matches(notification: Notification, kind: str, data: dict) -> bool:
 
 
 def fan_out(config, batch: int = 500) -> int:
-    """Create deliveries for the events not handled yet."""
+    """Create deliveries for the events not handled yet.
+
+    The cursor only passes events older than SETTLE_MS: on PostgreSQL an event's id is
+    taken when it is written but seen when its transaction commits, so a slow transaction
+    can show a lower id after a higher one. Recent events are looked at again each time;
+    the unique (notification, event) index makes that harmless, on one node or several.
+    """
     created = 0
+    settled_before = now_ms() - SETTLE_MS
     with database.atomic():
         cursor, _ = EventCursor.get_or_create(name=CURSOR)
         rows = events.since(cursor.last_id, limit=batch)
+        watermark, settled = cursor.last_id, True
         for event in rows:
+            settled = settled and event.created_at < settled_before
+            if settled:
+                watermark = event.id
             if event.repository_id is None:
                 continue
             data = json.loads(event.payload)
             for notification in Notification.select().where((Notification.repository == event.repository_id)
                                                              & (Notification.event == event.kind)):
                 if _matches(notification, event.kind, data):
-                    Delivery.create(notification=notification, event_id=event.id,
-                                    payload=json.dumps(payload_for(event.kind, event.repository, data, config)))
-                    created += 1
-        if rows:
-            EventCursor.update(last_id=rows[-1].id).where(EventCursor.id == cursor.id).execute()
+                    created += Delivery.insert(
+                        notification=notification, event_id=event.id,
+                        payload=json.dumps(payload_for(event.kind, event.repository, data, config)),
+                    ).on_conflict_ignore().as_rowcount().execute()
+        if watermark != cursor.last_id:
+            EventCursor.update(last_id=watermark).where(EventCursor.id == cursor.id).execute()
     return created
 
 

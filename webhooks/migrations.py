@@ -72,6 +72,13 @@ def initial():
                             EventCursorV1], safe=True)
 
 
+def delivery_once():
+    """One delivery per notification and event, however often an event is looked at."""
+    database.execute_sql("CREATE UNIQUE INDEX IF NOT EXISTS notification_delivery_once ON notification_delivery "
+                         "(notification_id, event_id) WHERE event_id IS NOT NULL")
+
+
 MIGRATIONS = [
     (1, "notifications", initial),
+    (2, "delivery_once", delivery_once),
 ]

@@ -5,10 +5,11 @@ import json
 import re
 import uuid
 
-from accounts import audit
+from accounts import audit, users
 from accounts.identity import Identity
 from accounts.models import ORG, USER, Account, Team
 from registry.models import Repository
+from registry.permissions import can
 from slipway import crypto, outgoing
 from slipway.db import database
 from slipway.errors import Invalid, NotFound
@@ -71,15 +72,18 @@ def _check_config(method: str, config: dict, repo: Repository, network) -> dict:
         target = config.get("target") or {}
         kind, name = target.get("kind"), target.get("name")
         if kind == "user":
-            if not Account.select().where((Account.name == name) & (Account.kind == USER)).exists():
+            user = Account.get_or_none((Account.name == name) & (Account.kind == USER))
+            if user is None:
                 raise NotFound(f"User '{name}' does not exist")
+            if not can(users.identity_for(user, "password"), "read", repo):
+                raise Invalid(f"User '{name}' cannot read {repo.full_name}: notify people of the repository only")
         elif kind == "team":
             if repo.namespace.kind != ORG or not Team.select().where(
                     (Team.org == repo.namespace_id) & (Team.name == name)).exists():
                 raise NotFound(f"Team '{name}' does not exist in {repo.namespace.name}")
         elif kind == "org":
-            if not Account.select().where((Account.name == name) & (Account.kind == ORG)).exists():
-                raise NotFound(f"Organization '{name}' does not exist")
+            if repo.namespace.kind != ORG or name != repo.namespace.name:
+                raise Invalid(f"Only the repository's own organization ({repo.namespace.name}) can be notified")
         else:
             raise Invalid('A quay_notification needs config.target {"kind": "user"|"team"|"org", "name": ...}')
         config = {"target": {"kind": kind, "name": name}}

@@ -236,3 +236,15 @@ def test_private_base_images_need_a_pull_robot(builds, tmp_path):
     labels = builds.inspect(f"{repo}:latest")["Labels"]
     assert labels["from"] == "private" and labels["built"] == "yes"
     assert robot["token"] not in builds.log_text(repo, with_robot["id"])
+
+
+def test_a_private_base_image_in_the_shared_store_is_not_reused_without_access(builds):
+    # The previous test pulled admin/private-base with a robot into the worker's store.
+    builds.admin.ok("POST", "/superuser/users/", {"username": "mallory", "password": PASSWORD})
+    mallory = Api(builds.server, ("mallory", PASSWORD))
+    mallory.ok("POST", "/repository", {"repository": "steal", "visibility": "private"})
+    build = builds.start_dockerfile("mallory/steal", f"FROM {builds.server.host}/admin/private-base:1\n",
+                                    api=mallory)
+    done = builds.wait("mallory/steal", build["id"])
+    assert done["phase"] == "error" and "Could not pull base image" in done["error"]
+    assert builds.tags("mallory/steal") == []

@@ -300,3 +300,27 @@ def test_clone_over_ssh_with_the_generated_deploy_key(env):
         assert "Updating submodules" in builds.log_text(repo, done["id"])
     finally:
         sshd.stop()
+
+
+def test_a_repository_admin_cannot_redirect_a_trigger_that_builds_with_a_robot(env):
+    builds, _ = env
+    from tests.api import Api
+
+    admin = builds.admin
+    admin.ok("POST", "/organization/", {"name": "robotorg", "email": "r@r.io"})
+    admin.ok("PUT", "/organization/robotorg/robots/puller", {})
+    admin.ok("POST", "/repository", {"namespace": "robotorg", "repository": "app", "visibility": "private"})
+    admin.ok("POST", "/superuser/users/", {"username": "repoadmin", "password": "password-123"})
+    admin.ok("PUT", "/repository/robotorg/app/permissions/user/repoadmin", {"role": "admin"})
+    created = admin.ok("POST", "/repository/robotorg/app/trigger/",
+                       {"service": "custom-git", "pull_robot": "robotorg+puller",
+                        "config": {"build_source": "https://git.example.com/app.git"}})
+    repo_admin = Api(builds.server, ("repoadmin", "password-123"))
+    r = repo_admin.put(f"/repository/robotorg/app/trigger/{created['id']}",
+                       {"config": {"build_source": "https://evil.example.com/x.git"}})
+    assert r.status_code == 403 and "robotorg+puller" in r.json()["detail"]
+    ok = repo_admin.put(f"/repository/robotorg/app/trigger/{created['id']}", {"config": {"tag_templates": ["v-${commit}"]}})
+    assert ok.status_code == 200  # what it builds stays; how it tags may change
+    r = repo_admin.post("/repository/robotorg/app/trigger/", {"service": "custom-git", "pull_robot": "robotorg+puller",
+                                                             "config": {"build_source": "https://evil.example.com"}})
+    assert r.status_code == 403
