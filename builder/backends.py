@@ -150,10 +150,12 @@ class BuildahBackend(Backend):
 
     name = "buildah"
 
-    def __init__(self, storage_root: Path, isolation: str = "chroot", storage_driver: str = "vfs"):
+    def __init__(self, storage_root: Path, isolation: str = "chroot", storage_driver: str = "vfs",
+                 layers: bool = True):
         self.root = Path(storage_root)
         self.isolation = isolation
         self.storage_driver = storage_driver
+        self.layers = layers
 
     def _base(self) -> list[str]:
         return ["buildah", "--root", str(self.root / "storage"), "--runroot", str(self.root / "run"),
@@ -180,13 +182,13 @@ class BuildahBackend(Backend):
 
     def build(self, job: Job) -> None:
         # --pull=never: only the images the pull phase fetched with this build's credentials.
-        cmd = self._base() + ["bud", "--isolation", self.isolation, "--layers", "--pull=never", *self._auth(job),
-                              "-f", str(job.dockerfile), "-t", job.image]
+        cmd = self._base() + ["bud", "--isolation", self.isolation, f"--layers={str(self.layers).lower()}",
+                              "--pull=never", *self._auth(job), "-f", str(job.dockerfile), "-t", job.image]
         for key, value in sorted(job.build_args.items()):
             cmd += ["--build-arg", f"{key}={value}"]
         if job.target:
             cmd += ["--target", job.target]
-        if job.cache_repo:
+        if job.cache_repo and self.layers:
             cmd += ["--cache-from", job.cache_repo, "--cache-to", job.cache_repo]
         code, lines = run_streaming(cmd + [str(job.context_dir)], self._env(job), job)
         if code != 0:
@@ -282,7 +284,8 @@ class DockerBackend(Backend):
 
 def make_backend(config) -> Backend:
     if config.builds.backend == "buildah":
-        return BuildahBackend(config.buildah_root, config.builds.isolation, config.builds.storage_driver)
+        return BuildahBackend(config.buildah_root, config.builds.isolation, config.builds.storage_driver,
+                              config.builds.layers)
     if config.builds.backend == "docker":
         if not config.builds.docker_host:
             raise ValueError("builds.backend is docker but builds.docker_host is not set")

@@ -183,7 +183,7 @@ class BuildRun:
                 "was not given a value: pass it in build_args")
         secret = builds.issue_credential(build)
         host = self.config.build_registry_url.split("://", 1)[1]
-        cache_repo = self._cache_repo() if self.config.builds.layer_cache else None
+        cache_repo = self._cache_repo() if self.config.builds.layers and self.config.builds.layer_cache else None
         job = backends.Job(
             context_dir=context_dir, dockerfile=dockerfile_path, image=f"localhost/slipway-build-{build.uuid}",
             build_args=build_args, target=build.target,

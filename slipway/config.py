@@ -127,7 +127,10 @@ class BuildsConfig:
     storage_root: str = ""
     isolation: str = "chroot"
     storage_driver: str = "vfs"
-    # Push and reuse cached layers in <repository>/buildcache.
+    # Commit every step as a layer (buildah --layers), so repeated builds reuse them. On vfs
+    # storage this costs a copy of the filesystem per step (see docs/PERFORMANCE.md).
+    layers: bool = True
+    # With layers: push and reuse them in <repository>/buildcache, so any worker reuses them.
     layer_cache: bool = True
     # For the docker backend: the engine's address (unix:///var/run/docker.sock, tcp://...).
     docker_host: str = ""
