@@ -143,6 +143,7 @@ def org_view(org: Account, identity) -> dict:
 
 
 class OrganizationCreateHandler(ApiHandler):
+    scopes = {"post": "user:admin"}
     schemas = {"post": {"type": "object", "required": ["name"],
                         "properties": {"name": {"type": "string"}, "email": {"type": "string"}}}}
 

@@ -14,8 +14,8 @@ class Identity:
     via: str = ""
     # API-token scopes (repo:read, ...); None means the account's full rights.
     scopes: frozenset | None = None
-    # A build credential is confined to one repository.
-    repository_id: int | None = None
+    # A build credential is confined to these repositories (its target and its layer cache).
+    repositories: tuple | None = None
     # The app/API token row id, for audit entries and revocation checks.
     token_id: int | None = None
     # A robot's namespace (user or organization account id).

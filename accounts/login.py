@@ -14,7 +14,15 @@ from .models import ROBOT, Account
 from .robots import DISABLED, check_robot_token
 from .users import LoginError, identity_for, login_with_password
 
-__all__ = ["LoginError", "authenticate", "identity_for_api_token"]
+__all__ = ["LoginError", "authenticate", "identity_for_api_token", "register"]
+
+# Other packages' special logins (``$build`` for build workers), so accounts need not know them.
+_SPECIAL: dict = {}
+
+
+def register(username: str, check) -> None:
+    """``check(secret) -> Identity | None`` answers logins as ``username``."""
+    _SPECIAL[username] = check
 
 
 def authenticate(username: str, password: str, client_ip: str = "", robots_enabled: bool = True) -> Identity:
@@ -30,6 +38,8 @@ def authenticate(username: str, password: str, client_ip: str = "", robots_enabl
 
 
 def _kind(username: str) -> str:
+    if username in _SPECIAL:
+        return username.lstrip("$")
     if username == "$app":
         return "app_token"
     if username in ("$token", "$oauthtoken"):
@@ -40,6 +50,11 @@ def _kind(username: str) -> str:
 def _authenticate(username: str, password: str, robots_enabled: bool) -> Identity:
     if not username or not password:
         raise LoginError("Invalid username or password")
+    if username in _SPECIAL:
+        identity = _SPECIAL[username](password)
+        if identity is None:
+            raise LoginError("Invalid or expired credential")
+        return identity
     if username == "$app":
         row = tokens.find(password, tokens.APP)
         if row is None or not row.owner.enabled:

@@ -2,7 +2,7 @@
 import re
 
 # A namespace is the first component of an OCI repository name.
-NAMESPACE_RE = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$")
+NAMESPACE_RE = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*\Z")
 RESERVED = {"v2", "api", "auth", "webhooks", "static", "organization", "user", "users", "repository"}
 
 

@@ -14,7 +14,7 @@ from .models import ORG, ROBOT, TEAM_ROLES, TIME_MACHINE_CHOICES, USER, Account,
 from .users import check_new_namespace
 
 OWNERS = "owners"
-TEAM_NAME_RE = r"^[a-z][a-z0-9_]{1,254}$"
+TEAM_NAME_RE = r"^[a-z][a-z0-9_]{1,254}\Z"
 
 
 def get_org(name: str) -> Account:

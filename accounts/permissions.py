@@ -21,7 +21,7 @@ def org_role(identity: Identity, org: Account) -> str | None:
 
 def is_namespace_admin(identity: Identity, namespace: Account) -> bool:
     """Full control of a user namespace (its user) or an organization (its admin teams)."""
-    if identity.anonymous or identity.repository_id is not None:
+    if identity.anonymous or identity.repositories is not None:
         return False
     if identity.superuser:
         return True
@@ -34,7 +34,7 @@ def is_namespace_admin(identity: Identity, namespace: Account) -> bool:
 
 def can_create_in(identity: Identity, namespace: Account | None) -> bool:
     """May ``identity`` create repositories in ``namespace``? (None: it does not exist.)"""
-    if namespace is None or not namespace.is_namespace or identity.anonymous or identity.repository_id is not None:
+    if namespace is None or not namespace.is_namespace or identity.anonymous or identity.repositories is not None:
         return False
     if not identity.has_scope("repo:create"):
         return False

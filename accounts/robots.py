@@ -15,7 +15,7 @@ from . import audit
 from .identity import Identity
 from .models import ROBOT, Account
 
-ROBOT_SHORT_RE = re.compile(r"^[a-z][a-z0-9_]{1,254}$")
+ROBOT_SHORT_RE = re.compile(r"^[a-z][a-z0-9_]{1,254}\Z")
 DISABLED = "Robot accounts have been disabled. Please contact your administrator."
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from slipway import crypto
 from slipway.db import database, now_ms
-from slipway.errors import Invalid, NotFound
+from slipway.errors import Forbidden, Invalid, NotFound
 
 from . import audit
 from .identity import Identity
@@ -39,7 +39,11 @@ def expand(scopes: set[str]) -> frozenset:
 
 def create(owner: Account, kind: str, title: str, scopes: list[str] | None, performer: Identity,
            ip: str | None = None) -> tuple[Token, str]:
-    """A new token for ``owner``; returns the row and the token (shown this once)."""
+    """A new token for ``owner``; returns the row and the token (shown this once).
+
+    A caller that is itself a scoped token cannot mint more than it has: no application
+    tokens (they carry the user's full registry rights), no API token with other scopes.
+    """
     title = (title or "").strip()
     if not title:
         raise Invalid("A token needs a title")
@@ -52,6 +56,12 @@ def create(owner: Account, kind: str, title: str, scopes: list[str] | None, perf
             raise Invalid("An API token needs at least one scope")
         if "super:user" in scopes and not owner.superuser:
             raise Invalid("Only superusers can create tokens with the super:user scope")
+    if performer.scopes is not None:
+        if kind == APP:
+            raise Forbidden("Application tokens can only be created with the account's password, not with a token")
+        wider = sorted(set(scopes) - performer.scopes)
+        if wider:
+            raise Forbidden(f"A token cannot create a token with scopes it does not have: {', '.join(wider)}")
     prefix = crypto.new_token(PREFIX_LENGTH)
     token = prefix + crypto.new_token(SECRET_LENGTH)
     with database.atomic():

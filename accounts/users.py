@@ -82,6 +82,7 @@ def identity_for(account: Account, via: str, scopes: frozenset | None = None, to
 # token request, so a verified (user, password) pair is remembered for a few minutes, keyed by
 # an HMAC under a per-process random key. The entry only counts while the stored hash is
 # unchanged, so a password change or reset ends it at once.
+_DUMMY_HASH = hash_password(secrets.token_urlsafe(16))
 _VERIFIED: dict[bytes, tuple[str, float]] = {}
 _VERIFIED_KEY = secrets.token_bytes(32)
 VERIFIED_TTL = 300
@@ -98,7 +99,9 @@ def login_with_password(username: str, password: str) -> Identity:
     if account is not None and remembered and remembered[0] == account.password_hash and remembered[1] > time.time():
         verified = True
     else:
-        verified = account is not None and verify_password(account.password_hash, password)
+        # Unknown users cost an Argon2 check too, so timing does not tell which names exist.
+        verified = verify_password(account.password_hash if account is not None else _DUMMY_HASH, password) \
+            and account is not None
     if not verified:
         raise LoginError("Invalid username or password")
     if not account.enabled:

@@ -13,7 +13,7 @@ from collections import OrderedDict
 
 from peewee import IntegrityError
 
-from slipway.db import database, now_ms
+from slipway.db import database, is_postgres, now_ms
 
 from . import digests
 from .errors import RegistryError, blob_unknown, upload_unknown
@@ -114,25 +114,29 @@ def verify_and_commit(storage: Storage, repo: Repository, upload_id: str, digest
         raise RegistryError("DIGEST_INVALID",
                             f"the uploaded content has digest {algorithm}:{actual}, not the {digest} given; "
                             "the upload was discarded", detail={"digest": digest})
-    existing = Blob.get_or_none(Blob.digest == digest)
-    if existing is not None and storage.blob_size(digest) == size:
-        storage.upload_delete(upload_id)  # identical bytes are already stored
-    else:
-        storage.upload_commit(upload_id, digest)
+    # The bytes become a blob inside the transaction that links them, with the blob row locked:
+    # garbage collection deletes a blob (row and bytes) the same way, so the two never interleave.
     with database.atomic():
-        blob = existing or _get_or_create_blob(digest, size)
+        blob = locked_blob(digest)
+        if blob is None:  # two pushes of a new blob may race here: one inserts, both then lock that row
+            Blob.insert(digest=digest, size=size).on_conflict_ignore().execute()
+            blob = locked_blob(digest)
+        if storage.blob_size(digest) == size:
+            storage.upload_delete(upload_id)  # identical bytes are already stored
+        else:
+            storage.upload_commit(upload_id, digest)
         link(repo, blob)
         if upload is not None:
             Upload.delete().where(Upload.id == upload.id).execute()
     return blob
 
 
-def _get_or_create_blob(digest: str, size: int) -> Blob:
-    try:
-        with database.atomic():
-            return Blob.create(digest=digest, size=size)
-    except IntegrityError:
-        return Blob.get(Blob.digest == digest)
+def locked_blob(digest: str) -> Blob | None:
+    """The blob row, locked until the transaction ends (PostgreSQL; SQLite's write lock covers it)."""
+    query = Blob.select().where(Blob.digest == digest)
+    if is_postgres():
+        query = query.for_update()
+    return query.first()
 
 
 def link(repo: Repository, blob: Blob) -> None:
@@ -152,11 +156,12 @@ def discard(storage: Storage, upload_id: str, upload: Upload | None = None) -> N
 
 def mount(repo: Repository, source: Repository, digest: str) -> Blob | None:
     """Link a blob of ``source`` into ``repo`` without copying; None if ``source`` does not have it."""
-    blob = (Blob.select().join(RepositoryBlob, on=(RepositoryBlob.blob == Blob.id))
-            .where((RepositoryBlob.repository == source) & (Blob.digest == digest)).first())
-    if blob is None:
-        return None
-    link(repo, blob)
+    with database.atomic():
+        blob = locked_blob(digest)
+        if blob is None or not RepositoryBlob.select().where(
+                (RepositoryBlob.repository == source) & (RepositoryBlob.blob == blob)).exists():
+            return None
+        link(repo, blob)
     return blob
 
 

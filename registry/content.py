@@ -6,14 +6,16 @@ from dataclasses import dataclass
 
 from peewee import IntegrityError
 
+from slipway import events
 from slipway.db import database, now_ms
 
-from . import queries
+from . import labels, queries
 from .digests import is_digest
 from .errors import RegistryError, manifest_unknown, name_unknown
 from .manifests import ParsedManifest, descriptor_for_referrers
 from .models import Blob, Manifest, ManifestBlob, ManifestChild, Repository, RepositoryBlob, Tag
 from .names import check_tag, split_name
+from .storage import Storage
 
 
 @dataclass
@@ -82,7 +84,32 @@ def set_tag(repo: Repository, name: str, manifest: Manifest, now: int | None = N
     raise AssertionError("unreachable")
 
 
-def put_manifest(repo: Repository, parsed: ParsedManifest, tag: str | None) -> tuple[Manifest, bool]:
+@dataclass
+class PushResult:
+    manifest: Manifest
+    tag_changed: bool = False
+    expires_at: int | None = None  # from quay.expires-after
+    invalid_expiry: str | None = None  # a quay.expires-after value that is not Quay's format
+
+
+def point_tag(repo: Repository, name: str, manifest: Manifest) -> tuple[Tag, bool, str | None]:
+    """Point a tag at a manifest and apply its ``quay.expires-after``: (tag, changed, invalid label value)."""
+    with database.atomic():
+        # Touching the manifest locks it against garbage collection until the tag exists.
+        Manifest.update(created_at=now_ms()).where(Manifest.id == manifest.id).execute()
+        tag, changed = set_tag(repo, name, manifest)
+        invalid = None
+        if changed:
+            seconds, invalid = labels.expires_after(manifest)
+            if seconds:
+                end = tag.lifetime_start + seconds * 1000
+                Tag.update(lifetime_end=end).where(Tag.id == tag.id).execute()
+                tag.lifetime_end = end
+            events.emit(events.REPO_PUSH, repo, {"updated_tags": [name]})
+    return tag, changed, invalid
+
+
+def put_manifest(repo: Repository, parsed: ParsedManifest, tag: str | None, storage: Storage) -> PushResult:
     """Store a validated manifest (and tag); every blob and child it names must be in the repository."""
     blob_ids = {}
     if parsed.blobs:
@@ -109,8 +136,28 @@ def put_manifest(repo: Repository, parsed: ParsedManifest, tag: str | None) -> t
                                     f"{repo.full_name}: push it first", detail={"digest": digest})
     if tag is not None:
         check_tag(tag)
+    found_labels = labels.extract(parsed, storage) if parsed.blobs or parsed.annotations else {}
 
+    now = now_ms()
     with database.atomic():
+        # Garbage collection spares what is younger than its grace period: refreshing the links and
+        # manifests this one uses (and locking those rows) keeps them, and re-checks they still exist.
+        if blob_ids:
+            ids = set(blob_ids.values())
+            kept = RepositoryBlob.update(created_at=now).where(
+                (RepositoryBlob.repository == repo) & RepositoryBlob.blob.in_(list(ids))).execute()
+            if kept != len(ids):
+                raise RegistryError("MANIFEST_BLOB_UNKNOWN", "a blob of this manifest was just removed from "
+                                    f"repository {repo.full_name}: push it again")
+        if child_ids:
+            ids = set(child_ids.values())
+            kept = Manifest.update(created_at=now).where(Manifest.id.in_(list(ids))
+                                                         & Manifest.deleted_at.is_null()).execute()
+            if kept != len(ids):
+                raise RegistryError("MANIFEST_BLOB_UNKNOWN", "a manifest this index names was just removed from "
+                                    f"repository {repo.full_name}: push it again")
+        Manifest.update(created_at=now).where((Manifest.repository == repo)
+                                              & (Manifest.digest == parsed.digest)).execute()
         manifest = Manifest.get_or_none((Manifest.repository == repo) & (Manifest.digest == parsed.digest))
         if manifest is None:
             manifest = Manifest.create(
@@ -124,13 +171,16 @@ def put_manifest(repo: Repository, parsed: ParsedManifest, tag: str | None) -> t
             if child_ids:
                 ManifestChild.insert_many(
                     [{"manifest": manifest.id, "child": cid} for cid in set(child_ids.values())]).execute()
+            if found_labels:
+                labels.store(manifest, found_labels)
         elif manifest.deleted_at is not None:
             Manifest.update(deleted_at=None).where(Manifest.id == manifest.id).execute()
             manifest.deleted_at = None
-        changed = False
+        result = PushResult(manifest)
         if tag is not None:
-            _, changed = set_tag(repo, tag, manifest)
-    return manifest, changed
+            row, result.tag_changed, result.invalid_expiry = point_tag(repo, tag, manifest)
+            result.expires_at = row.lifetime_end
+    return result
 
 
 def delete_reference(repo: Repository, reference: str) -> list[str]:

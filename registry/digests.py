@@ -7,7 +7,7 @@ import re
 from .errors import RegistryError
 
 ALGORITHMS = {"sha256": 64, "sha512": 128}
-DIGEST_RE = re.compile(r"^(sha256:[a-f0-9]{64}|sha512:[a-f0-9]{128})$")
+DIGEST_RE = re.compile(r"^(sha256:[a-f0-9]{64}|sha512:[a-f0-9]{128})\Z")
 # What a digest may look like in a URL; validated further by parse().
 DIGEST_PATTERN = r"[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[a-zA-Z0-9=_-]+"
 

@@ -21,8 +21,8 @@ from .tokens import Claims, parse_scope
 
 API_VERSION = ("Docker-Distribution-API-Version", "registry/2.0")
 MAX_BLOB_BODY = 1 << 40
-RANGE_RE = re.compile(r"^(?:bytes[ =])?(\d+)-(\d+)(?:/(?:\d+|\*))?$")
-BYTES_RANGE_RE = re.compile(r"^bytes=(\d*)-(\d*)$")
+RANGE_RE = re.compile(r"^(?:bytes[ =])?(\d+)-(\d+)(?:/(?:\d+|\*))?\Z")
+BYTES_RANGE_RE = re.compile(r"^bytes=(\d*)-(\d*)\Z")
 
 
 class RegistryHandler(BaseHandler):
@@ -219,7 +219,7 @@ class ManifestHandler(RegistryHandler):
             self.write(manifest.content)
         self.finish()
 
-    def put(self, name: str, reference: str) -> None:
+    async def put(self, name: str, reference: str) -> None:
         claims = self.authorize(name, "push")
         limit = self.config.registry.max_manifest_bytes
         if len(self.request.body) > limit:
@@ -236,12 +236,17 @@ class ManifestHandler(RegistryHandler):
             check_tag(reference)
             tag = reference
         repo = repos.find_or_create_for_push(name, claims.identity, self.client_ip)
-        if not can(claims.identity, "push", repo):
-            raise RegistryError("DENIED", f"repository {name} does not accept pushes")
-        content.put_manifest(repo, parsed, tag)
+        if repo.state == "read_only":
+            raise RegistryError("DENIED", f"repository {name} is read-only")
+        result = await self.blocking(content.put_manifest, repo, parsed, tag, self.services.storage)
         metadata = {"manifest_digest": parsed.digest, **({"tag": tag} if tag else {})}
         audit.record_later("push_repo", claims.identity, (repo.namespace_id, repo.namespace.name), repo,
                            self.client_ip, metadata)
+        if result.invalid_expiry:
+            audit.record_later("invalid_tag_expiration", claims.identity, (repo.namespace_id, repo.namespace.name),
+                               repo, self.client_ip, {"tag": tag, "label": "quay.expires-after",
+                                                      "value": result.invalid_expiry,
+                                                      "note": "ignored: not <number><s|m|h|d|w|y>"})
         self.set_status(201)
         self.set_header("Location", f"/v2/{name}/manifests/{parsed.digest}")
         self.set_header("Docker-Content-Digest", parsed.digest)
@@ -361,8 +366,8 @@ class UploadStartHandler(RegistryHandler):
         name = self.path_kwargs["name"]
         claims = self.authorize(name, "push")
         self.repo = repos.find_or_create_for_push(name, claims.identity, self.client_ip)
-        if not can(claims.identity, "push", self.repo):
-            raise RegistryError("DENIED", f"repository {name} does not accept pushes")
+        if self.repo.state == "read_only":
+            raise RegistryError("DENIED", f"repository {name} is read-only")
         self.digest = self.get_query_argument("digest", None)
         mount, source = self.get_query_argument("mount", None), self.get_query_argument("from", None)
         if mount and source and self.digest is None:
@@ -397,7 +402,7 @@ class UploadStartHandler(RegistryHandler):
         if self.receiver is not None:
             size = await self.blocking(self.receiver.close)
             self.receiver = None
-            await self.blocking(blobs.verify_and_commit, storage, self.repo, self.upload_id, self.digest, size)
+            await self.in_thread(blobs.verify_and_commit, storage, self.repo, self.upload_id, self.digest, size)
             self._created(name, self.digest)
             return
         upload = await self.blocking(blobs.start_upload, storage, self.repo)
@@ -494,8 +499,10 @@ class UploadHandler(RegistryHandler):
 
     async def put(self, name: str, upload_id: str) -> None:
         size = await self._take_chunk()
-        await self.blocking(blobs.verify_and_commit, self.services.storage, self.repo, self.upload.uuid,
-                            self.digest, size, self.upload)
+        # Off the event loop: without the running hash (another process took a chunk, a restart,
+        # sha512) the whole upload is hashed again.
+        await self.in_thread(blobs.verify_and_commit, self.services.storage, self.repo, self.upload.uuid,
+                             self.digest, size, self.upload)
         self.set_status(201)
         self.set_header("Location", f"/v2/{name}/blobs/{self.digest}")
         self.set_header("Docker-Content-Digest", self.digest)

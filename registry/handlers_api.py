@@ -17,7 +17,10 @@ from .models import PRIVATE, PUBLIC, Repository, Tag
 from .permissions import can
 
 NAME = r"[^/]+"
-REPO_PATH = rf"{API}/repository/(?P<namespace>{NAME})/(?P<repository>[^?#]+?)"
+# A repository path segment is never build, trigger or tag (Quay's reserved words), so a path like
+# .../app/build/<id>/logs cannot be read as the logs of a repository "app/build/<id>".
+SEGMENT = r"(?!(?:build|trigger|tag)(?:/|$))[^/?#]+"
+REPO_PATH = rf"{API}/repository/(?P<namespace>{NAME})/(?P<repository>(?:{SEGMENT}/)*?{SEGMENT})"
 ACTION_SCOPE = {"read": "repo:read", "write": "repo:write", "admin": "repo:admin"}
 
 
@@ -30,10 +33,9 @@ class RepositoryBase(ApiHandler):
         except RegistryError as e:
             raise Invalid(e.message) from None
         if repo is None or not can(self.identity, "read", repo):
-            if repo is not None and self.identity.anonymous:
+            if self.identity.anonymous:  # the same answer whether it is private or missing
                 raise self.deny()
-            raise NotFound(f"Repository {full} does not exist" if repo is None or not self.identity.anonymous
-                           else "Not found")
+            raise NotFound(f"Repository {full} does not exist")
         self.require_scope(ACTION_SCOPE[action])
         if not can(self.identity, action, repo):
             raise self.deny(f"You need the {action} role on {full}")
@@ -79,7 +81,10 @@ class RepositoryListHandler(ApiHandler):
             if repos.namespace_account(namespace) is None:
                 raise NotFound(f"Namespace '{namespace}' does not exist")
             raise Forbidden(f"You may not create repositories in namespace '{namespace}'")
-        repo, _ = repos.create(full, identity, body["visibility"], body.get("description", ""), self.client_ip)
+        try:
+            repo, _ = repos.create(full, identity, body["visibility"], body.get("description", ""), self.client_ip)
+        except RegistryError as e:
+            raise Forbidden(e.message) from None
         self.send({"namespace": namespace, "name": repo.name, "kind": "image"}, 201)
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
 
 from slipway.db import now_ms
 
@@ -23,8 +24,9 @@ def cleanup_stale_uploads(storage: Storage, max_age_seconds: float) -> int:
     known = {u.uuid for u in Upload.select(Upload.uuid)}
     cutoff = time.time() - max_age_seconds
     for upload_id, mtime in list(storage.list_uploads()):
-        # Staged bytes with no session row: a monolithic push cut short by a crash.
-        if upload_id not in known and mtime < cutoff:
+        # Staged bytes with no session row: a monolithic push cut short by a crash. Only registry
+        # upload ids (UUIDs) count: other packages keep their own files here (builder's file drops).
+        if upload_id not in known and mtime < cutoff and _is_uuid(upload_id):
             storage.upload_delete(upload_id)
             removed += 1
     if removed:
@@ -32,7 +34,22 @@ def cleanup_stale_uploads(storage: Storage, max_age_seconds: float) -> int:
     return removed
 
 
+def _is_uuid(text: str) -> bool:
+    try:
+        uuid.UUID(text)
+        return True
+    except ValueError:
+        return False
+
+
+def run_gc(storage: Storage, config) -> None:
+    from .gc import collect
+
+    collect(storage, config.gc.grace_seconds, config.gc.batch)
+
+
 def register(background) -> None:
     config = background.services.config
     background.every(3600, cleanup_stale_uploads, "registry.cleanup_stale_uploads",
                      background.services.storage, config.registry.stale_upload_hours * 3600)
+    background.every(config.gc.interval_seconds, run_gc, "registry.gc", background.services.storage, config)

@@ -1,9 +1,9 @@
 """Schema steps for the registry, with tables frozen as they were at each step."""
-from peewee import BigIntegerField, BlobField, CharField, ForeignKeyField, IntegerField, Model, TextField
+from peewee import BigIntegerField, BlobField, BooleanField, CharField, ForeignKeyField, IntegerField, Model, TextField
 
 from accounts.migrations import AccountV1, TeamV2
 from slipway.db import TimestampField, database, now_ms
-from slipway.migrate import frozen_meta
+from slipway.migrate import add_column_if_missing, frozen_meta
 
 
 
@@ -96,7 +96,29 @@ def permissions():
     database.create_tables([RepositoryPermissionV2], safe=True)
 
 
+class ManifestLabelV3(Model):
+    uuid = CharField(max_length=36, unique=True)
+    manifest = ForeignKeyField(ManifestV1, on_delete="CASCADE")
+    key = CharField(max_length=255, index=True)
+    value = TextField()
+    source_type = CharField(max_length=16, default="manifest")
+    media_type = CharField(max_length=64, default="text/plain")
+    Meta = frozen_meta("manifest_label")
+
+
+class TagV3(TagV1):
+    final = BooleanField(default=False)
+    Meta = frozen_meta("tag")
+
+
+def labels_and_final_tags():
+    """Manifest labels; tags ended for good (expired permanently)."""
+    add_column_if_missing(TagV3, "final")
+    database.create_tables([ManifestLabelV3], safe=True)
+
+
 MIGRATIONS = [
     (1, "registry", initial),
     (2, "permissions", permissions),
+    (3, "labels", labels_and_final_tags),
 ]

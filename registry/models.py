@@ -1,5 +1,5 @@
 """Registry tables: repositories, blobs and their links, manifests, tags (with history), uploads."""
-from peewee import BigIntegerField, BlobField, CharField, ForeignKeyField, IntegerField, TextField
+from peewee import BigIntegerField, BlobField, BooleanField, CharField, ForeignKeyField, IntegerField, TextField
 
 from accounts.models import Account, Team
 from slipway.db import BaseModel, TimestampField, now_ms
@@ -93,6 +93,8 @@ class Tag(BaseModel):
     manifest = ForeignKeyField(Manifest, backref="tags", on_delete="CASCADE")
     lifetime_start = TimestampField(default=now_ms)
     lifetime_end = TimestampField(null=True)
+    # Ended for good (POST .../tag/<tag>/expire): not restorable, collected without waiting for the window.
+    final = BooleanField(default=False)
 
     class Meta:
         indexes = (
@@ -111,6 +113,17 @@ class Upload(BaseModel):
     updated_at = TimestampField(default=now_ms)
 
 
+class ManifestLabel(BaseModel):
+    """A key/value on a manifest: from its image config and annotations, or added through the API."""
+
+    uuid = CharField(max_length=36, unique=True)
+    manifest = ForeignKeyField(Manifest, backref="labels", on_delete="CASCADE")
+    key = CharField(max_length=255, index=True)
+    value = TextField()
+    source_type = CharField(max_length=16, default="manifest")  # manifest | api
+    media_type = CharField(max_length=64, default="text/plain")
+
+
 class RepositoryPermission(BaseModel):
     """A role on a repository for a user or robot (``account``) or for a ``team``."""
 
@@ -123,4 +136,5 @@ class RepositoryPermission(BaseModel):
         indexes = ((("repository", "account"), False), (("repository", "team"), False))
 
 
-MODELS = [Repository, Blob, RepositoryBlob, Manifest, ManifestBlob, ManifestChild, Tag, Upload, RepositoryPermission]
+MODELS = [Repository, Blob, RepositoryBlob, Manifest, ManifestBlob, ManifestChild, Tag, Upload, RepositoryPermission,
+          ManifestLabel]

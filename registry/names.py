@@ -7,8 +7,8 @@ from .errors import RegistryError
 
 COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
 NAME_PATTERN = rf"{COMPONENT}(?:/{COMPONENT})*"
-NAME_RE = re.compile(rf"^{NAME_PATTERN}$")
-TAG_RE = re.compile(r"^[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}$")
+NAME_RE = re.compile(rf"^{NAME_PATTERN}\Z")
+TAG_RE = re.compile(r"^[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}\Z")
 # Quay refuses these as path segments: they collide with its UI and API routes.
 RESERVED_SEGMENTS = {"build", "trigger", "tag"}
 MAX_NAME_LENGTH = 255

@@ -11,7 +11,7 @@ from __future__ import annotations
 from accounts import audit
 from accounts.identity import Identity
 from accounts.models import ORG, ROBOT, USER, Account, Team, TeamMember
-from slipway.db import database
+from slipway.db import database, is_postgres
 from slipway.errors import Invalid, NotFound
 
 from .models import PUBLIC, Repository, RepositoryPermission
@@ -30,8 +30,8 @@ def best(*roles: str | None) -> str | None:
 
 def _granted_role(identity: Identity, repo: Repository) -> str | None:
     """The strongest role from grants, ignoring visibility and token scopes."""
-    if identity.repository_id is not None:  # a build credential: its repository only
-        return "write" if identity.repository_id == repo.id else None
+    if identity.repositories is not None:  # a build credential: its repositories only
+        return "write" if repo.id in identity.repositories else None
     if identity.superuser:
         return "admin"
     if identity.kind == "user" and repo.namespace_id == identity.account_id:
@@ -80,12 +80,15 @@ def can(identity: Identity, action: str, repo: Repository) -> bool:
 def visible_repositories(identity: Identity, after: str, limit: int | None, namespace: str | None = None) -> list[str]:
     """Full names of the repositories ``identity`` may read, sorted, after ``after`` (catalog and API lists)."""
     full_name = Account.name.concat("/").concat(Repository.name)
+    if is_postgres():  # lexical (byte) order, as the catalog promises, whatever the database's locale
+        full_name = full_name.collate('"C"')
     query = Repository.select(full_name.alias("full")).join(Account, on=(Repository.namespace == Account.id))
-    if not identity.superuser:
+    may_read = identity.has_scope("repo:read")  # a token without repo:read sees public repositories only
+    if not (identity.superuser and may_read):
         readable = Repository.visibility == PUBLIC
-        if identity.repository_id is not None:
-            readable |= Repository.id == identity.repository_id
-        elif not identity.anonymous:
+        if may_read and identity.repositories is not None:
+            readable |= Repository.id.in_(list(identity.repositories))
+        elif may_read and not identity.anonymous:
             readable |= Repository.id.in_(_readable_ids(identity))
         query = query.where(readable)
     if namespace:

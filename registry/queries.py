@@ -28,9 +28,9 @@ SELECT b.size FROM repository_blob rb
   JOIN blob b ON b.id = rb.blob_id""" + _REPO.format(alias="rb") + """
    AND b.digest = ?""",
     "tags_page": """
-SELECT DISTINCT t.name FROM tag t""" + _REPO.format(alias="t") + """
-   AND (t.lifetime_end IS NULL OR t.lifetime_end > ?) AND t.name > ?
- ORDER BY t.name LIMIT ?""",
+SELECT DISTINCT t.name {collate} FROM tag t""" + _REPO.format(alias="t") + """
+   AND (t.lifetime_end IS NULL OR t.lifetime_end > ?) AND t.name {collate} > ?
+ ORDER BY 1 LIMIT ?""",
     "repository_id": """
 SELECT r.id FROM repository r JOIN account a ON a.id = r.namespace_id
  WHERE a.name = ? AND r.name = ?""",
@@ -39,7 +39,9 @@ SELECT r.id FROM repository r JOIN account a ON a.id = r.namespace_id
 
 @lru_cache(maxsize=None)
 def _sql(name: str, placeholder: str) -> str:
-    return _SQL[name].replace("?", placeholder)
+    # OCI wants tags in lexical (byte) order; PostgreSQL would sort by the database's locale.
+    collate = 'COLLATE "C"' if placeholder == "%s" else ""
+    return _SQL[name].replace("?", placeholder).replace("{collate}", collate)
 
 
 def run(name: str, *params) -> list[tuple]:

@@ -15,6 +15,10 @@ from .models import PRIVATE, PUBLIC, Repository, RepositoryPermission
 from .names import split_name
 
 
+# <repository>/buildcache: the builder's layer cache for <repository>; nobody else may create one.
+CACHE_SEGMENT = "buildcache"
+
+
 def find(full_name: str) -> Repository | None:
     namespace, name = split_name(full_name)
     return (Repository.select(Repository, Account)
@@ -35,6 +39,9 @@ def create(full_name: str, identity: Identity, visibility: str = PRIVATE, descri
     Quay, and the default permissions (prototypes) that match the creator are applied.
     """
     namespace, name = split_name(full_name)
+    if name.rsplit("/", 1)[-1] == CACHE_SEGMENT and identity.kind != "build":
+        raise RegistryError("DENIED", f"'{CACHE_SEGMENT}' repositories hold build layer caches and are made by the "
+                            "builder only", detail={"name": full_name})
     owner = namespace_account(namespace)
     if owner is None:
         raise RegistryError("NAME_UNKNOWN", f"namespace {namespace} does not exist", detail={"name": full_name})
@@ -56,7 +63,7 @@ def create(full_name: str, identity: Identity, visibility: str = PRIVATE, descri
 def _apply_prototypes(repo: Repository, creator: Identity) -> None:
     if repo.namespace.kind != ORG:
         return
-    if creator.account_id is not None and creator.repository_id is None and not creator.superuser:
+    if creator.account_id is not None and creator.repositories is None and not creator.superuser:
         RepositoryPermission.create(repository=repo, account=creator.account_id, role="admin")
     prototypes = Prototype.select().where(
         (Prototype.org == repo.namespace.id)

@@ -76,9 +76,10 @@ class TokenService:
                 "aid": identity.account_id,
                 "via": identity.via,
                 "su": identity.superuser,
-                "rid": identity.repository_id,
+                "rid": list(identity.repositories) if identity.repositories is not None else None,
                 "tid": identity.token_id,
                 "ns": identity.namespace_id,
+                "sc": sorted(identity.scopes) if identity.scopes is not None else None,
             },
         }
         return jwt.encode(payload, self.secret, algorithm=ALGORITHM), self.ttl
@@ -114,5 +115,6 @@ def _claims_from(payload: dict) -> Claims:
     else:
         identity = Identity(kind=ctx["kind"], account_id=ctx.get("aid"), name=payload.get("sub", ""),
                             superuser=bool(ctx.get("su")), via=ctx.get("via", ""),
-                            repository_id=ctx.get("rid"), token_id=ctx.get("tid"), namespace_id=ctx.get("ns"))
+                            repositories=tuple(ctx["rid"]) if ctx.get("rid") is not None else None,
+                            scopes=frozenset(ctx["sc"]) if ctx.get("sc") is not None else None, token_id=ctx.get("tid"), namespace_id=ctx.get("ns"))
     return Claims(subject=payload.get("sub", ""), access=access, expires=int(payload["exp"]), identity=identity)

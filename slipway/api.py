@@ -137,12 +137,31 @@ class ApiNotFoundHandler(ApiHandler):
 
 # -- OpenAPI ---------------------------------------------------------------------------------------------
 
-GROUP_RE = re.compile(r"\(\?P<(\w+)>[^)]*\)")
+GROUP_RE = re.compile(r"\(\?P<(\w+)>")
 METHODS = ("get", "post", "put", "patch", "delete")
 
 
 def path_template(pattern: str) -> str:
-    return GROUP_RE.sub(lambda m: "{" + m.group(1) + "}", pattern).replace("/?", "").rstrip("$")
+    """``/x/(?P<name>[^/]+)/?`` -> ``/x/{name}`` (named groups may nest parentheses)."""
+    out, i = [], 0
+    while i < len(pattern):
+        match = GROUP_RE.match(pattern, i)
+        if match is None:
+            out.append(pattern[i])
+            i += 1
+            continue
+        depth, j = 0, i
+        while j < len(pattern):
+            if pattern[j] == "\\":
+                j += 2
+                continue
+            depth += {"(": 1, ")": -1}.get(pattern[j], 0)
+            j += 1
+            if depth == 0:
+                break
+        out.append("{" + match.group(1) + "}")
+        i = j
+    return "".join(out).replace("/?", "").rstrip("$")
 
 
 def openapi_document(routes: list, base_url: str, version: str) -> dict:

@@ -19,12 +19,20 @@ TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 HANDLER_MODULES = [
     "registry.handlers",
     "registry.handlers_api",
+    "registry.handlers_tags",
     "accounts.handlers",
     "accounts.handlers_robots",
     "accounts.handlers_tokens",
     "accounts.handlers_logs",
+    "builder.handlers",
+    "triggers.handlers",
+    "webhooks.handlers",
     "slipway.handlers",
 ]
+
+
+# Packages that hook into others (triggers count build outcomes) install their hooks per process.
+INSTALL_MODULES = ["triggers.service"]
 
 
 @dataclass
@@ -42,6 +50,8 @@ def open_db(config: Config, run_migrations: bool = True) -> None:
 
 def build_services(config: Config) -> Services:
     crypto.configure(config.secret_key())
+    for name in INSTALL_MODULES:
+        importlib.import_module(name).install(config)
     return Services(
         config=config,
         storage=open_storage(config),

@@ -12,12 +12,13 @@ from apscheduler.schedulers.background import BackgroundScheduler
 
 log = logging.getLogger("slipway.background")
 
-JOB_MODULES = ["registry.jobs"]
+JOB_MODULES = ["registry.jobs", "builder.jobs", "webhooks.jobs"]
 
 
 class Background:
-    def __init__(self, services):
+    def __init__(self, services, run_build_workers: bool = True):
         self.services = services
+        self.run_build_workers = run_build_workers
         self.scheduler = BackgroundScheduler(daemon=True, job_defaults={"coalesce": True, "max_instances": 1})
         self.stoppers = []
 

@@ -20,6 +20,10 @@ def main(argv: list[str] | None = None) -> int:
     p_serve.add_argument("--data-dir")
     p_serve.add_argument("--no-workers", action="store_true", help="no in-process build workers or scheduler")
 
+    p_worker = sub.add_parser("worker", help="run build workers (and no HTTP server) against the same database")
+    p_worker.add_argument("--workers", type=int, help="build worker threads (default: builds.workers, at least 1)")
+    p_worker.add_argument("--data-dir")
+
     sub.add_parser("migrate", help="create or upgrade the database schema, then exit")
 
     p_admin = sub.add_parser("admin", help="administration")
@@ -29,6 +33,8 @@ def main(argv: list[str] | None = None) -> int:
     p_user.add_argument("--email")
     p_user.add_argument("--superuser", action="store_true")
     p_user.add_argument("--password", help="the password (default: asked for, or read from stdin if not a tty)")
+    p_gc = admin.add_parser("gc", help="collect garbage now (expired tags, unreferenced manifests and blobs)")
+    p_gc.add_argument("--grace", type=int, help="seconds (default: gc.grace_seconds) that young uploads are kept")
 
     args = parser.parse_args(argv)
     try:
@@ -50,6 +56,14 @@ def main(argv: list[str] | None = None) -> int:
         serve(config)
         return 0
 
+    if args.command == "worker":
+        if args.workers is not None:
+            config.builds.workers = args.workers
+        from .server import run_worker
+
+        run_worker(config)
+        return 0
+
     from .app import open_db
 
     open_db(config)
@@ -58,7 +72,24 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "admin" and args.admin_command == "create-user":
         return _create_user(args)
+    if args.command == "admin" and args.admin_command == "gc":
+        return _gc(config, args.grace)
     return 1
+
+
+def _gc(config, grace: int | None) -> int:
+    from registry.gc import collect, orphaned_files
+    from registry.storage import open_storage
+
+    storage = open_storage(config)
+    freed = collect(storage, config.gc.grace_seconds if grace is None else grace, config.gc.batch)
+    print(freed)
+    for digest in freed.digests:
+        print(f"  freed {digest}")
+    orphans = orphaned_files(storage)
+    if orphans:
+        print(f"{len(orphans)} stored blob(s) have no database row (left by an interrupted push); they are kept")
+    return 0
 
 
 def _create_user(args) -> int:

@@ -82,11 +82,86 @@ class RegistryConfig:
 
 
 @dataclass
+class TagsConfig:
+    # An expiry set through the API is clamped into this range (seconds from now).
+    min_expiration_seconds: int = 60
+    max_expiration_seconds: int = 2 * 365 * 86400
+
+
+@dataclass
+class GcConfig:
+    interval_seconds: int = 3600
+    # Uploads, blob links and manifests younger than this are never collected (Quay: 1 h),
+    # so a push in progress (blobs first, manifest last) is safe.
+    grace_seconds: int = 3600
+    batch: int = 500
+
+
+@dataclass
 class NetworkConfig:
     # Outgoing requests (archive_url, webhooks, git clones over http) to
     # loopback, private and link-local addresses are refused unless allowed.
     allow_private: bool = False
     allowlist: list = field(default_factory=list)  # CIDRs or host names allowed anyway
+
+
+@dataclass
+class BuildsConfig:
+    backend: str = "buildah"  # buildah | docker
+    # Build worker threads `slipway serve` runs in-process (0: none; use `slipway worker`).
+    workers: int = 1
+    # Builds running at once across all workers of this database.
+    max_concurrent: int = 2
+    # Builds waiting per namespace before new ones are refused (HTTP 429).
+    max_queued_per_namespace: int = 25
+    timeout_seconds: int = 7200
+    max_log_bytes: int = 5 * 1024 * 1024
+    max_context_bytes: int = 512 * 1024 * 1024
+    retries: int = 3
+    retry_delay_seconds: int = 30
+    # A worker that has not renewed its lease for this long is presumed dead.
+    lease_seconds: int = 30
+    # How workers reach this Slipway's registry; empty: http://127.0.0.1:<server.port>.
+    registry_url: str = ""
+    # buildah's storage (layers, cached steps); empty: <data_dir>/buildah.
+    storage_root: str = ""
+    isolation: str = "chroot"
+    storage_driver: str = "vfs"
+    # Commit every step as a layer (buildah --layers), so repeated builds reuse them. On vfs
+    # storage this costs a copy of the filesystem per step (see docs/PERFORMANCE.md).
+    layers: bool = True
+    # With layers: push and reuse them in <repository>/buildcache, so any worker reuses them.
+    layer_cache: bool = True
+    # For the docker backend: the engine's address (unix:///var/run/docker.sock, tcp://...).
+    docker_host: str = ""
+    # Let readers (not only writers) see build logs.
+    readers_see_logs: bool = False
+
+
+@dataclass
+class TriggersConfig:
+    # Successive failed builds after which a trigger disables itself (Quay's numbers).
+    max_user_errors: int = 100
+    max_internal_errors: int = 5
+    # Let triggers clone file:// URLs (a path on the worker's disk): off, as it would expose local files.
+    allow_file_urls: bool = False
+
+
+@dataclass
+class NotificationsConfig:
+    # Delays (seconds) before each retry of a failed delivery; Quay retries 4 times, 30 s apart.
+    retry_delays: list = field(default_factory=lambda: [30, 30, 30, 30])
+    # After this many successive failed attempts a notification stops until it is reset (Quay: 3).
+    max_failures: int = 3
+    webhook_timeout: int = 10
+    # How often tags about to expire are looked for (repo_image_expiry).
+    expiry_scan_seconds: int = 300
+    smtp_host: str = ""
+    smtp_port: int = 25
+    smtp_tls: str = "none"  # none | starttls | ssl
+    smtp_username: str = ""
+    smtp_password: str = ""
+    mail_from: str = "slipway@localhost"
 
 
 @dataclass
@@ -99,6 +174,11 @@ class Config:
     auth: AuthConfig = field(default_factory=AuthConfig)
     registry: RegistryConfig = field(default_factory=RegistryConfig)
     network: NetworkConfig = field(default_factory=NetworkConfig)
+    tags: TagsConfig = field(default_factory=TagsConfig)
+    gc: GcConfig = field(default_factory=GcConfig)
+    builds: BuildsConfig = field(default_factory=BuildsConfig)
+    triggers: TriggersConfig = field(default_factory=TriggersConfig)
+    notifications: NotificationsConfig = field(default_factory=NotificationsConfig)
 
     # -- derived values ---------------------------------------------------
     @property
@@ -112,6 +192,14 @@ class Config:
     @property
     def storage_path(self) -> Path:
         return Path(self.storage.path).resolve() if self.storage.path else self.data_path / "storage"
+
+    @property
+    def build_registry_url(self) -> str:
+        return (self.builds.registry_url or f"http://127.0.0.1:{self.server.port}").rstrip("/")
+
+    @property
+    def buildah_root(self) -> Path:
+        return Path(self.builds.storage_root).resolve() if self.builds.storage_root else self.data_path / "buildah"
 
     def secret_key(self) -> str:
         """The server secret; generated and kept in the data directory if unset."""

@@ -33,9 +33,13 @@ def open_database(url: str) -> Database:
         path = url[len("sqlite:///"):]
         if path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
+        # Every transaction takes the write lock when it begins (BEGIN IMMEDIATE): a deferred one
+        # that reads and then writes fails at once with "database is locked" if another connection
+        # wrote in between, instead of waiting its turn.
         return SqliteDatabase(
             path,
             timeout=30,
+            lock_type="IMMEDIATE",
             pragmas={
                 "journal_mode": "wal",
                 "synchronous": "normal",

@@ -17,7 +17,7 @@ from .db import TimestampField, database, now_ms
 log = logging.getLogger("slipway.migrate")
 
 # Order matters: later packages reference tables of earlier ones.
-COMPONENTS = ["accounts", "registry", "builder", "triggers", "webhooks"]
+COMPONENTS = ["slipway", "accounts", "registry", "builder", "triggers", "webhooks"]
 
 
 class SchemaMigration(Model):

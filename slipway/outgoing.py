@@ -18,7 +18,7 @@ from .errors import Invalid
 TIMEOUT = 10
 
 
-def _allowlisted(host: str, addresses: list, allowlist: list) -> bool:
+def allowlisted(host: str, addresses: list, allowlist: list) -> bool:
     for entry in allowlist:
         if entry == host:
             return True
@@ -43,7 +43,7 @@ def check_url(url: str, network) -> None:
     except socket.gaierror as e:
         raise Invalid(f"Cannot resolve host '{host}' of {url}: {e.strerror}") from None
     addresses = [ipaddress.ip_address(info[4][0]) for info in infos]
-    if network.allow_private or _allowlisted(host, addresses, network.allowlist):
+    if network.allow_private or allowlisted(host, addresses, network.allowlist):
         return
     for ip in addresses:
         if not ip.is_global or ip.is_multicast:

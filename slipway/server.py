@@ -8,6 +8,7 @@ import os
 import signal
 import socket
 import sys
+import threading
 
 from tornado.httpserver import HTTPServer
 from tornado.ioloop import IOLoop, PeriodicCallback
@@ -167,3 +168,21 @@ def start_background(services):
     from .background import Background
 
     return Background(services).start()
+
+
+def run_worker(config: Config) -> None:
+    """``slipway worker``: build workers and the lease reaper, no HTTP server."""
+    setup_logging(config)
+    config.secret_key()
+    open_db(config)
+    services = build_services(config)
+    from builder.worker import WorkerPool, reap
+
+    pool = WorkerPool(config, services.storage, max(1, config.builds.workers)).start()
+    log.info("slipway worker: %d build worker(s) against %s", len(pool.threads), config.database_url.split("@")[-1])
+    stopping = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    signal.signal(signal.SIGINT, lambda *_: stopping.set())
+    while not stopping.wait(max(1, config.builds.lease_seconds // 3)):
+        reap(config)
+    pool.stop()

@@ -46,6 +46,17 @@ def new_database_url(data_dir: Path) -> str:
     return PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
 
 
+_STARTED: list = []
+
+
+@pytest.fixture(scope="session", autouse=True)
+def stop_leftover_servers():
+    """Servers a failing fixture could not stop are stopped when the session ends."""
+    yield
+    for srv in _STARTED:
+        srv.stop()
+
+
 class SlipwayServer:
     """A ``slipway serve`` process with its own data directory, database and port."""
 
@@ -77,6 +88,7 @@ class SlipwayServer:
         self.log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(SLIPWAY + ["serve"], env=self.env, cwd=str(ROOT), stdout=self.log,
                                      stderr=subprocess.STDOUT, start_new_session=True)
+        _STARTED.append(self)
         deadline = time.time() + timeout
         while time.time() < deadline:
             if self.proc.poll() is not None:
@@ -178,6 +190,7 @@ class ContainerTools:
 
     def __init__(self, base: Path, registry_host: str):
         self.base = base
+        base.mkdir(parents=True, exist_ok=True)
         self.root = base / "storage"
         self.runroot = base / "run"
         self.authfile = base / "auth.json"

@@ -27,7 +27,7 @@ def test_first_release_database_upgrades_in_place(tmp_path):
     database.execute_sql(f"INSERT INTO repository (namespace_id, name, visibility, state, description, created_at) "
                          f"VALUES (1, 'app', 'private', 'normal', 'kept', 1)")
     upgraded = migrate.migrate()
-    assert upgraded == ["accounts:2:tenancy", "registry:2:permissions"]
+    assert {"accounts:2:tenancy", "registry:2:permissions"} <= set(upgraded)
 
     from accounts.models import DEFAULT_TIME_MACHINE, Account
     from registry.models import Repository, RepositoryPermission

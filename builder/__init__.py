@@ -1,0 +1,1 @@
+"""Builds: the durable build queue, workers, build contexts, buildah/docker backends, build logs."""

@@ -1,0 +1,80 @@
+"""Just enough Dockerfile reading for the worker: base images (to pull, with credentials) and required ARGs."""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+# Arguments buildah and docker fill in themselves.
+AUTOMATIC_ARGS = {"TARGETPLATFORM", "TARGETOS", "TARGETARCH", "TARGETVARIANT", "BUILDPLATFORM", "BUILDOS",
+                  "BUILDARCH", "BUILDVARIANT", "HTTP_PROXY", "HTTPS_PROXY", "FTP_PROXY", "NO_PROXY", "ALL_PROXY",
+                  "http_proxy", "https_proxy", "ftp_proxy", "no_proxy", "all_proxy"}
+VAR_RE = re.compile(r"\$(?:\{([A-Za-z_][A-Za-z0-9_]*)(?::?-([^}]*))?\}|([A-Za-z_][A-Za-z0-9_]*))")
+
+
+@dataclass
+class Dockerfile:
+    base_images: list = field(default_factory=list)  # external images FROM names, after ARG substitution
+    required_args: list = field(default_factory=list)  # ARGs declared without a default
+
+
+def instructions(text: str) -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) pairs, with continuation lines joined and comments dropped."""
+    result, current = [], ""
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not current and (not line or line.startswith("#")):
+            continue
+        if line.endswith("\\"):
+            current += line[:-1] + " "
+            continue
+        current += line
+        keyword, _, rest = current.strip().partition(" ")
+        result.append((keyword.upper(), rest.strip()))
+        current = ""
+    if current.strip():
+        keyword, _, rest = current.strip().partition(" ")
+        result.append((keyword.upper(), rest.strip()))
+    return result
+
+
+def substitute(text: str, values: dict) -> str:
+    def replace(match):
+        name = match.group(1) or match.group(3)
+        default = match.group(2)
+        value = values.get(name)
+        return value if value not in (None, "") else (default or "")
+
+    return VAR_RE.sub(replace, text)
+
+
+def read(text: str, build_args: dict) -> Dockerfile:
+    result = Dockerfile()
+    global_args: dict = {}
+    stages: set = set()
+    seen_from = False
+    for keyword, rest in instructions(text):
+        if keyword == "ARG":
+            name, has_default, default = rest.partition("=")
+            name = name.strip()
+            if not has_default and name not in build_args and name not in AUTOMATIC_ARGS \
+                    and name not in result.required_args:
+                result.required_args.append(name)
+            if not seen_from:
+                global_args[name] = build_args.get(name, default.strip().strip('"') if has_default else None)
+        elif keyword == "FROM":
+            seen_from = True
+            words = [w for w in rest.split() if not w.startswith("--")]
+            if not words:
+                continue
+            image = substitute(words[0], global_args)
+            if len(words) >= 3 and words[1].lower() == "as":
+                stages.add(words[2].lower())
+            if image.lower() != "scratch" and image.lower() not in stages and image not in result.base_images:
+                result.base_images.append(image)
+        elif keyword in ("COPY", "ADD"):
+            for word in rest.split():
+                if word.startswith("--from="):
+                    source = substitute(word[len("--from="):], global_args)
+                    if source.lower() not in stages and not source.isdigit() and source not in result.base_images:
+                        result.base_images.append(source)
+    return result

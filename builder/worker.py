@@ -1,0 +1,313 @@
+"""Build workers: claim a build, run it phase by phase, push the result, report how it ended.
+
+The same code runs as threads inside ``slipway serve`` and as ``slipway worker``
+processes (on other machines too): all they share with the API nodes is the
+database and the blob storage.
+"""
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import os
+import shutil
+import socket
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+from accounts.identity import Identity
+from accounts.robots import robot_token
+from registry import repos
+from registry.storage import Storage
+from slipway import events
+from slipway.db import database, now_ms
+
+from . import backends, builds, contexts, dockerfile, queue
+from .logs import LogWriter
+from .models import (BUILDING, CANCELLED, COMPLETE, ERROR, PULLING, PUSHING, TERMINAL, UNPACKING, Build,
+                     FileDrop)
+
+log = logging.getLogger("slipway.builder.worker")
+# Set when this process queues a build, so its own workers start at once instead of at the next poll.
+WAKE = threading.Event()
+POLL_SECONDS = 0.25
+
+
+def redact(url: str) -> str:
+    """A URL without what may be a credential (user:password, a presigned query)."""
+    parsed = urlsplit(url)
+    host = parsed.hostname or ""
+    if parsed.port:
+        host += f":{parsed.port}"
+    return urlunsplit((parsed.scheme, host, parsed.path, "", ""))
+
+
+def filedrop_key(file_id: str) -> str:
+    """Where an uploaded build context is kept (in the upload area of blob storage)."""
+    return f"filedrop-{file_id}"
+
+
+class Worker:
+    def __init__(self, config, storage: Storage, backend: backends.Backend | None = None, name: str | None = None):
+        self.config = config
+        self.storage = storage
+        self.backend = backend or backends.make_backend(config)
+        self.id = name or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.base = builds.base_url(config)
+
+    def run(self, stop: threading.Event) -> None:
+        """Claim and run builds until ``stop`` is set."""
+        while not stop.is_set():
+            try:
+                ran = self.run_once()
+            except Exception:
+                log.exception("worker %s: claiming failed", self.id)
+                ran = False
+            finally:
+                database.close()
+            if not ran:
+                WAKE.wait(POLL_SECONDS)
+                WAKE.clear()
+
+    def run_once(self) -> bool:
+        build = queue.claim(self.id, self.config.builds.lease_seconds, self.config.builds.max_concurrent)
+        if build is None:
+            return False
+        BuildRun(self, build).execute()
+        return True
+
+
+class BuildRun:
+    """One attempt at one build, from claim to a final phase."""
+
+    def __init__(self, worker: Worker, build: Build):
+        self.worker = worker
+        self.config = worker.config
+        self.build = build
+        self.repo = build.repository
+        self.writer = LogWriter(build, self.config.builds.max_log_bytes)
+        self.deadline = time.monotonic() + self.config.builds.timeout_seconds
+        self.stop_reason: str | None = None
+        self.done = threading.Event()
+
+    # -- supervision -------------------------------------------------------------------------------------
+    def check_stop(self) -> str | None:
+        if self.stop_reason is None and time.monotonic() > self.deadline:
+            self.stop_reason = "timeout"
+        return self.stop_reason
+
+    def _heartbeat(self) -> None:
+        lease = self.config.builds.lease_seconds
+        interval = max(0.2, min(2.0, lease / 5))
+        renewed = time.monotonic()
+        try:
+            while not self.done.wait(interval):
+                try:
+                    ours, cancel = queue.heartbeat(self.build, self.worker.id, lease)
+                except Exception as e:  # a busy or briefly unreachable database: try again
+                    log.warning("build %s: heartbeat failed: %s", self.build.uuid, e)
+                    database.close()
+                    if time.monotonic() - renewed > lease:
+                        self.stop_reason = "lost"  # others may have taken the build back by now
+                    continue
+                renewed = time.monotonic()
+                if not ours:
+                    self.stop_reason = "lost"
+                elif cancel and self.stop_reason is None:
+                    self.stop_reason = "cancelled"
+        finally:
+            database.close()
+
+    def phase(self, phase: str) -> None:
+        Build.update(phase=phase).where((Build.id == self.build.id) & Build.phase.not_in(TERMINAL)).execute()
+        self.writer.phase(phase)
+
+    # -- the build -------------------------------------------------------------------------------------------
+    def execute(self) -> None:
+        log.info("worker %s: build %s of %s", self.worker.id, self.build.uuid, self.repo.full_name)
+        self.writer.phase(self.build.phase)
+        events.emit(events.BUILD_START, self.repo, builds.event_payload(self.build, self.worker.base))
+        beat = threading.Thread(target=self._heartbeat, name=f"heartbeat-{self.build.uuid[:8]}", daemon=True)
+        beat.start()
+        workdir = Path(tempfile.mkdtemp(prefix=f"build-{self.build.uuid[:8]}-", dir=self._work_root()))
+        job = None
+        try:
+            job = self._run(workdir)
+        except (backends.BuildFailed, contexts.ContextError) as e:
+            self._end(ERROR, str(e))
+        except backends.Stopped as e:
+            if e.reason == "cancelled":
+                self._end(CANCELLED, None)
+            elif e.reason == "timeout":
+                self._end(ERROR, f"The build took longer than the limit of {self.config.builds.timeout_seconds} s "
+                                 "and was stopped")
+            # "lost": another node declared this worker dead and took the build back
+        except Exception as e:
+            log.exception("build %s failed inside the worker", self.build.uuid)
+            queue.internal_failure(self.build, self.worker.id, f"Internal error in the build worker: {e}",
+                                   self.writer, self.worker.base, self.config.builds.retry_delay_seconds)
+        finally:
+            self.done.set()
+            beat.join(timeout=10)
+            if job is not None:
+                self.worker.backend.remove(job)
+            shutil.rmtree(workdir, ignore_errors=True)
+            self.writer.flush()
+
+    def _end(self, phase: str, error: str | None, **fields) -> None:
+        if error:
+            self.writer.error(error)
+        queue.finish(self.build, self.worker.id, phase, self.writer, self.worker.base, error_message=error, **fields)
+
+    def _work_root(self) -> Path:
+        root = self.config.data_path / "builder-work"
+        root.mkdir(parents=True, exist_ok=True)
+        return root
+
+    def _run(self, workdir: Path):
+        build, backend = self.build, self.worker.backend
+        self.phase(UNPACKING)
+        root = workdir / "context"
+        root.mkdir()
+        self._fetch_context(workdir, root)
+        context_dir, dockerfile_path = contexts.select_context(root, build.context, build.dockerfile_path)
+        build_args = json.loads(build.build_args or "{}")
+        parsed = dockerfile.read(dockerfile_path.read_text(errors="replace"), build_args)
+        if parsed.required_args:
+            raise backends.BuildFailed(
+                f"The Dockerfile declares ARG {', '.join(parsed.required_args)} without a default, and the build "
+                "was not given a value: pass it in build_args")
+        secret = builds.issue_credential(build)
+        host = self.config.build_registry_url.split("://", 1)[1]
+        cache_repo = self._cache_repo() if self.config.builds.layers and self.config.builds.layer_cache else None
+        job = backends.Job(
+            context_dir=context_dir, dockerfile=dockerfile_path, image=f"localhost/slipway-build-{build.uuid}",
+            build_args=build_args, target=build.target,
+            authfile=self._authfile(workdir / "push-auth.json", {host: ("$build", secret)}),
+            registries_conf=self._registries_conf(workdir, host), cache_repo=cache_repo,
+            on_line=self.writer.line, on_idle=self.writer.flush, check_stop=self.check_stop)
+        if isinstance(backend, backends.DockerBackend):
+            backend.use_credentials({host: {"username": "$build", "password": secret}})
+
+        self.phase(PULLING)
+        pull_job = job
+        if build.pull_robot_id is not None:
+            robot = build.pull_robot
+            pull_job = backends.Job(**{**job.__dict__, "authfile": self._authfile(
+                workdir / "pull-auth.json", {host: (robot.name, robot_token(robot))})})
+        elif not isinstance(backend, backends.DockerBackend):
+            pull_job = backends.Job(**{**job.__dict__, "authfile": None})
+        for image in parsed.base_images:
+            self.writer.line(f"Pulling base image {image}")
+            backend.pull(pull_job, image)
+
+        self.phase(BUILDING)
+        backend.build(job)
+        if self.check_stop():
+            raise backends.Stopped(self.stop_reason)
+
+        self.phase(PUSHING)
+        digests = []
+        for tag in json.loads(build.docker_tags):
+            destination = f"{host}/{self.repo.full_name}:{tag}"
+            self.writer.line(f"Pushing {destination}")
+            digest = backend.push(job, destination)
+            if digest not in digests:
+                digests.append(digest)
+        image_id = backend.config_digest(job)
+        self._end(COMPLETE, None, image_id=image_id, manifest_digests=json.dumps(digests))
+        return job
+
+    def _fetch_context(self, workdir: Path, root: Path) -> None:
+        build = self.build
+        limits = contexts.Limits(max_bytes=self.config.builds.max_context_bytes)
+        source = workdir / "source"
+        if build.source == "upload":
+            key = filedrop_key(build.resource_key)
+            with open(source, "wb") as f:
+                for data in self.worker.storage.upload_read(key):
+                    f.write(data)
+            kind = contexts.materialize(source, root, limits)
+        elif build.source == "archive_url":
+            self.writer.line(f"Downloading {redact(build.archive_url)}")
+            contexts.download(build.archive_url, source, self.config.network, self.config.builds.max_context_bytes)
+            kind = contexts.materialize(source, root, limits)
+        else:
+            from triggers.clone import clone_for_build  # triggers builds on builder: imported late, no cycle
+
+            kind = clone_for_build(build, root, self.config, self.writer)
+        self.writer.line(f"Build context ready ({kind})")
+
+    def _cache_repo(self) -> str:
+        host = self.config.build_registry_url.split("://", 1)[1]
+        name = f"{self.repo.full_name}/{builds.CACHE_SUFFIX}"
+        if repos.find(name) is None:
+            repos.create(name, Identity(kind="build", name=f"build/{self.build.uuid}", via="build_token"),
+                         description=f"Layer cache of builds of {self.repo.full_name}")
+        return f"{host}/{name}"
+
+    @staticmethod
+    def _authfile(path: Path, credentials: dict) -> Path:
+        auths = {host: {"auth": base64.b64encode(f"{user}:{secret}".encode()).decode()}
+                 for host, (user, secret) in credentials.items()}
+        path.write_text(json.dumps({"auths": auths}))
+        path.chmod(0o600)
+        return path
+
+    def _registries_conf(self, workdir: Path, host: str) -> Path | None:
+        if not self.config.build_registry_url.startswith("http://"):
+            return None
+        path = workdir / "registries.conf"
+        path.write_text(f'unqualified-search-registries = []\n[[registry]]\nlocation = "{host}"\ninsecure = true\n')
+        return path
+
+
+class WorkerPool:
+    """Worker threads in this process, plus the job that takes builds back from dead workers."""
+
+    def __init__(self, config, storage: Storage, count: int):
+        self.config = config
+        self.stop_event = threading.Event()
+        self.threads = []
+        for i in range(count):
+            worker = Worker(config, storage)
+            thread = threading.Thread(target=worker.run, args=(self.stop_event,), name=f"build-worker-{i}",
+                                      daemon=True)
+            self.threads.append(thread)
+
+    def start(self) -> "WorkerPool":
+        for thread in self.threads:
+            thread.start()
+        return self
+
+    def stop(self, timeout: float = 10) -> None:
+        self.stop_event.set()
+        WAKE.set()
+        for thread in self.threads:
+            thread.join(timeout)
+
+
+def reap(config) -> int:
+    try:
+        return queue.reap_expired_leases(config)
+    finally:
+        database.close()
+
+
+def drop_stale_filedrops(storage: Storage, max_age_seconds: int) -> int:
+    """Uploaded contexts never used by a build (or long used) are removed."""
+    cutoff = now_ms() - max_age_seconds * 1000
+    count = 0
+    for drop in FileDrop.select().where(FileDrop.created_at < cutoff):
+        in_use = Build.select().where((Build.resource_key == drop.file_id) & Build.phase.not_in(TERMINAL)).exists()
+        if in_use:
+            continue
+        storage.upload_delete(filedrop_key(drop.file_id))
+        drop.delete_instance()
+        count += 1
+    return count
+

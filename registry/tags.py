@@ -1,0 +1,102 @@
+"""Tags through the API, with history: list, retarget, expire at a time, delete, restore (time machine)."""
+from __future__ import annotations
+
+from accounts.audit import quay_date
+from slipway.db import database, now_ms
+from slipway.errors import Invalid, NotFound
+
+from .content import alive, alive_tag, set_tag
+from .manifests import INDEX_TYPES
+from .models import Blob, Manifest, ManifestBlob, Repository, Tag
+
+PAGE = 50
+
+
+def view(tag: Tag, sizes: dict) -> dict:
+    manifest = tag.manifest
+    result = {"name": tag.name, "reference": manifest.digest, "manifest_digest": manifest.digest,
+              "is_manifest_list": manifest.media_type in INDEX_TYPES, "size": sizes.get(manifest.id),
+              "last_modified": quay_date(tag.lifetime_start), "start_ts": tag.lifetime_start // 1000}
+    if tag.lifetime_end is not None:
+        result["end_ts"] = tag.lifetime_end // 1000
+        if tag.lifetime_end > now_ms():
+            result["expiration"] = quay_date(tag.lifetime_end)
+    return result
+
+
+def _sizes(manifest_ids: list) -> dict:
+    sizes: dict = {}
+    if manifest_ids:
+        rows = (ManifestBlob.select(ManifestBlob.manifest, Blob.size).join(Blob)
+                .where(ManifestBlob.manifest.in_(manifest_ids)).tuples())
+        for manifest_id, size in rows:
+            sizes[manifest_id] = sizes.get(manifest_id, 0) + size
+    return sizes
+
+
+def list_tags(repo: Repository, specific: str | None, only_active: bool, page: int, limit: int) -> tuple[list, bool]:
+    """Quay's tag list: newest first, history included unless only_active."""
+    query = Tag.select(Tag, Manifest).join(Manifest).where(Tag.repository == repo.id)
+    if specific:
+        query = query.where(Tag.name == specific)
+    if only_active:
+        query = query.where(alive())
+    rows = list(query.order_by(Tag.lifetime_start.desc(), Tag.id.desc()).offset((page - 1) * limit)
+                .limit(limit + 1))
+    more = len(rows) > limit
+    rows = rows[:limit]
+    sizes = _sizes([t.manifest_id for t in rows])
+    return [view(t, sizes) for t in rows], more
+
+
+def live_manifest(repo: Repository, digest: str) -> Manifest:
+    manifest = Manifest.get_or_none((Manifest.repository == repo.id) & (Manifest.digest == digest)
+                                    & Manifest.deleted_at.is_null())
+    if manifest is None:
+        raise NotFound(f"Manifest {digest} does not exist in {repo.full_name}")
+    return manifest
+
+
+def set_expiration(repo: Repository, name: str, when: int | None, min_seconds: int, max_seconds: int) -> int | None:
+    """Expire the alive tag at ``when`` (epoch seconds), clamped into the allowed range; None clears it."""
+    tag = alive_tag(repo, name)
+    if tag is None:
+        raise NotFound(f"Tag {name} does not exist in {repo.full_name}")
+    now = now_ms()
+    end = None
+    if when is not None:
+        end = min(max(int(when) * 1000, now + min_seconds * 1000), now + max_seconds * 1000)
+    Tag.update(lifetime_end=end).where(Tag.id == tag.id).execute()
+    return end
+
+
+def delete(repo: Repository, name: str, final: bool = False) -> Tag:
+    """End the alive tag now; ``final``: for good, outside the time machine."""
+    with database.atomic():
+        tag = alive_tag(repo, name)
+        if tag is None:
+            raise NotFound(f"Tag {name} does not exist in {repo.full_name}")
+        Tag.update(lifetime_end=now_ms(), final=final).where(Tag.id == tag.id).execute()
+        if final:  # its earlier history goes too: nothing of this tag is restorable
+            Tag.update(final=True).where((Tag.repository == repo.id) & (Tag.name == name)
+                                         & Tag.lifetime_end.is_null(False)).execute()
+    return tag
+
+
+def restore(repo: Repository, name: str, digest: str, window_seconds: int) -> Tag:
+    """Point ``name`` back at a manifest it had within the namespace's time machine window."""
+    cutoff = now_ms() - window_seconds * 1000
+    with database.atomic():
+        past = (Tag.select(Tag, Manifest).join(Manifest)
+                .where((Tag.repository == repo.id) & (Tag.name == name) & (Manifest.digest == digest)
+                       & Tag.lifetime_end.is_null(False) & (Tag.lifetime_end <= now_ms())
+                       & (Tag.lifetime_end >= cutoff) & ~Tag.final)
+                .order_by(Tag.lifetime_end.desc()).first())
+        if past is None:
+            raise Invalid(f"Cannot restore {name} to {digest}: it did not point there within the namespace's "
+                          f"time machine window ({window_seconds} s)")
+        manifest = past.manifest
+        if manifest.deleted_at is not None:
+            Manifest.update(deleted_at=None).where(Manifest.id == manifest.id).execute()
+        tag, _ = set_tag(repo, name, manifest)
+    return tag

@@ -1,0 +1,24 @@
+"""Schema steps for the shell's own tables (the event queue), frozen as they were at each step."""
+from peewee import CharField, IntegerField, Model, TextField
+
+from .db import TimestampField, database, now_ms
+from .migrate import frozen_meta
+
+
+class EventV1(Model):
+    kind = CharField(max_length=64, index=True)
+    repository_id = IntegerField(null=True, index=True)
+    namespace = CharField(max_length=255, null=True)
+    repository = CharField(max_length=255, null=True)
+    payload = TextField()
+    created_at = TimestampField(default=now_ms)
+    Meta = frozen_meta("event")
+
+
+def events():
+    database.create_tables([EventV1], safe=True)
+
+
+MIGRATIONS = [
+    (1, "events", events),
+]

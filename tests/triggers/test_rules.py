@@ -1,0 +1,143 @@
+"""Payload parsing, tag templates, skip rules and signatures, as plain functions."""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+
+import pytest
+
+from slipway.errors import Invalid
+from triggers import payloads, rules, signatures, templates
+
+SHA = "a1b2c3d4e5f60718293a4b5c6d7e8f9012345678"
+
+
+def github_push(ref="refs/heads/main", deleted=False, message="Fix the thing", files=("src/app.py",)):
+    return {
+        "ref": ref, "before": "0" * 40, "after": "0" * 40 if deleted else SHA, "deleted": deleted,
+        "head_commit": None if deleted else {
+            "id": SHA, "message": message, "timestamp": "2026-11-20T10:00:00Z",
+            "url": f"https://github.com/acme/app/commit/{SHA}",
+            "author": {"name": "Ada", "email": "ada@x.io", "username": "ada"},
+            "committer": {"name": "GitHub", "email": "noreply@github.com", "username": "web-flow"}},
+        "commits": [] if deleted else [{"id": SHA, "added": list(files), "modified": [], "removed": []}],
+        "repository": {"ssh_url": "git@github.com:acme/app.git", "clone_url": "https://github.com/acme/app.git",
+                       "default_branch": "main"},
+        "sender": {"avatar_url": "https://avatars/ada"},
+    }
+
+
+def parse(doc, **headers):
+    return payloads.parse(headers, json.dumps(doc).encode())
+
+
+def test_github_push_becomes_quay_metadata():
+    push = parse(github_push(), **{"X-GitHub-Event": "push", "X-GitHub-Delivery": "d-1"})
+    meta = push.metadata()
+    assert meta["commit"] == SHA and meta["ref"] == "refs/heads/main" and meta["default_branch"] == "main"
+    assert meta["git_url"] == "git@github.com:acme/app.git"
+    assert meta["parsed_ref"] == {"branch": "main", "tag": None, "remote": None}
+    assert meta["commit_info"]["short_sha"] == SHA[:7]
+    assert meta["commit_info"]["author"]["username"] == "ada"
+    assert push.delivery_id == "d-1" and push.changed_files == ["src/app.py"]
+
+
+def test_pings_and_deletions_are_skipped():
+    with pytest.raises(payloads.Skip, match="ping"):
+        parse({"zen": "Keep it simple", "hook_id": 1}, **{"X-GitHub-Event": "ping"})
+    with pytest.raises(payloads.Skip, match="deleted"):
+        parse(github_push(deleted=True), **{"X-GitHub-Event": "push"})
+    with pytest.raises(payloads.Skip, match="deleted"):
+        parse({"object_kind": "push", "ref": "refs/heads/x", "checkout_sha": None, "after": "0" * 40},
+              **{"X-Gitlab-Event": "Push Hook"})
+    with pytest.raises(payloads.Skip, match="deleted"):
+        parse({"push": {"changes": [{"new": None, "old": {"name": "x"}}]}}, **{"X-Event-Key": "repo:push"})
+
+
+def test_gitlab_bitbucket_gitea_and_custom_payloads():
+    gitlab = parse({"object_kind": "tag_push", "ref": "refs/tags/v2.0", "checkout_sha": SHA, "after": SHA,
+                    "user_username": "bob", "project": {"git_ssh_url": "git@gitlab.com:a/b.git",
+                                                        "default_branch": "main"},
+                    "commits": [{"id": SHA, "message": "release", "timestamp": "t", "url": "u",
+                                 "added": ["x"], "modified": [], "removed": []}]},
+                   **{"X-Gitlab-Event": "Tag Push Hook"})
+    assert gitlab.metadata()["parsed_ref"]["tag"] == "v2.0" and gitlab.git_url == "git@gitlab.com:a/b.git"
+    bitbucket = parse({"repository": {"full_name": "team/repo", "mainbranch": {"name": "develop"}},
+                       "push": {"changes": [{"new": {"type": "branch", "name": "develop", "target": {
+                           "hash": SHA, "message": "m", "date": "d",
+                           "author": {"user": {"nickname": "carl"}}}}}]}}, **{"X-Event-Key": "repo:push"})
+    assert bitbucket.ref == "refs/heads/develop" and bitbucket.default_branch == "develop"
+    assert bitbucket.git_url == "git@bitbucket.org:team/repo.git"
+    gitea = parse(github_push(ref="refs/heads/feature"), **{"X-Gitea-Event": "push"})
+    assert gitea.source == "gitea" and gitea.metadata()["parsed_ref"]["branch"] == "feature"
+    custom = parse({"commit": SHA, "ref": "refs/heads/main", "default_branch": "main",
+                    "commit_info": {"url": "u", "message": "hello", "date": "2026-01-01",
+                                    "author": {"username": "d", "url": "u", "avatar_url": "a"}}})
+    assert custom.commit_info["author"]["username"] == "d" and custom.changed_files is None
+
+
+@pytest.mark.parametrize("body,fragment", [
+    (b"{not json", "not valid JSON"),
+    (b"[1, 2]", "must be a JSON object"),
+    (json.dumps({"commit": "xyz", "ref": "refs/heads/main", "default_branch": "main"}).encode(), "commit"),
+    (json.dumps({"commit": SHA, "ref": "main", "default_branch": "main"}).encode(), "ref"),
+    (json.dumps({"hello": "world"}).encode(), "matches no known format"),
+    (json.dumps({"commit": SHA, "ref": "refs/heads/m", "default_branch": "m", "commit_info": {"url": "u"}}).encode(),
+     "message"),
+])
+def test_payloads_that_fit_no_schema_say_why(body, fragment):
+    with pytest.raises(Invalid) as err:
+        payloads.parse({}, body)
+    assert fragment in err.value.message
+
+
+def test_tag_templates_render_drop_missing_and_sanitize():
+    meta = parse(github_push(ref="refs/heads/feature/login"), **{"X-GitHub-Event": "push"}).metadata()
+    tags = templates.tags_for(["${parsed_ref.branch}-${commit_info.short_sha}", "${parsed_ref.tag}",
+                               "build-${commit_info.date}", "by-${commit_info.author.username}"], meta, True, True)
+    assert tags == [f"feature-login-{SHA[:7]}", "build-2026-11-20T10-00-00Z", "by-ada", "feature-login"]
+    main = parse(github_push(), **{"X-GitHub-Event": "push"}).metadata()
+    assert templates.tags_for([], main, True, True) == ["main", "latest"]
+    assert templates.tags_for([], main, False, False) == [SHA[:7]]
+    tag = parse(github_push(ref="refs/tags/v1.2.3"), **{"X-GitHub-Event": "push"}).metadata()
+    assert templates.tags_for(["${parsed_ref.branch}"], tag, True, True) == ["v1.2.3"]
+    assert templates.as_tag("-.weird tag/with:chars" + "x" * 200) == "weird-tag-with-chars" + "x" * 108
+
+
+def test_invalid_templates_are_refused_naming_the_variable():
+    with pytest.raises(Invalid, match=r"unknown variable '\$\{commit_info.nope\}'"):
+        templates.check_templates(["ok-${commit}", "bad-${commit_info.nope}"])
+    with pytest.raises(Invalid, match="unclosed"):
+        templates.check_templates(["x-${commit"])
+
+
+def test_skip_rules():
+    push = parse(github_push(message="Tweak docs [skip build]"), **{"X-GitHub-Event": "push"})
+    assert "[skip build]" in rules.skip_reason(push, None, [], [])
+    push = parse(github_push(message="WIP [Build Skip] now"), **{"X-GitHub-Event": "push"})
+    assert "[build skip]" in rules.skip_reason(push, None, [], [])
+    push = parse(github_push(ref="refs/heads/feature"), **{"X-GitHub-Event": "push"})
+    assert "does not match" in rules.skip_reason(push, "heads/main", [], [])
+    assert rules.skip_reason(push, "heads/.*", [], []) is None
+    assert "does not match" in rules.skip_reason(push, "heads/feat", [], [])  # the whole string must match
+    docs = parse(github_push(files=("docs/a.md", "docs/b.md")), **{"X-GitHub-Event": "push"})
+    assert "included_paths" in rules.skip_reason(docs, None, ["src/*"], [])
+    assert "ignored_paths" in rules.skip_reason(docs, None, [], ["docs/*"])
+    assert rules.skip_reason(parse(github_push(), **{"X-GitHub-Event": "push"}), None, ["src/*"], ["docs/*"]) is None
+    with pytest.raises(Invalid, match="Invalid branchtag_regex"):
+        rules.check_regex("heads/(unclosed")
+
+
+def test_signatures():
+    body = b'{"ref": "refs/heads/main"}'
+    good = "sha256=" + hmac.new(b"s3cret", body, hashlib.sha256).hexdigest()
+    assert signatures.verify("s3cret", {"X-Hub-Signature-256": good}, body) is None
+    tampered = good[:-1] + ("1" if good[-1] == "0" else "0")
+    assert "does not match" in signatures.verify("s3cret", {"X-Hub-Signature-256": tampered}, body)
+    assert "does not match" in signatures.verify("other", {"X-Hub-Signature-256": good}, body)
+    assert "sha1" in signatures.verify("s3cret", {"X-Hub-Signature": "sha1=abc"}, body)
+    assert signatures.verify("s3cret", {"X-Gitea-Signature": good[7:]}, body) is None
+    assert signatures.verify("s3cret", {"X-Gitlab-Token": "s3cret"}, body) is None
+    assert "does not match" in signatures.verify("s3cret", {"X-Gitlab-Token": "nope"}, body)
+    assert "not signed" in signatures.verify("s3cret", {}, body)

@@ -1,0 +1,1 @@
+"""Build triggers: git push webhooks, signatures, skip rules, tag templates, deploy keys, clones."""

@@ -1,0 +1,156 @@
+"""Cloning a trigger's source for a build: at the exact commit, with submodules, over SSH with the deploy key."""
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import posixpath
+import re
+import socket
+import tempfile
+from pathlib import Path
+from urllib.parse import urlparse
+
+import git
+
+from builder.backends import BuildFailed
+from slipway import outgoing
+from slipway.errors import Invalid
+
+from .models import Trigger
+from .service import private_key
+
+SCP_RE = re.compile(r"^(?:(?P<user>[^@/]+)@)?(?P<host>[^:/]+):(?P<path>[^/].*)\Z")
+
+
+def check_source(url: str, config) -> None:
+    """Refuse sources the operator did not allow: local files, non-public hosts (raises Invalid)."""
+    parsed = urlparse(url)
+    if parsed.scheme == "file" or (not parsed.scheme and url.startswith("/")):
+        if not config.triggers.allow_file_urls:
+            raise Invalid(f"Cloning local paths ({url}) is not allowed on this server (triggers.allow_file_urls)")
+        return
+    if parsed.scheme in ("http", "https"):
+        outgoing.check_url(url, config.network)
+        return
+    match = SCP_RE.match(url)
+    host = parsed.hostname if parsed.scheme in ("ssh", "git+ssh", "git") else (match.group("host") if match else None)
+    if not host:
+        raise Invalid(f"Cannot clone '{url}': use an ssh://, git@host:path, https:// or file:// URL")
+    network = config.network
+    try:
+        addresses = [ipaddress.ip_address(i[4][0]) for i in socket.getaddrinfo(host, 22)]
+    except socket.gaierror as e:
+        raise Invalid(f"Cannot resolve host '{host}' of {url}: {e.strerror}") from None
+    if network.allow_private or outgoing.allowlisted(host, addresses, network.allowlist):
+        return
+    if any(not ip.is_global for ip in addresses):
+        raise Invalid(f"{url} points at a non-public address; the server's operator has not allowed "
+                      "requests to private networks")
+
+
+def git_env(workdir: Path, key: str | None, allow_file: bool = False) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
+    env["GIT_TERMINAL_PROMPT"] = "0"
+    # Only the transports the source rules know, and no HTTP redirects (they could lead anywhere).
+    settings = [("http.followRedirects", "false"), ("protocol.allow", "never"), ("protocol.https.allow", "always"),
+                ("protocol.http.allow", "always"), ("protocol.ssh.allow", "always"),
+                ("protocol.file.allow", "always" if allow_file else "never")]
+    env["GIT_CONFIG_COUNT"] = str(len(settings))
+    for i, (key_name, value) in enumerate(settings):
+        env[f"GIT_CONFIG_KEY_{i}"], env[f"GIT_CONFIG_VALUE_{i}"] = key_name, value
+    ssh = ["ssh", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=accept-new",
+           "-o", f"UserKnownHostsFile={workdir / 'known_hosts'}", "-o", "ConnectTimeout=20"]
+    if key:
+        key_file = workdir / "deploy_key"
+        key_file.write_text(key if key.endswith("\n") else key + "\n")
+        key_file.chmod(0o600)
+        ssh += ["-i", str(key_file), "-o", "IdentitiesOnly=yes"]
+    env["GIT_SSH_COMMAND"] = " ".join(ssh)
+    return env
+
+
+def _git_error(e: git.GitCommandError) -> str:
+    text = (e.stderr or "").strip().replace("stderr: ", "").strip("'\n ")
+    lines = [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("Cloning into")]
+    return " ".join(lines[-6:])[-600:] or str(e)
+
+
+def clone_for_build(build, root: Path, config, writer) -> str:
+    """Clone the build's source into ``root`` at its commit (the builder calls this for trigger builds)."""
+    metadata = json.loads(build.trigger_metadata or "{}")
+    trigger = Trigger.get_or_none(Trigger.id == build.trigger_id) if build.trigger_id else None
+    source = (metadata.get("git") or {}) if "git" in metadata else {}
+    url = (trigger.build_source if trigger and trigger.build_source else None) or source.get("url") \
+        or metadata.get("git_url")
+    commit = metadata.get("commit") or source.get("commit")
+    if not url or not commit:
+        raise BuildFailed("This build has no git source to clone")
+    try:
+        check_source(url, config)
+    except Invalid as e:
+        raise BuildFailed(e.message) from None
+    with tempfile.TemporaryDirectory(prefix="clone-") as tmp:
+        env = git_env(Path(tmp), private_key(trigger) if trigger else None, config.triggers.allow_file_urls)
+        writer.line(f"Cloning {url} at {commit}")
+        try:
+            repo = git.Repo.clone_from(url, str(root), env=env, no_checkout=True)
+        except git.GitCommandError as e:
+            raise BuildFailed(f"Could not clone {url}: {_git_error(e)}") from None
+        try:
+            repo.git.checkout("--detach", commit, env=env)
+        except git.GitCommandError:
+            raise BuildFailed(f"The commit {commit} does not exist in {url}") from None
+        if (root / ".gitmodules").exists():
+            for sub_url in submodule_urls(repo, url):
+                try:
+                    check_source(sub_url, config)
+                except Invalid as e:
+                    raise BuildFailed(f"Submodule source refused: {e.message}") from None
+            writer.line("Updating submodules")
+            try:
+                repo.git.submodule("update", "--init", "--recursive", env=env)
+            except git.GitCommandError as e:
+                raise BuildFailed(f"Could not fetch the submodules of {url}: {_git_error(e)}") from None
+        writer.line(f"Checked out {repo.head.commit.hexsha[:12]}: {repo.head.commit.summary}")
+    return "git"
+
+
+def submodule_urls(repo: git.Repo, origin: str) -> list[str]:
+    """The URLs .gitmodules names, relative ones resolved against the superproject's URL (as git does)."""
+    try:
+        out = repo.git.config("-f", ".gitmodules", "--get-regexp", r"^submodule\..*\.url$")
+    except git.GitCommandError:
+        return []
+    urls = []
+    for line in out.splitlines():
+        _, _, value = line.partition(" ")
+        value = value.strip()
+        if value.startswith(("./", "../")):
+            match = SCP_RE.match(origin) if "://" not in origin else None
+            if match:
+                value = f"{origin.split(':', 1)[0]}:{posixpath.normpath(match.group('path') + '/' + value)}"
+            else:
+                parsed = urlparse(origin)
+                value = parsed._replace(path=posixpath.normpath(parsed.path + "/" + value)).geturl()
+        urls.append(value)
+    return urls
+
+
+def remote_refs(url: str, trigger: Trigger, config) -> tuple[dict, str | None]:
+    """The source's refs (``git ls-remote``) and its default branch, for manual runs."""
+    check_source(url, config)
+    with tempfile.TemporaryDirectory(prefix="lsremote-") as tmp:
+        env = git_env(Path(tmp), private_key(trigger), config.triggers.allow_file_urls)
+        try:
+            out = git.Git().ls_remote("--symref", url, env=env)
+        except git.GitCommandError as e:
+            raise Invalid(f"Could not read {url}: {_git_error(e)}") from None
+    refs, default = {}, None
+    for line in out.splitlines():
+        left, _, name = line.partition("\t")
+        if left.startswith("ref: ") and name == "HEAD":
+            default = left[5:].removeprefix("refs/heads/")
+        elif name:
+            refs[name] = left
+    return refs, default

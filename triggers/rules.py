@@ -1,0 +1,38 @@
+"""Whether a push builds: the branch/tag regex, ``[skip build]``, and path filters."""
+from __future__ import annotations
+
+import fnmatch
+import re
+
+from slipway.errors import Invalid
+
+from .payloads import Push
+
+SKIP_MARKERS = ("[skip build]", "[build skip]")
+
+
+def check_regex(pattern: str | None) -> None:
+    if pattern:
+        try:
+            re.compile(pattern)
+        except re.error as e:
+            raise Invalid(f"Invalid branchtag_regex '{pattern}': {e}") from None
+
+
+def skip_reason(push: Push, branchtag_regex: str | None, included: list, ignored: list) -> str | None:
+    """Why this push must not build, or None."""
+    message = (push.commit_info or {}).get("message") or ""
+    for marker in SKIP_MARKERS:
+        if marker in message.lower():
+            return f"the commit message contains {marker}"
+    if branchtag_regex:
+        short = push.ref.removeprefix("refs/")
+        if not re.fullmatch(branchtag_regex, short):
+            return f"{short} does not match the branch/tag regex {branchtag_regex}"
+    if push.changed_files is not None and (included or ignored):
+        files = push.changed_files
+        if included and not any(fnmatch.fnmatch(f, pat) for f in files for pat in included):
+            return "no changed file matches included_paths"
+        if ignored and files and all(any(fnmatch.fnmatch(f, pat) for pat in ignored) for f in files):
+            return "every changed file matches ignored_paths"
+    return None

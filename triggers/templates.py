@@ -1,0 +1,87 @@
+"""Tag templates (``${parsed_ref.branch}-${commit_info.short_sha}``) and the tags a push gets.
+
+Variables are paths into the trigger metadata. A template naming a variable that
+cannot exist is refused when the trigger is saved; one whose value is missing
+in a push is dropped. Rendered values are made valid tags.
+"""
+from __future__ import annotations
+
+import re
+
+from slipway.errors import Invalid
+
+VAR_RE = re.compile(r"\$\{([^}]*)\}")
+PERSON = ("username", "url", "avatar_url")
+VARIABLES = {"commit", "ref", "default_branch", "git_url", "parsed_ref.branch", "parsed_ref.tag",
+             "parsed_ref.remote", "commit_info.short_sha", "commit_info.url", "commit_info.message",
+             "commit_info.date"} | {f"commit_info.{who}.{key}" for who in ("author", "committer") for key in PERSON}
+MAX_TAG = 128
+
+
+def check_templates(templates) -> list[str]:
+    if not isinstance(templates, list) or not all(isinstance(t, str) for t in templates):
+        raise Invalid("tag_templates must be a list of strings")
+    for template in templates:
+        if not template.strip():
+            raise Invalid("tag_templates may not contain an empty template")
+        for name in VAR_RE.findall(template):
+            if name not in VARIABLES:
+                raise Invalid(f"Invalid tag template '{template}': unknown variable '${{{name}}}' "
+                              f"(known: {', '.join('${' + v + '}' for v in sorted(VARIABLES))})")
+        if "${" in VAR_RE.sub("", template):
+            raise Invalid(f"Invalid tag template '{template}': an unclosed '${{'")
+    return templates
+
+
+def lookup(metadata: dict, path: str):
+    value = metadata
+    for key in path.split("."):
+        if not isinstance(value, dict) or value.get(key) in (None, ""):
+            return None
+        value = value[key]
+    return value if isinstance(value, (str, int)) else None
+
+
+def render(template: str, metadata: dict) -> str | None:
+    """The template filled in, or None if one of its values is missing."""
+    missing = False
+
+    def fill(match):
+        nonlocal missing
+        value = lookup(metadata, match.group(1))
+        if value is None:
+            missing = True
+            return ""
+        return str(value)
+
+    result = VAR_RE.sub(fill, template)
+    return None if missing else result
+
+
+def as_tag(value: str) -> str | None:
+    """Make ``value`` a valid tag: invalid characters become '-', no leading '.'/'-', at most 128 characters."""
+    cleaned = re.sub(r"[^A-Za-z0-9_.-]", "-", value).lstrip(".-")[:MAX_TAG]
+    return cleaned or None
+
+
+def tags_for(templates: list[str], metadata: dict, default_tag_from_ref: bool,
+             latest_for_default_branch: bool) -> list[str]:
+    """Quay's rule: the rendered templates, then the branch/tag name, then latest on the default branch,
+    else the short SHA."""
+    tags: list[str] = []
+
+    def add(value):
+        tag = as_tag(value) if value else None
+        if tag and tag not in tags:
+            tags.append(tag)
+
+    for template in templates:
+        add(render(template, metadata))
+    parsed = metadata.get("parsed_ref") or {}
+    if default_tag_from_ref:
+        add(parsed.get("branch") or parsed.get("tag"))
+    if latest_for_default_branch and parsed.get("branch") and parsed.get("branch") == metadata.get("default_branch"):
+        add("latest")
+    if not tags:
+        add(metadata["commit"][:7])
+    return tags

@@ -1,0 +1,1 @@
+"""Outgoing notifications: repository events delivered by webhook, Slack, e-mail and in-app, durably."""

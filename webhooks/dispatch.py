@@ -1,0 +1,167 @@
+"""From events to deliveries, and from deliveries to sent messages, with retries.
+
+Three jobs, all in the background (nothing here runs on a push or in a build):
+``fan_out`` turns new events into one delivery per matching notification, in
+the same transaction that advances its cursor, so each event is handled once;
+``scan_expiring`` announces tags about to expire (each tag once per
+notification); ``send_due`` sends what is due, records every attempt, retries
+with backoff, and stops a notification after ``max_failures`` successive
+failed attempts until someone resets it (Quay's rule).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+from registry.content import alive
+from registry.models import Repository, Tag
+from slipway import events
+from slipway.db import database, now_ms
+
+from . import methods
+from .models import FAILED, PENDING, SUCCESS, Attempt, Delivery, EventCursor, ExpiryNotice, Notification
+from .notifications import SEVERITIES, payload_for
+
+log = logging.getLogger("slipway.notifications")
+CURSOR = "notifications"
+SETTLE_MS = 10_000
+BUILD_EVENTS = {"build_queued", "build_start", "build_success", "build_failure", "build_cancelled"}
+
+
+def _matches(notification: Notification, kind: str, data: dict) -> bool:
+    event_config = json.loads(notification.event_config or "{}")
+    if kind in BUILD_EVENTS and event_config.get("ref-regex"):
+        ref = (data.get("trigger_metadata") or {}).get("ref") or ""
+        pattern = event_config["ref-regex"]
+        if not (re.fullmatch(pattern, ref) or re.fullmatch(pattern, ref.removeprefix("refs/"))):
+            return False
+    if kind == "vulnerability_found" and event_config.get("level") is not None:
+        level = event_config["level"]
+        minimum = SEVERITIES.index(level) if level in SEVERITIES else int(level)
+        found = (data.get("vulnerability") or {}).get("priority", "Unknown")
+        if (SEVERITIES.index(found) if found in SEVERITIES else 0) < minimum:
+            return False
+    return True
+
+
+def fan_out(config, batch: int = 500) -> int:
+    """Create deliveries for the events not handled yet.
+
+    The cursor only passes events older than SETTLE_MS: on PostgreSQL an event's id is
+    taken when it is written but seen when its transaction commits, so a slow transaction
+    can show a lower id after a higher one. Recent events are looked at again each time;
+    the unique (notification, event) index makes that harmless, on one node or several.
+    """
+    created = 0
+    settled_before = now_ms() - SETTLE_MS
+    with database.atomic():
+        cursor, _ = EventCursor.get_or_create(name=CURSOR)
+        rows = events.since(cursor.last_id, limit=batch)
+        watermark, settled = cursor.last_id, True
+        for event in rows:
+            settled = settled and event.created_at < settled_before
+            if settled:
+                watermark = event.id
+            if event.repository_id is None:
+                continue
+            data = json.loads(event.payload)
+            for notification in Notification.select().where((Notification.repository == event.repository_id)
+                                                             & (Notification.event == event.kind)):
+                if _matches(notification, event.kind, data):
+                    created += Delivery.insert(
+                        notification=notification, event_id=event.id,
+                        payload=json.dumps(payload_for(event.kind, event.repository, data, config)),
+                    ).on_conflict_ignore().as_rowcount().execute()
+        if watermark != cursor.last_id:
+            EventCursor.update(last_id=watermark).where(EventCursor.id == cursor.id).execute()
+    return created
+
+
+def scan_expiring(config) -> int:
+    """repo_image_expiry: tags expiring within the notification's days, announced once each."""
+    created = 0
+    now = now_ms()
+    for notification in Notification.select().where(Notification.event == "repo_image_expiry"):
+        days = json.loads(notification.event_config or "{}").get("days", 7)
+        with database.atomic():
+            announced = ExpiryNotice.select(ExpiryNotice.tag_id).where(ExpiryNotice.notification == notification.id)
+            soon = list(Tag.select().where((Tag.repository == notification.repository_id) & alive(now)
+                                           & Tag.lifetime_end.is_null(False)
+                                           & (Tag.lifetime_end <= now + days * 86400 * 1000)
+                                           & Tag.id.not_in(announced)).order_by(Tag.name))
+            if not soon:
+                continue
+            ExpiryNotice.insert_many([{"notification": notification.id, "tag_id": t.id} for t in soon]).execute()
+            repo = Repository.get_by_id(notification.repository_id)
+            payload = payload_for("repo_image_expiry", repo.full_name,
+                                  {"tags": [t.name for t in soon], "expiring_in": f"{days} days"}, config)
+            Delivery.create(notification=notification, kind="expiry", payload=json.dumps(payload))
+            created += 1
+    return created
+
+
+def send_due(config, pool: ThreadPoolExecutor | None = None, limit: int = 50) -> int:
+    """Send the deliveries that are due (of notifications not stopped by failures)."""
+    notes = config.notifications
+    due = list(Delivery.select(Delivery, Notification).join(Notification)
+               .where((Delivery.status == PENDING) & (Delivery.next_attempt_at <= now_ms())
+                      & (Notification.number_of_failures < notes.max_failures))
+               .order_by(Delivery.next_attempt_at, Delivery.id).limit(limit))
+    if not due:
+        return 0
+    # A repository's deliveries go out in order (queued, then started, then succeeded);
+    # different repositories in parallel.
+    by_repository: dict = {}
+    for delivery in due:
+        by_repository.setdefault(delivery.notification.repository_id, []).append(delivery)
+    work = [lambda group=group: _send_group(group, config) for group in by_repository.values()]
+    if pool is None:
+        for job in work:
+            job()
+    else:
+        for future in [pool.submit(job) for job in work]:
+            future.result()
+    return len(due)
+
+
+def _send_group(deliveries: list, config) -> None:
+    failed: set = set()
+    try:
+        for delivery in deliveries:
+            if delivery.notification_id in failed:
+                continue  # its retry comes first, later
+            if not _attempt(delivery, config):
+                failed.add(delivery.notification_id)
+    finally:
+        database.close()
+
+
+def _attempt(delivery: Delivery, config) -> bool:
+    notification = Notification.get_or_none(Notification.id == delivery.notification_id)
+    if notification is None or notification.number_of_failures >= config.notifications.max_failures:
+        return False
+    started = time.monotonic()
+    status_code, error = methods.send(notification, delivery, config)
+    duration = int((time.monotonic() - started) * 1000)
+    ok = error is None
+    delays = [int(d) for d in config.notifications.retry_delays]
+    with database.atomic():
+        Attempt.create(delivery=delivery, status_code=status_code, error=error, duration_ms=duration)
+        attempts = delivery.attempts + 1
+        if ok:
+            Delivery.update(status=SUCCESS, attempts=attempts, last_status_code=status_code, last_error=None,
+                            completed_at=now_ms()).where(Delivery.id == delivery.id).execute()
+            Notification.update(number_of_failures=0).where(Notification.id == notification.id).execute()
+        else:
+            done = attempts > len(delays)
+            Delivery.update(status=FAILED if done else PENDING, attempts=attempts, last_status_code=status_code,
+                            last_error=error, completed_at=now_ms() if done else None,
+                            next_attempt_at=now_ms() + (0 if done else delays[attempts - 1] * 1000)).where(
+                Delivery.id == delivery.id).execute()
+            Notification.update(number_of_failures=Notification.number_of_failures + 1).where(
+                Notification.id == notification.id).execute()
+            log.warning("notification %s (%s) failed: %s", notification.uuid, notification.method, error)
+    return ok

@@ -1,0 +1,194 @@
+"""How a delivery is sent: webhook POST (signed), Slack incoming webhook, e-mail over SMTP, in-app."""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import re
+import smtplib
+import ssl
+import uuid
+from email.message import EmailMessage
+from pathlib import Path
+
+import jinja2
+import requests
+
+from accounts.models import ORG, USER, Account, Team, TeamMember
+from slipway import outgoing
+from slipway.errors import DomainError
+
+from .models import Delivery, InAppNotification, Notification
+from .notifications import secret
+
+TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+VAR_RE = re.compile(r"\$\{([A-Za-z0-9_.-]+)\}")
+TITLES = {
+    "repo_push": "Repository {repository} has been pushed to",
+    "build_queued": "A build of {repository} has been queued",
+    "build_start": "A build of {repository} has started",
+    "build_success": "A build of {repository} completed",
+    "build_failure": "A build of {repository} failed",
+    "build_cancelled": "A build of {repository} was cancelled",
+    "repo_image_expiry": "Tags of {repository} will expire soon",
+    "vulnerability_found": "A vulnerability was found in {repository}",
+}
+_env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)), autoescape=jinja2.select_autoescape(["html"]))
+
+
+def summary(event: str, payload: dict) -> str:
+    text = TITLES.get(event, event).format(repository=payload.get("repository", "?"))
+    tags = payload.get("updated_tags") or payload.get("docker_tags") or payload.get("tags")
+    if tags:
+        text += f" ({', '.join(tags)})"
+    if payload.get("error_message"):
+        text += f": {payload['error_message']}"
+    return text
+
+
+def render_template(template: str, payload: dict) -> str:
+    """A JSON body template with ``${path}`` variables into the event data.
+
+    A string that is just ``"${path}"`` becomes the value itself (a list stays a list);
+    inside longer text, lists are joined with ", " and objects written as JSON.
+    """
+    def lookup(path: str):
+        value = payload
+        for key in path.split("."):
+            value = value.get(key) if isinstance(value, dict) else None
+        return value
+
+    def as_text(value) -> str:
+        if value is None:
+            return ""
+        if isinstance(value, list) and all(not isinstance(v, (dict, list)) for v in value):
+            return ", ".join(str(v) for v in value)
+        return value if isinstance(value, str) else json.dumps(value)
+
+    def fill(node):
+        if isinstance(node, dict):
+            return {key: fill(value) for key, value in node.items()}
+        if isinstance(node, list):
+            return [fill(value) for value in node]
+        if isinstance(node, str):
+            whole = VAR_RE.fullmatch(node)
+            if whole:
+                return lookup(whole.group(1))
+            return VAR_RE.sub(lambda m: as_text(lookup(m.group(1))), node)
+        return node
+
+    return json.dumps(fill(json.loads(template)))
+
+
+def send(notification: Notification, delivery: Delivery, config) -> tuple[int | None, str | None]:
+    """Send one delivery; returns (HTTP status or None, error or None)."""
+    payload = json.loads(delivery.payload)
+    settings = json.loads(notification.config or "{}")
+    try:
+        if notification.method == "webhook":
+            return _webhook(notification, delivery, settings, payload, config)
+        if notification.method == "slack":
+            return _slack(notification, settings, payload, config)
+        if notification.method == "email":
+            _email(notification, settings, payload, config)
+            return None, None
+        if notification.method == "quay_notification":
+            _in_app(notification, settings, payload)
+            return None, None
+        return None, f"unknown method {notification.method}"
+    except DomainError as e:
+        return None, e.message
+    except requests.RequestException as e:
+        return None, f"{type(e).__name__}: {e}"
+    except (smtplib.SMTPException, OSError) as e:
+        return None, f"{type(e).__name__}: {e}"
+
+
+def _http_result(response: requests.Response) -> tuple[int, str | None]:
+    if 200 <= response.status_code < 300:
+        return response.status_code, None
+    return response.status_code, f"HTTP {response.status_code}: {response.text[:200]}"
+
+
+def _webhook(notification, delivery, settings, payload, config):
+    body = (render_template(settings["template"], payload) if settings.get("template")
+            else json.dumps(payload)).encode()
+    signature = hmac.new(secret(notification).encode(), body, hashlib.sha256).hexdigest()
+    response = outgoing.post(settings["url"], config.network, timeout=config.notifications.webhook_timeout, data=body,
+                             headers={"Content-Type": "application/json", "User-Agent": "Slipway-Notifications",
+                                      "X-Slipway-Event": notification.event,
+                                      "X-Slipway-Delivery": f"{notification.uuid}/{delivery.id}",
+                                      "X-Slipway-Signature-256": f"sha256={signature}"})
+    return _http_result(response)
+
+
+def _slack(notification, settings, payload, config):
+    fields = [{"title": "Repository", "value": f"<{payload.get('homepage')}|{payload.get('repository')}>",
+               "short": True}]
+    tags = payload.get("updated_tags") or payload.get("docker_tags") or payload.get("tags")
+    if tags:
+        fields.append({"title": "Tags", "value": ", ".join(tags), "short": True})
+    if payload.get("build_id"):
+        fields.append({"title": "Build", "value": f"<{payload.get('homepage')}|{payload.get('build_name')}>",
+                       "short": True})
+    if payload.get("error_message"):
+        fields.append({"title": "Error", "value": payload["error_message"], "short": False})
+    color = {"build_failure": "danger", "build_success": "good", "repo_push": "good"}.get(notification.event, "#439FE0")
+    message = {"text": summary(notification.event, payload), "username": "Slipway",
+               "attachments": [{"color": color, "fields": fields, "fallback": summary(notification.event, payload)}]}
+    response = outgoing.post(settings["url"], config.network, timeout=config.notifications.webhook_timeout,
+                             json=message)
+    return _http_result(response)
+
+
+def _email(notification, settings, payload, config):
+    notes = config.notifications
+    if not notes.smtp_host:
+        raise DomainError("No SMTP server is configured (notifications.smtp_host)")
+    context = {"event": notification.event, "title": notification.title or summary(notification.event, payload),
+               "summary": summary(notification.event, payload), "payload": payload,
+               "payload_json": json.dumps(payload, indent=2, sort_keys=True)}
+    message = EmailMessage()
+    message["Subject"] = f"[Slipway] {context['title']}"
+    message["From"] = notes.mail_from
+    message["To"] = settings["email"]
+    message.set_content(_env.get_template("email/notification.txt").render(**context))
+    message.add_alternative(_env.get_template("email/notification.html").render(**context), subtype="html")
+    if notes.smtp_tls == "ssl":
+        client = smtplib.SMTP_SSL(notes.smtp_host, notes.smtp_port, timeout=notes.webhook_timeout,
+                                  context=ssl.create_default_context())
+    else:
+        client = smtplib.SMTP(notes.smtp_host, notes.smtp_port, timeout=notes.webhook_timeout)
+    with client:
+        if notes.smtp_tls == "starttls":
+            client.starttls(context=ssl.create_default_context())
+        if notes.smtp_username:
+            client.login(notes.smtp_username, notes.smtp_password)
+        client.send_message(message)
+
+
+def recipients(notification: Notification, target: dict) -> list[int]:
+    kind, name = target.get("kind"), target.get("name")
+    if kind == "user":
+        return [a.id for a in Account.select().where((Account.name == name) & (Account.kind == USER))]
+    if kind == "team":
+        namespace_id = notification.repository.namespace_id
+        members = (Account.select(Account.id).join(TeamMember).join(Team)
+                   .where((Team.org == namespace_id) & (Team.name == name) & (Account.kind == USER)))
+        return [a.id for a in members]
+    if kind == "org":  # the organization's administrators
+        org = Account.get_or_none((Account.name == name) & (Account.kind == ORG))
+        if org is None:
+            return []
+        admins = (Account.select(Account.id).join(TeamMember).join(Team)
+                  .where((Team.org == org.id) & (Team.role == "admin") & (Account.kind == USER)))
+        return sorted({a.id for a in admins})
+    return []
+
+
+def _in_app(notification, settings, payload):
+    rows = [{"uuid": str(uuid.uuid4()), "user": user_id, "kind": notification.event,
+             "metadata": json.dumps({**payload, "title": notification.title})}
+            for user_id in recipients(notification, settings.get("target") or {})]
+    if rows:
+        InAppNotification.insert_many(rows).execute()
