@@ -38,9 +38,9 @@ def _serialize() -> None:
 
 def claim(worker_id: str, lease_seconds: int, max_concurrent: int) -> Build | None:
     """Take the next runnable build for ``worker_id``, or None."""
-    now = now_ms()
     with database.atomic():
         _serialize()
+        now = now_ms()  # after the lock: a build started here never predates one that ended while we waited
         running = BuildJob.select().where(BuildJob.lease_owner.is_null(False))
         if running.count() >= max_concurrent:
             return None
