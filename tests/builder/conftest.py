@@ -70,6 +70,16 @@ class Builds:
             time.sleep(0.2)
         raise AssertionError(f"build {build_id} did not reach {phases}: {self.get(repo, build_id)}")
 
+    def wait_worker_idle(self, timeout: float = 60) -> None:
+        """Until no build work directory is left: a build is "complete" before its worker removes the image."""
+        work = self.server.data_dir / "builder-work"
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if not any(work.glob("build-*")):
+                return
+            time.sleep(0.1)
+        raise AssertionError(f"the worker still has {[p.name for p in work.glob('build-*')]}")
+
     def logs(self, repo: str, build_id: str, start: int = 0) -> dict:
         return self.admin.ok("GET", f"/repository/{repo}/build/{build_id}/logs?start={start}")
 

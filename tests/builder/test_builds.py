@@ -210,7 +210,8 @@ def test_layer_cache_in_the_registry_is_reused_by_the_next_build(builds):
                                     for r in builds.admin.ok("GET", "/repository?namespace=admin")["repositories"]]
     import shutil
 
-    shutil.rmtree(builds.server.data_dir / "buildah", ignore_errors=True)  # a fresh worker: no local layers
+    builds.wait_worker_idle()  # its `buildah rmi` must not write the storage back while we wipe it
+    shutil.rmtree(builds.server.data_dir / "buildah")  # a fresh worker: no local layers
     second = builds.wait(repo, builds.start_dockerfile(repo, content)["id"])
     log = builds.log_text(repo, second["id"])
     assert second["phase"] == "complete", log
