@@ -6,6 +6,7 @@ import re
 from datetime import datetime, timezone
 from urllib.parse import urlencode
 
+from tornado.iostream import StreamClosedError
 from tornado.web import HTTPError, stream_request_body
 
 from accounts import audit
@@ -305,6 +306,12 @@ class BlobHandler(RegistryHandler):
         if not with_body or length == 0:
             self.finish()
             return
+        try:
+            await self._send_body(storage, digest, start, length)
+        except StreamClosedError:
+            return  # the client went away mid-download (it may resume with Range): nothing to answer
+
+    async def _send_body(self, storage, digest: str, start: int, length: int) -> None:
         # Headers go out on their own: joined to a large first body chunk they would cost a copy of it.
         await self.flush()
         if storage.local:

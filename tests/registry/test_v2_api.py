@@ -209,6 +209,21 @@ def test_client_that_hangs_up_mid_body_leaves_no_blob(server, tok):
     assert list((server.data_dir / "storage" / "uploads").iterdir()) == []
 
 
+def test_client_that_hangs_up_mid_download_is_not_a_server_error(server, tok):
+    digest = push_blob(server, tok, os.urandom(12 << 20))  # several 4 MiB writes, more than socket buffers hold
+    before = server.log_text().count("Traceback")
+    with socket.create_connection(("127.0.0.1", server.port)) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        s.sendall((f"GET /v2/{REPO}/blobs/{digest} HTTP/1.1\r\nHost: {server.host}\r\n"
+                   f"Authorization: Bearer {tok}\r\n\r\n").encode())
+        assert s.recv(4096).startswith(b"HTTP/1.1 200")
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")  # RST
+    time.sleep(0.5)
+    assert server.v2("HEAD", f"/v2/{REPO}/blobs/{digest}", tok).status_code == 200
+    log = server.log_text()
+    assert log.count("Traceback") == before and "Stream is closed" not in log, log[-2000:]
+
+
 def test_cross_repository_mount(server, tok):
     data = os.urandom(4000)
     digest = push_blob(server, tok, data, "admin/other")
