@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import threading
 from datetime import datetime, timezone
 from email.utils import formatdate
@@ -20,10 +21,12 @@ from slipway.errors import Invalid
 from .identity import Identity
 from .models import Account, LogEntry
 
+log = logging.getLogger(__name__)
 PAGE_SIZE = 100
 _buffer: list[dict] = []
 _lock = threading.Lock()
 FLUSH_AT = 500
+MAX_KEPT = 100_000  # entries kept for a retry while the database cannot be written
 
 
 def _row(kind: str, performer: Identity | None, namespace, repository, ip: str | None, metadata: dict | None,
@@ -64,24 +67,88 @@ def record(kind: str, performer: Identity | None = None, namespace=None, reposit
 
 def record_later(kind: str, performer: Identity | None = None, namespace=None, repository=None,
                  ip: str | None = None, metadata: dict | None = None) -> None:
-    """Queue one entry for the next flush (the hot path: pulls and pushes)."""
+    """Queue one entry for the next flush (the hot path: pulls and pushes).
+
+    With a :class:`Writer` running (``slipway serve``) the request never writes:
+    the writer's thread does. Without one, the request that fills the buffer flushes it.
+    """
     row = _row(kind, performer, namespace, repository, ip, metadata)
     with _lock:
         _buffer.append(row)
         full = len(_buffer) >= FLUSH_AT
     if full:
-        flush()
+        if _writer is not None:
+            _writer.wake.set()
+        else:
+            flush()
 
 
 def flush() -> int:
+    """Write the buffered entries: one prepared INSERT run for all of them.
+
+    peewee would build the SQL text of every row again (most of a pull's cost in
+    the audit log); a parameterised statement with ``executemany`` does not.
+    If the write fails, the entries go back to the buffer for the next flush.
+    """
     with _lock:
         rows = _buffer[:]
         _buffer.clear()
-    if rows:
+    if not rows:
+        return 0
+    columns = list(rows[0])
+    quoted = ", ".join('"%s"' % LogEntry._meta.fields[name].column_name for name in columns)
+    marks = ", ".join([database.param] * len(columns))
+    sql = f'INSERT INTO "{LogEntry._meta.table_name}" ({quoted}) VALUES ({marks})'
+    try:
         with database.atomic():
-            for i in range(0, len(rows), 200):
-                LogEntry.insert_many(rows[i:i + 200]).execute()
+            database.cursor().executemany(sql, [tuple(row[c] for c in columns) for row in rows])
+    except Exception:
+        with _lock:
+            _buffer[:0] = rows[-MAX_KEPT:]  # keep the newest if the database stays away
+        raise
     return len(rows)
+
+
+class Writer:
+    """A thread that writes the buffered entries every ``interval`` seconds, or at once when it fills.
+
+    sqlite3 and psycopg2 release the GIL while the database works, so the
+    event loop keeps serving requests during a flush instead of stalling on it.
+    """
+
+    def __init__(self, interval: float = 1.0):
+        self.interval = interval
+        self.wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="audit-writer", daemon=True)
+
+    def start(self) -> "Writer":
+        global _writer
+        _writer = self
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.wake.wait(self.interval)
+            self.wake.clear()
+            try:
+                flush()
+            except Exception:
+                log.exception("writing audit log entries failed; retrying in %.0f s", self.interval)
+                database.close()
+
+    def stop(self) -> None:
+        """Stop the thread and write what is left (from the caller's thread)."""
+        global _writer
+        self._stop.set()
+        self.wake.set()
+        self._thread.join(timeout=10)
+        _writer = None
+        flush()
+
+
+_writer: Writer | None = None
 
 
 # -- reading -----------------------------------------------------------------------------------------

@@ -38,6 +38,9 @@ def _serialize() -> None:
 
 def claim(worker_id: str, lease_seconds: int, max_concurrent: int) -> Build | None:
     """Take the next runnable build for ``worker_id``, or None."""
+    waiting = BuildJob.select().where(BuildJob.lease_owner.is_null() & (BuildJob.available_at <= now_ms()))
+    if not waiting.exists():
+        return None  # the idle poll: a read, without the write lock the claim below takes
     with database.atomic():
         _serialize()
         now = now_ms()  # after the lock: a build started here never predates one that ended while we waited

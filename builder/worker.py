@@ -66,10 +66,11 @@ class Worker:
                 ran = self.run_once()
             except Exception:
                 log.exception("worker %s: claiming failed", self.id)
+                database.close()  # a fresh connection next time
                 ran = False
-            finally:
+            if ran:
                 database.close()
-            if not ran:
+            else:
                 WAKE.wait(POLL_SECONDS)
                 WAKE.clear()
 

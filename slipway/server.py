@@ -11,7 +11,7 @@ import sys
 import threading
 
 from tornado.httpserver import HTTPServer
-from tornado.ioloop import IOLoop, PeriodicCallback
+from tornado.ioloop import IOLoop
 from tornado.netutil import bind_sockets
 from tornado.process import fork_processes, task_id
 
@@ -146,8 +146,7 @@ def serve(config: Config) -> None:
         log.info("Slipway listening on %s://%s:%d (%d process%s)", scheme, config.server.host,
                  config.server.port, processes, "" if processes == 1 else "es")
     loop = IOLoop.current()
-    flusher = PeriodicCallback(audit.flush, 1000)  # pull/push audit entries, written in batches
-    flusher.start()
+    audit_writer = audit.Writer().start()  # pull/push audit entries, written in batches off the event loop
 
     def stop(*_):
         loop.add_callback_from_signal(loop.stop)
@@ -158,8 +157,7 @@ def serve(config: Config) -> None:
         loop.start()
     finally:
         server.stop()
-        flusher.stop()
-        audit.flush()
+        audit_writer.stop()
         if background is not None:
             background.stop()
 

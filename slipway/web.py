@@ -14,7 +14,10 @@ def _networks(cidrs: tuple) -> tuple:
     return tuple(ipaddress.ip_network(c, strict=False) for c in cidrs)
 
 
+@lru_cache(maxsize=4096)  # on every request (the audit log's client address): parse each address once
 def _trusted(address: str, cidrs: tuple) -> bool:
+    if not cidrs:
+        return False
     try:
         ip = ipaddress.ip_address(address)
     except ValueError:
