@@ -221,6 +221,7 @@ ENV_ALIASES = {
     "SLIPWAY_ADMIN_PASSWORD": ("auth", "admin_password"),
     "SLIPWAY_DATABASE_URL": ("database", "url"),
     "SLIPWAY_PORT": ("server", "port"),
+    "SLIPWAY_LOG_LEVEL": ("log_level",),
 }
 
 

@@ -30,6 +30,8 @@ def setup_logging(config: Config) -> None:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     if not config.server.access_log:
         logging.getLogger("tornado.access").setLevel(logging.WARNING)
+    # APScheduler announces every run of every job at INFO (two lines a second for notifications).
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
 
 
 def use_uvloop() -> None:

@@ -38,6 +38,7 @@ def test_config_file_named_by_environment_and_short_forms(tmp_path):
     assert config.auth.admin_password == "pw-from-env"
     assert config.database_url == "postgresql://x/y"
     assert config.network.allowlist == ["127.0.0.1/32", "example.org"]
+    assert load(None, environ={"SLIPWAY_CONFIG": str(path), "SLIPWAY_LOG_LEVEL": "warning"}).log_level == "warning"
 
 
 @pytest.mark.parametrize("text,message", [
