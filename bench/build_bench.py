@@ -425,8 +425,10 @@ class PlainBuildah:
 # -- SSE clients --------------------------------------------------------------------------------------------
 
 async def sse_client(host: str, port: int, path: str, auth: str, out: dict) -> None:
+    """Follow one SSE log stream to its end. ``auth``: the Authorization header's value. Tick lines go to
+    ``out["samples"]``; if ``out`` has an ``entries`` list, every entry goes there as (time received, entry)."""
     reader, writer = await asyncio.open_connection(host, port)
-    writer.write((f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nAuthorization: Basic {auth}\r\n"
+    writer.write((f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nAuthorization: {auth}\r\n"
                   "Accept: text/event-stream\r\n\r\n").encode())
     await writer.drain()
     status = await reader.readline()
@@ -472,7 +474,10 @@ async def sse_client(host: str, port: int, path: str, auth: str, out: dict) -> N
                 return
             if payload:
                 out["events"] += 1
-                message = json.loads(payload).get("message", "")
+                entry = json.loads(payload)
+                if "entries" in out:
+                    out["entries"].append((now, entry))
+                message = entry.get("message", "")
                 if message.startswith("tick "):
                     parts = message.split()
                     samples.append((int(parts[1]), float(parts[2]), now))
@@ -480,7 +485,7 @@ async def sse_client(host: str, port: int, path: str, auth: str, out: dict) -> N
 
 
 def run_sse_clients(slipway: Slipway, repo: str, build_id: str, results: list) -> None:
-    auth = base64.b64encode(f"admin:{PASSWORD}".encode()).decode()
+    auth = "Basic " + base64.b64encode(f"admin:{PASSWORD}".encode()).decode()
     path = f"/api/v1/repository/{repo}/build/{build_id}/logs/stream"
 
     async def main():
@@ -599,13 +604,19 @@ def git_rev() -> str:
 
 # -- the run ---------------------------------------------------------------------------------------------------
 
-def setup_registry(slipway: Slipway, workdir: Path) -> str:
+def push_base(slipway: Slipway, workdir: Path) -> str:
+    """A busybox base image (made locally) pushed as the public ``admin/base:1``; returns its reference."""
     layout = workdir / "base-layout"
     make_oci_layout(layout, labels={"from": "base"})
     base = f"{slipway.host}/admin/base:1"
     subprocess.run(["skopeo", "copy", "--dest-tls-verify=false", "--dest-creds", f"admin:{PASSWORD}",
                     f"oci:{layout}:latest", f"docker://{base}"], check=True, capture_output=True, timeout=120)
     slipway.api("POST", "/repository/admin/base/changevisibility", json={"visibility": "public"})
+    return base
+
+
+def setup_registry(slipway: Slipway, workdir: Path) -> str:
+    base = push_base(slipway, workdir)
     for name in ("app", "plain", "plainlayers", "plaincache", "ticks", "app2", "ticks2"):
         slipway.api("POST", "/repository", json={"repository": name, "visibility": "private"}, expect=(200, 201))
     return base

@@ -22,6 +22,20 @@ from .web import BaseHandler
 API = "/api/v1"
 
 
+_VALIDATORS: dict[int, object] = {}
+
+
+def _validator(schema: dict):
+    """The schema's validator, checked and built once: ``jsonschema.validate`` does both on every call
+    (~4.6 ms, most of a small request)."""
+    validator = _VALIDATORS.get(id(schema))
+    if validator is None:
+        cls = jsonschema.validators.validator_for(schema)
+        cls.check_schema(schema)
+        validator = _VALIDATORS[id(schema)] = cls(schema)
+    return validator
+
+
 class ApiHandler(BaseHandler):
     """Base of /api/v1 handlers. Subclasses may set ``schemas = {"put": {...}}`` to validate bodies,
     ``scopes = {"get": "repo:read"}`` to name the token scope each method needs (documented), and
@@ -92,11 +106,10 @@ class ApiHandler(BaseHandler):
                 raise Invalid(f"The request body is not valid JSON: {e}") from None
         schema = self.schemas.get(self.request.method.lower())
         if schema is not None:
-            try:
-                jsonschema.validate(body, schema)
-            except jsonschema.ValidationError as e:
+            e = jsonschema.exceptions.best_match(_validator(schema).iter_errors(body))
+            if e is not None:
                 where = "/".join(str(p) for p in e.absolute_path)
-                raise Invalid(f"Invalid request body{f' at {where}' if where else ''}: {e.message}") from None
+                raise Invalid(f"Invalid request body{f' at {where}' if where else ''}: {e.message}")
         return body if isinstance(body, dict) else {}
 
     def send(self, value, status: int = 200) -> None:

@@ -25,6 +25,11 @@ from .config import Config
 log = logging.getLogger("slipway")
 
 
+# Connections the kernel holds for each listening socket: tornado's default (128) dropped part of a
+# burst of 200 webhooks, whose senders then retried a second later (bench/trigger_bench.py).
+BACKLOG = 1024
+
+
 def setup_logging(config: Config) -> None:
     logging.basicConfig(level=getattr(logging, config.log_level.upper(), logging.INFO),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
@@ -126,13 +131,13 @@ def serve(config: Config) -> None:
     if processes > 1:
         # Each process binds its own SO_REUSEPORT socket, so the kernel spreads new connections
         # over them; with one shared socket, whichever process wakes first takes most of them.
-        for probe in bind_sockets(config.server.port, config.server.host, reuse_port=True):
+        for probe in bind_sockets(config.server.port, config.server.host, reuse_port=True, backlog=BACKLOG):
             probe.close()  # a port in use fails here, once, not in every child
         fork_processes(processes)
         _die_with_parent()
-        sockets = bind_sockets(config.server.port, config.server.host, reuse_port=True)
+        sockets = bind_sockets(config.server.port, config.server.host, reuse_port=True, backlog=BACKLOG)
     else:
-        sockets = bind_sockets(config.server.port, config.server.host)
+        sockets = bind_sockets(config.server.port, config.server.host, backlog=BACKLOG)
     use_uvloop()
     open_db(config, run_migrations=False)
     services = build_services(config)

@@ -97,22 +97,25 @@ def clone_for_build(build, root: Path, config, writer) -> str:
             repo = git.Repo.clone_from(url, str(root), env=env, no_checkout=True)
         except git.GitCommandError as e:
             raise BuildFailed(f"Could not clone {url}: {_git_error(e)}") from None
-        try:
-            repo.git.checkout("--detach", commit, env=env)
-        except git.GitCommandError:
-            raise BuildFailed(f"The commit {commit} does not exist in {url}") from None
-        if (root / ".gitmodules").exists():
-            for sub_url in submodule_urls(repo, url):
-                try:
-                    check_source(sub_url, config)
-                except Invalid as e:
-                    raise BuildFailed(f"Submodule source refused: {e.message}") from None
-            writer.line("Updating submodules")
+        # Closed at the end: GitPython keeps `git cat-file` processes for reading objects (the summary below),
+        # which would otherwise live on in the server until a garbage collection.
+        with repo:
             try:
-                repo.git.submodule("update", "--init", "--recursive", env=env)
-            except git.GitCommandError as e:
-                raise BuildFailed(f"Could not fetch the submodules of {url}: {_git_error(e)}") from None
-        writer.line(f"Checked out {repo.head.commit.hexsha[:12]}: {repo.head.commit.summary}")
+                repo.git.checkout("--detach", commit, env=env)
+            except git.GitCommandError:
+                raise BuildFailed(f"The commit {commit} does not exist in {url}") from None
+            if (root / ".gitmodules").exists():
+                for sub_url in submodule_urls(repo, url):
+                    try:
+                        check_source(sub_url, config)
+                    except Invalid as e:
+                        raise BuildFailed(f"Submodule source refused: {e.message}") from None
+                writer.line("Updating submodules")
+                try:
+                    repo.git.submodule("update", "--init", "--recursive", env=env)
+                except git.GitCommandError as e:
+                    raise BuildFailed(f"Could not fetch the submodules of {url}: {_git_error(e)}") from None
+            writer.line(f"Checked out {repo.head.commit.hexsha[:12]}: {repo.head.commit.summary}")
     return "git"
 
 
