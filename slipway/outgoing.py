@@ -51,10 +51,15 @@ def check_url(url: str, network) -> None:
                           "allowed requests to private networks (network.allow_private / network.allowlist)")
 
 
-def post(url: str, network, timeout: float = TIMEOUT, **kwargs) -> requests.Response:
-    """POST after checking the address rule; redirects are not followed (they could lead anywhere)."""
+def post(url: str, network, timeout: float = TIMEOUT, session: requests.Session | None = None,
+         **kwargs) -> requests.Response:
+    """POST after checking the address rule; redirects are not followed (they could lead anywhere).
+
+    With ``session`` (keep-alive), the rule is still checked on every request, before a pooled
+    connection can be reused: a reused connection only ever carries a request whose URL passed.
+    """
     check_url(url, network)
-    return requests.post(url, timeout=timeout, allow_redirects=False, **kwargs)
+    return (session or requests).post(url, timeout=timeout, allow_redirects=False, **kwargs)
 
 
 def get(url: str, network, timeout: float = TIMEOUT, **kwargs) -> requests.Response:

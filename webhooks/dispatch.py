@@ -14,7 +14,7 @@ import json
 import logging
 import re
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 
 from registry.content import alive
 from registry.models import Repository, Tag
@@ -108,7 +108,11 @@ def scan_expiring(config) -> int:
 
 
 def send_due(config, pool: ThreadPoolExecutor | None = None, limit: int = 50) -> int:
-    """Send the deliveries that are due (of notifications not stopped by failures)."""
+    """Send the deliveries that are due (of notifications not stopped by failures).
+
+    The batch's outcomes are recorded together, in one transaction, once its sends are done
+    (``_record``); SMTP connections are kept for the batch and closed at its end.
+    """
     notes = config.notifications
     due = list(Delivery.select(Delivery, Notification).join(Notification)
                .where((Delivery.status == PENDING) & (Delivery.next_attempt_at <= now_ms())
@@ -121,51 +125,91 @@ def send_due(config, pool: ThreadPoolExecutor | None = None, limit: int = 50) ->
     by_repository: dict = {}
     for delivery in due:
         by_repository.setdefault(delivery.notification.repository_id, []).append(delivery)
-    work = [lambda group=group: _send_group(group, config) for group in by_repository.values()]
-    if pool is None:
-        for job in work:
-            job()
-    else:
-        for future in [pool.submit(job) for job in work]:
-            future.result()
+    outcomes: list = []
+    mailer = methods.Mailer()
+    work = [lambda group=group: _send_group(group, config, mailer, outcomes) for group in by_repository.values()]
+    try:
+        if pool is None:
+            for job in work:
+                job()
+        else:
+            futures = [pool.submit(job) for job in work]
+            wait(futures)  # all done (or failed) before their outcomes are recorded
+            for future in futures:
+                future.result()
+    finally:
+        mailer.close()
+        _record(outcomes, config)
     return len(due)
 
 
-def _send_group(deliveries: list, config) -> None:
+def _send_group(deliveries: list, config, mailer: methods.Mailer, outcomes: list) -> None:
     failed: set = set()
     try:
         for delivery in deliveries:
             if delivery.notification_id in failed:
                 continue  # its retry comes first, later
-            if not _attempt(delivery, config):
+            if not _attempt(delivery, config, mailer, outcomes):
                 failed.add(delivery.notification_id)
     finally:
         database.close()
 
 
-def _attempt(delivery: Delivery, config) -> bool:
-    notification = Notification.get_or_none(Notification.id == delivery.notification_id)
-    if notification is None or notification.number_of_failures >= config.notifications.max_failures:
+def _attempt(delivery: Delivery, config, mailer: methods.Mailer, outcomes: list) -> bool:
+    """Send one delivery and note its outcome in ``outcomes`` (recorded by ``_record``)."""
+    notification = delivery.notification  # read with the batch; a failure stops the rest of its batch
+    if notification.number_of_failures >= config.notifications.max_failures:
         return False
     started = time.monotonic()
-    status_code, error = methods.send(notification, delivery, config)
+    status_code, error = methods.send(notification, delivery, config, mailer)
     duration = int((time.monotonic() - started) * 1000)
-    ok = error is None
+    outcomes.append((delivery, status_code, error, duration, now_ms()))
+    if error is not None:
+        log.warning("notification %s (%s) failed: %s", notification.uuid, notification.method, error)
+    return error is None
+
+
+def _record(outcomes: list, config) -> None:
+    """Record a batch's attempts in one transaction: attempt rows, deliveries, failure counters.
+
+    Each attempt is a row (status code, error, duration, when). A success completes its delivery
+    and resets its notification's failures; a failure schedules the delivery's retry (or fails it
+    when the retries are spent) and adds one to the notification's failures. Deliveries deleted
+    meanwhile (with their notification) are left out.
+    """
+    if not outcomes:
+        return
     delays = [int(d) for d in config.notifications.retry_delays]
     with database.atomic():
-        Attempt.create(delivery=delivery, status_code=status_code, error=error, duration_ms=duration)
-        attempts = delivery.attempts + 1
-        if ok:
-            Delivery.update(status=SUCCESS, attempts=attempts, last_status_code=status_code, last_error=None,
-                            completed_at=now_ms()).where(Delivery.id == delivery.id).execute()
-            Notification.update(number_of_failures=0).where(Notification.id == notification.id).execute()
-        else:
-            done = attempts > len(delays)
-            Delivery.update(status=FAILED if done else PENDING, attempts=attempts, last_status_code=status_code,
-                            last_error=error, completed_at=now_ms() if done else None,
-                            next_attempt_at=now_ms() + (0 if done else delays[attempts - 1] * 1000)).where(
-                Delivery.id == delivery.id).execute()
-            Notification.update(number_of_failures=Notification.number_of_failures + 1).where(
-                Notification.id == notification.id).execute()
-            log.warning("notification %s (%s) failed: %s", notification.uuid, notification.method, error)
-    return ok
+        query = Delivery.select(Delivery.id).where(Delivery.id.in_([o[0].id for o in outcomes]))
+        if is_postgres():
+            query = query.for_update()  # not deleted under us
+        present = {row.id for row in query}
+        outcomes = [o for o in outcomes if o[0].id in present]
+        if not outcomes:
+            return
+        Attempt.insert_many([{"delivery": delivery.id, "attempted_at": at, "status_code": status_code,
+                              "error": error, "duration_ms": duration}
+                             for delivery, status_code, error, duration, at in outcomes]).execute()
+        # Per notification, in order: a success resets the count, a failure adds one.
+        counts: dict = {}  # notification id -> (reset, failures after the last success)
+        for delivery, status_code, error, duration, at in outcomes:
+            attempts = delivery.attempts + 1
+            reset, failures = counts.get(delivery.notification_id, (False, 0))
+            if error is None:
+                Delivery.update(status=SUCCESS, attempts=attempts, last_status_code=status_code, last_error=None,
+                                completed_at=at).where(Delivery.id == delivery.id).execute()
+                counts[delivery.notification_id] = (True, 0)
+            else:
+                done = attempts > len(delays)
+                Delivery.update(status=FAILED if done else PENDING, attempts=attempts, last_status_code=status_code,
+                                last_error=error, completed_at=at if done else None,
+                                next_attempt_at=at + (0 if done else delays[attempts - 1] * 1000)).where(
+                    Delivery.id == delivery.id).execute()
+                counts[delivery.notification_id] = (reset, failures + 1)
+        by_change: dict = {}
+        for notification_id, change in counts.items():
+            by_change.setdefault(change, []).append(notification_id)
+        for (reset, failures), ids in by_change.items():
+            value = failures if reset else Notification.number_of_failures + failures
+            Notification.update(number_of_failures=value).where(Notification.id.in_(ids)).execute()

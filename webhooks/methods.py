@@ -3,10 +3,12 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import http.cookiejar
 import json
 import re
 import smtplib
 import ssl
+import threading
 import uuid
 from email.message import EmailMessage
 from pathlib import Path
@@ -34,6 +36,94 @@ TITLES = {
     "vulnerability_found": "A vulnerability was found in {repository}",
 }
 _env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)), autoescape=jinja2.select_autoescape(["html"]))
+_local = threading.local()
+
+
+def _session() -> requests.Session:
+    """This thread's keep-alive HTTP session (webhook and Slack POSTs reuse its connections).
+
+    It keeps no cookies: one receiver's cookies must not be sent along to the next request.
+    The outgoing-address rule is still checked on every request (``outgoing.post``).
+    """
+    session = getattr(_local, "session", None)
+    if session is None:
+        session = requests.Session()
+        session.cookies.set_policy(http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
+        _local.session = session
+    return session
+
+
+class Mailer:
+    """SMTP connections kept open for one batch of deliveries, shared by its threads; ``close()`` ends them.
+
+    A connection is used by one thread at a time (taken from the idle list, given back after a
+    message). One that failed is dropped; if a reused connection turns out to have been closed by
+    the server before the message was sent, the message goes once more over a new connection.
+    """
+
+    def __init__(self):
+        self._idle: dict = {}
+        self._lock = threading.Lock()
+
+    def send(self, message: EmailMessage, notes) -> None:
+        key = (notes.smtp_host, notes.smtp_port, notes.smtp_tls, notes.smtp_username)
+        with self._lock:
+            idle = self._idle.get(key) or []
+            client = idle.pop() if idle else None
+        if client is not None:
+            try:
+                client.send_message(message)
+            except smtplib.SMTPServerDisconnected:
+                _quit(client)
+                client = None
+            except BaseException:
+                _quit(client)
+                raise
+            else:
+                self._give_back(key, client)
+                return
+        client = _connect(notes)
+        try:
+            client.send_message(message)
+        except BaseException:
+            _quit(client)
+            raise
+        self._give_back(key, client)
+
+    def _give_back(self, key, client) -> None:
+        with self._lock:
+            self._idle.setdefault(key, []).append(client)
+
+    def close(self) -> None:
+        with self._lock:
+            clients = [c for idle in self._idle.values() for c in idle]
+            self._idle.clear()
+        for client in clients:
+            _quit(client)
+
+
+def _connect(notes) -> smtplib.SMTP:
+    if notes.smtp_tls == "ssl":
+        client = smtplib.SMTP_SSL(notes.smtp_host, notes.smtp_port, timeout=notes.webhook_timeout,
+                                  context=ssl.create_default_context())
+    else:
+        client = smtplib.SMTP(notes.smtp_host, notes.smtp_port, timeout=notes.webhook_timeout)
+    try:
+        if notes.smtp_tls == "starttls":
+            client.starttls(context=ssl.create_default_context())
+        if notes.smtp_username:
+            client.login(notes.smtp_username, notes.smtp_password)
+    except BaseException:
+        _quit(client)
+        raise
+    return client
+
+
+def _quit(client: smtplib.SMTP) -> None:
+    try:
+        client.quit()
+    except (smtplib.SMTPException, OSError):
+        client.close()
 
 
 def summary(event: str, payload: dict) -> str:
@@ -80,8 +170,12 @@ def render_template(template: str, payload: dict) -> str:
     return json.dumps(fill(json.loads(template)))
 
 
-def send(notification: Notification, delivery: Delivery, config) -> tuple[int | None, str | None]:
-    """Send one delivery; returns (HTTP status or None, error or None)."""
+def send(notification: Notification, delivery: Delivery, config,
+         mailer: Mailer | None = None) -> tuple[int | None, str | None]:
+    """Send one delivery; returns (HTTP status or None, error or None).
+
+    E-mail goes through ``mailer`` (connections kept for a batch) or, without one, a connection of its own.
+    """
     payload = json.loads(delivery.payload)
     settings = json.loads(notification.config or "{}")
     try:
@@ -90,7 +184,7 @@ def send(notification: Notification, delivery: Delivery, config) -> tuple[int | 
         if notification.method == "slack":
             return _slack(notification, settings, payload, config)
         if notification.method == "email":
-            _email(notification, settings, payload, config)
+            _email(notification, settings, payload, config, mailer)
             return None, None
         if notification.method == "quay_notification":
             _in_app(notification, settings, payload)
@@ -114,7 +208,8 @@ def _webhook(notification, delivery, settings, payload, config):
     body = (render_template(settings["template"], payload) if settings.get("template")
             else json.dumps(payload)).encode()
     signature = hmac.new(secret(notification).encode(), body, hashlib.sha256).hexdigest()
-    response = outgoing.post(settings["url"], config.network, timeout=config.notifications.webhook_timeout, data=body,
+    response = outgoing.post(settings["url"], config.network, timeout=config.notifications.webhook_timeout,
+                             session=_session(), data=body,
                              headers={"Content-Type": "application/json", "User-Agent": "Slipway-Notifications",
                                       "X-Slipway-Event": notification.event,
                                       "X-Slipway-Delivery": f"{notification.uuid}/{delivery.id}",
@@ -137,11 +232,11 @@ def _slack(notification, settings, payload, config):
     message = {"text": summary(notification.event, payload), "username": "Slipway",
                "attachments": [{"color": color, "fields": fields, "fallback": summary(notification.event, payload)}]}
     response = outgoing.post(settings["url"], config.network, timeout=config.notifications.webhook_timeout,
-                             json=message)
+                             session=_session(), json=message)
     return _http_result(response)
 
 
-def _email(notification, settings, payload, config):
+def _email(notification, settings, payload, config, mailer=None):
     notes = config.notifications
     if not notes.smtp_host:
         raise DomainError("No SMTP server is configured (notifications.smtp_host)")
@@ -154,17 +249,14 @@ def _email(notification, settings, payload, config):
     message["To"] = settings["email"]
     message.set_content(_env.get_template("email/notification.txt").render(**context))
     message.add_alternative(_env.get_template("email/notification.html").render(**context), subtype="html")
-    if notes.smtp_tls == "ssl":
-        client = smtplib.SMTP_SSL(notes.smtp_host, notes.smtp_port, timeout=notes.webhook_timeout,
-                                  context=ssl.create_default_context())
-    else:
-        client = smtplib.SMTP(notes.smtp_host, notes.smtp_port, timeout=notes.webhook_timeout)
-    with client:
-        if notes.smtp_tls == "starttls":
-            client.starttls(context=ssl.create_default_context())
-        if notes.smtp_username:
-            client.login(notes.smtp_username, notes.smtp_password)
+    if mailer is not None:
+        mailer.send(message, notes)
+        return
+    client = _connect(notes)
+    try:
         client.send_message(message)
+    finally:
+        _quit(client)
 
 
 def recipients(notification: Notification, target: dict) -> list[int]:
