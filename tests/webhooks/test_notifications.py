@@ -152,8 +152,15 @@ def test_slack_email_and_in_app(env, tmp_path):
     text = mail.content.decode()
     assert mail.rcpt_tos == ["ops@example.com"] and "Subject: [Slipway] Pushed!" in text
     assert "Tags pushed: release" in text and "text/html" in text and f"<a href=" in text
-    inbox = builds.admin.ok("GET", "/user/notifications")["notifications"]
-    [item] = [n for n in inbox if n["metadata"].get("repository") == repo]
+
+    def in_app():  # sent after the e-mail (a repository's deliveries go in order), so maybe not yet
+        inbox = builds.admin.ok("GET", "/user/notifications")["notifications"]
+        return [n for n in inbox if n["metadata"].get("repository") == repo]
+
+    deadline = time.time() + 20
+    while not in_app() and time.time() < deadline:
+        time.sleep(0.1)
+    [item] = in_app()
     assert item["kind"] == "repo_push" and not item["dismissed"]
     builds.admin.ok("PUT", f"/user/notifications/{item['id']}", {"dismissed": True})
     assert item["id"] not in [n["id"] for n in builds.admin.ok("GET", "/user/notifications")["notifications"]]
