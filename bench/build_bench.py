@@ -43,7 +43,6 @@ import os
 import platform
 import random
 import shutil
-import signal
 import socket
 import statistics
 import subprocess
@@ -59,6 +58,8 @@ import requests
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from registry_bench import Sampler, stop_group  # noqa: E402
 from tests.images import make_oci_layout  # noqa: E402
 
 PASSWORD = "bench-admin-password"
@@ -119,18 +120,7 @@ class Proc:
         return self.proc.pid
 
     def stop(self) -> None:
-        if self.proc.poll() is not None:
-            return
-        for sig, wait in ((signal.SIGTERM, 15), (signal.SIGKILL, 5)):
-            try:
-                os.killpg(self.proc.pid, sig)
-            except ProcessLookupError:
-                return
-            try:
-                self.proc.wait(wait)
-                return
-            except subprocess.TimeoutExpired:
-                continue
+        stop_group(self.proc, term_wait=15)
 
 
 class Slipway:
@@ -264,7 +254,7 @@ class Context:
 
 # -- watching the worker's processes ----------------------------------------------------------------------
 
-class BuildahWatch:
+class BuildahWatch(Sampler):
     """Polls /proc every ``interval`` s for new processes: the first ``buildah`` of Slipway's storage root,
     and the first ``buildah ... bud``. Only processes that did not exist at the start are looked at."""
 
@@ -273,9 +263,8 @@ class BuildahWatch:
         self.interval = interval
         self.first_buildah: float | None = None
         self.first_bud: float | None = None
-        self._stop = threading.Event()
         self._seen = {int(p) for p in os.listdir("/proc") if p.isdigit()}  # pids wrap: no "above the max" test
-        self._thread = threading.Thread(target=self._run, daemon=True)
+        super().__init__()
 
     def _run(self) -> None:
         while not self._stop.is_set() and self.first_bud is None:
@@ -298,33 +287,16 @@ class BuildahWatch:
                     self.first_bud = now
             self._stop.wait(self.interval)
 
-    def __enter__(self):
-        self._thread.start()
-        return self
 
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
-
-
-class RssSampler:
+class RssSampler(Sampler):
     def __init__(self, pid: int, interval: float = 0.05):
         self.pid, self.interval = pid, interval
         self.peak = 0.0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
+        super().__init__()
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
             self.peak = max(self.peak, rss_mib(self.pid))
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
 
 
 # -- the two ways to build --------------------------------------------------------------------------------

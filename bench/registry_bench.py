@@ -175,6 +175,22 @@ class CpuShare:
         self.other_cores = max(busy - server - own - helpers, 0) / wall
 
 
+def stop_group(proc: subprocess.Popen, term_wait: float = 10) -> None:
+    """Stop a process started with ``start_new_session`` and its whole group: SIGTERM, then SIGKILL."""
+    if proc.poll() is not None:
+        return
+    for sig, wait in ((signal.SIGTERM, term_wait), (signal.SIGKILL, 5)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
 class Sampler:
     """A daemon thread running ``_run`` from ``with`` to its end, which sets ``_stop``."""
 
@@ -259,18 +275,8 @@ class Server:
         raise BenchError(f"{self.name} not ready after 30 s: {self.log_tail()}")
 
     def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        for sig, wait in ((signal.SIGTERM, 10), (signal.SIGKILL, 5)):
-            try:
-                os.killpg(self.proc.pid, sig)
-            except ProcessLookupError:
-                return
-            try:
-                self.proc.wait(wait)
-                return
-            except subprocess.TimeoutExpired:
-                continue
+        if self.proc is not None:
+            stop_group(self.proc)
 
     def log_tail(self, lines: int = 20) -> str:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
