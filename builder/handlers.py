@@ -20,7 +20,7 @@ from slipway.errors import Forbidden, Invalid, NotFound
 
 from . import builds, logs, queue
 from .models import TERMINAL, Build, FileDrop
-from .worker import WAKE, filedrop_key
+from .worker import filedrop_key, wake
 
 BUILD_PATH = rf"{REPO_PATH}/build/(?P<build_uuid>[0-9a-f-]{{36}})"
 SSE_POLL_SECONDS = 0.1
@@ -137,7 +137,7 @@ class BuildListHandler(RepositoryBase):
         build = builds.request_build(repo, self.identity, build_request(body),
                                      self.config.builds.max_queued_per_namespace, builds.base_url(self.config),
                                      self.client_ip)
-        WAKE.set()
+        wake()
         self.send(builds.view(build, True), 201)
 
     def _store_upload(self, data: bytes, content_type: str) -> str:

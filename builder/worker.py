@@ -32,9 +32,21 @@ from .models import (BUILDING, CANCELLED, COMPLETE, ERROR, PULLING, PUSHING, TER
                      FileDrop)
 
 log = logging.getLogger("slipway.builder.worker")
-# Set when this process queues a build, so its own workers start at once instead of at the next poll.
+# Set when a build is queued, so idle workers start at once instead of at the next poll.
 WAKE = threading.Event()
 POLL_SECONDS = 0.25
+# In ``slipway serve``'s HTTP processes: the pipe to the background process's workers.
+wake_fd: int | None = None
+
+
+def wake() -> None:
+    """A build was queued: wake this process's workers and those of the background process."""
+    WAKE.set()
+    if wake_fd is not None:
+        try:
+            os.write(wake_fd, b"w")
+        except OSError:  # the pipe is full (they are awake anyway) or the background process is gone
+            pass
 
 
 def redact(url: str) -> str:

@@ -35,8 +35,11 @@ class ServerConfig:
     tls_self_signed: bool = False
     # Proxies whose X-Forwarded-For / X-Real-IP are believed for the client IP.
     trusted_proxies: list = field(default_factory=lambda: ["127.0.0.1/32", "::1/128"])
-    # Run the in-process build workers and the scheduler (off for API-only nodes).
+    # Run the background process: scheduled jobs, notification delivery and build workers
+    # (off for API-only nodes).
     workers: bool = True
+    # Its CPU niceness (0-19, inherited by buildah): requests first, background work when there is room.
+    background_nice: int = 10
     # One log line per request (tornado.access).
     access_log: bool = True
 

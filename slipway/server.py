@@ -13,7 +13,7 @@ import threading
 from tornado.httpserver import HTTPServer
 from tornado.ioloop import IOLoop
 from tornado.netutil import bind_sockets
-from tornado.process import fork_processes, task_id
+from tornado.process import fork_processes
 
 from accounts import audit
 from accounts.users import ensure_admin
@@ -128,16 +128,32 @@ def serve(config: Config) -> None:
     db.database.close()
     ssl_ctx = ssl_options(config)
     processes = config.server.processes or os.cpu_count() or 1
+    # Scheduled jobs, notification delivery and build workers run in a process of their own (the
+    # last child), not beside an event loop: their Python work took the GIL from the requests of
+    # the process they shared (pushes with three notifications ran at 0.89 of pushes with none).
+    background = bool(config.server.workers)
+    wake = WakePipe() if background else None
+    sockets = []
     if processes > 1:
         # Each process binds its own SO_REUSEPORT socket, so the kernel spreads new connections
         # over them; with one shared socket, whichever process wakes first takes most of them.
         for probe in bind_sockets(config.server.port, config.server.host, reuse_port=True, backlog=BACKLOG):
             probe.close()  # a port in use fails here, once, not in every child
-        fork_processes(processes)
-        _die_with_parent()
-        sockets = bind_sockets(config.server.port, config.server.host, reuse_port=True, backlog=BACKLOG)
     else:
         sockets = bind_sockets(config.server.port, config.server.host, backlog=BACKLOG)
+    children = processes + (1 if background else 0)
+    task = fork_processes(children) if children > 1 else 0
+    if children > 1:
+        _die_with_parent()
+    if background and task == processes:
+        for sock in sockets:
+            sock.close()
+        run_background(config, wake)
+        return
+    if processes > 1:
+        sockets = bind_sockets(config.server.port, config.server.host, reuse_port=True, backlog=BACKLOG)
+    if wake is not None:
+        wake.keep_sending_end()
     use_uvloop()
     open_db(config, run_migrations=False)
     services = build_services(config)
@@ -146,11 +162,9 @@ def serve(config: Config) -> None:
     server = server_class(app, ssl_options=ssl_ctx, idle_connection_timeout=300, body_timeout=3600,
                         max_buffer_size=64 * 1024 * 1024)
     server.add_sockets(sockets)
-    primary = task_id() in (None, 0)
-    background = start_background(services) if (primary and config.server.workers) else None
-    scheme = "https" if ssl_ctx else "http"
-    if primary:
-        log.info("Slipway listening on %s://%s:%d (%d process%s)", scheme, config.server.host,
+    if task == 0:
+        scheme = "https" if ssl_ctx else "http"
+        log.info("Slipway listening on %s://%s:%d (%d HTTP process%s)", scheme, config.server.host,
                  config.server.port, processes, "" if processes == 1 else "es")
     loop = IOLoop.current()
     audit_writer = audit.Writer().start()  # pull/push audit entries, written in batches off the event loop
@@ -165,14 +179,62 @@ def serve(config: Config) -> None:
     finally:
         server.stop()
         audit_writer.stop()
-        if background is not None:
-            background.stop()
 
 
-def start_background(services):
+def run_background(config: Config, wake: "WakePipe | None" = None) -> None:
+    """The background process of ``slipway serve``: scheduled jobs, notifications, build workers.
+
+    It runs at ``server.background_nice`` (inherited by buildah), so on a busy
+    machine requests get the CPU first and background work catches up after.
+    """
+    if config.server.background_nice > 0:
+        os.nice(config.server.background_nice)
+    open_db(config, run_migrations=False)
+    services = build_services(config)
+    if wake is not None:
+        wake.relay_to_workers()
     from .background import Background
 
-    return Background(services).start()
+    background = Background(services).start()
+    log.info("background jobs and %d build worker(s) in process %d (nice %d)",
+             config.builds.workers, os.getpid(), os.nice(0))
+    stopping = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    signal.signal(signal.SIGINT, lambda *_: stopping.set())
+    while not stopping.wait(1):
+        pass
+    background.stop()
+
+
+class WakePipe:
+    """Queued builds start at once: HTTP processes write a byte to a pipe made before the fork, and
+    the background process turns it into ``builder.worker.WAKE`` (otherwise they wait for a poll)."""
+
+    def __init__(self):
+        self.read_fd, self.write_fd = os.pipe()
+        os.set_blocking(self.write_fd, False)
+
+    def keep_sending_end(self) -> None:
+        os.close(self.read_fd)
+        from builder import worker
+
+        worker.wake_fd = self.write_fd
+
+    def relay_to_workers(self) -> None:
+        os.close(self.write_fd)
+        from builder.worker import WAKE
+
+        def relay():
+            while True:
+                try:
+                    data = os.read(self.read_fd, 512)
+                except OSError:
+                    return
+                if not data:  # every HTTP process is gone
+                    return
+                WAKE.set()
+
+        threading.Thread(target=relay, name="build-wake", daemon=True).start()
 
 
 def run_worker(config: Config) -> None:

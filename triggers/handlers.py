@@ -5,7 +5,7 @@ import json
 
 from builder import builds as builder_builds
 from builder.models import Build
-from builder.worker import WAKE
+from builder.worker import wake
 from registry.handlers_api import REPO_PATH, RepositoryBase
 from registry.permissions import can
 from slipway.api import ApiHandler
@@ -125,7 +125,7 @@ class TriggerStartHandler(TriggerBase):
         metadata = service.manual_metadata(trigger, body, refs, default_branch)
         build = service.start_build(trigger, metadata, self.identity, self.config.builds.max_queued_per_namespace,
                                     builder_builds.base_url(self.config), self.client_ip)
-        WAKE.set()
+        wake()
         self.send(builder_builds.view(build, True), 201)
 
 
@@ -158,7 +158,7 @@ class WebhookHandler(ApiHandler):
                                  self.config.builds.max_queued_per_namespace, builder_builds.base_url(self.config),
                                  self.client_ip)
         if result["status"] == "queued":
-            WAKE.set()
+            wake()
         self.send(result)
 
 

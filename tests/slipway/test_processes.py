@@ -4,14 +4,21 @@ import os
 import subprocess
 import time
 
+from builder import worker
+from slipway.server import WakePipe
 from tests.conftest import SlipwayServer
+
+
+def nice(pid: str) -> int:
+    return int(open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[16])
 
 
 def test_two_processes_serve_chunked_uploads_across_connections(tmp_path):
     srv = SlipwayServer(tmp_path, processes=2).start()
     try:
         children = subprocess.run(["pgrep", "-P", str(srv.proc.pid)], capture_output=True, text=True).stdout.split()
-        assert len(children) == 2
+        # Two HTTP processes and the background process (jobs, notifications, build workers), niced.
+        assert sorted(nice(pid) for pid in children) == [0, 0, 10]
         token = srv.token("repository:admin/multi:pull,push")
         for _ in range(6):
             data = os.urandom(300000)
@@ -30,3 +37,21 @@ def test_two_processes_serve_chunked_uploads_across_connections(tmp_path):
     while any(os.path.exists(f"/proc/{pid}") for pid in children) and time.time() < deadline:
         time.sleep(0.1)
     assert not any(os.path.exists(f"/proc/{pid}") for pid in children)
+
+
+def test_a_build_queued_in_an_http_process_wakes_the_background_process_workers():
+    pipe = WakePipe()
+    worker.WAKE.clear()
+    child = os.fork()
+    if child == 0:  # an HTTP process: queues a build
+        try:
+            pipe.keep_sending_end()
+            worker.wake()
+        finally:
+            os._exit(0)
+    pipe.relay_to_workers()
+    try:
+        assert worker.WAKE.wait(5), "the background process's workers were not woken"
+    finally:
+        os.waitpid(child, 0)
+        worker.WAKE.clear()
