@@ -13,6 +13,7 @@ import logging
 import threading
 from datetime import datetime, timezone
 from email.utils import formatdate
+from itertools import chain
 from typing import Iterator
 
 from slipway.db import database, now_ms
@@ -26,26 +27,26 @@ PAGE_SIZE = 100
 _buffer: list[dict] = []
 _lock = threading.Lock()
 FLUSH_AT = 500
+INSERT_ROWS = 500  # rows per INSERT statement: 5,500 parameters, under SQLite's limit of 32,766
 MAX_KEPT = 100_000  # entries kept for a retry while the database cannot be written
 
 
+COLUMNS = ("kind", "namespace_id", "namespace", "performer_id", "performer", "performer_kind", "repository_id",
+           "repository", "created_at", "ip", "metadata")
+
+
 def _row(kind: str, performer: Identity | None, namespace, repository, ip: str | None, metadata: dict | None,
-         when: int | None = None) -> dict:
+         when: int | None = None) -> tuple:
+    """One entry as a tuple in ``COLUMNS`` order."""
     namespace_id, namespace_name = _pair(namespace)
     repository_id, repository_name = _pair(repository)
-    return {
-        "kind": kind,
-        "namespace_id": namespace_id,
-        "namespace": namespace_name,
-        "performer_id": performer.account_id if performer is not None else None,
-        "performer": performer.name if performer is not None and not performer.anonymous else None,
-        "performer_kind": performer.audit_kind if performer is not None else None,
-        "repository_id": repository_id,
-        "repository": repository_name,
-        "created_at": when or now_ms(),
-        "ip": ip,
-        "metadata": json.dumps(metadata or {}, sort_keys=True),
-    }
+    if performer is None:
+        performer_id = performer_name = performer_kind = None
+    else:
+        performer_id, performer_kind = performer.account_id, performer.audit_kind
+        performer_name = None if performer.anonymous else performer.name
+    return (kind, namespace_id, namespace_name, performer_id, performer_name, performer_kind, repository_id,
+            repository_name, when or now_ms(), ip, json.dumps(metadata or {}, sort_keys=True))
 
 
 def _pair(value) -> tuple[int | None, str | None]:
@@ -62,7 +63,7 @@ def _pair(value) -> tuple[int | None, str | None]:
 def record(kind: str, performer: Identity | None = None, namespace=None, repository=None, ip: str | None = None,
            metadata: dict | None = None) -> None:
     """Write one entry now (inside the caller's transaction, if any)."""
-    LogEntry.insert(_row(kind, performer, namespace, repository, ip, metadata)).execute()
+    LogEntry.insert(dict(zip(COLUMNS, _row(kind, performer, namespace, repository, ip, metadata)))).execute()
 
 
 def record_later(kind: str, performer: Identity | None = None, namespace=None, repository=None,
@@ -84,10 +85,11 @@ def record_later(kind: str, performer: Identity | None = None, namespace=None, r
 
 
 def flush() -> int:
-    """Write the buffered entries: one prepared INSERT run for all of them.
+    """Write the buffered entries: multi-row INSERTs of up to ``INSERT_ROWS`` rows each.
 
-    peewee would build the SQL text of every row again (most of a pull's cost in
-    the audit log); a parameterised statement with ``executemany`` does not.
+    peewee would build the SQL text of every row again, and ``executemany`` hands
+    the GIL back and forth with the event loop once per row (about 3,000 times a
+    second under a pull benchmark); a multi-row statement does it once per statement.
     If the write fails, the entries go back to the buffer for the next flush.
     """
     with _lock:
@@ -95,18 +97,23 @@ def flush() -> int:
         _buffer.clear()
     if not rows:
         return 0
-    columns = list(rows[0])
-    quoted = ", ".join('"%s"' % LogEntry._meta.fields[name].column_name for name in columns)
-    marks = ", ".join([database.param] * len(columns))
-    sql = f'INSERT INTO "{LogEntry._meta.table_name}" ({quoted}) VALUES ({marks})'
     try:
         with database.atomic():
-            database.cursor().executemany(sql, [tuple(row[c] for c in columns) for row in rows])
+            cursor = database.cursor()
+            for start in range(0, len(rows), INSERT_ROWS):
+                chunk = rows[start:start + INSERT_ROWS]
+                cursor.execute(_insert_sql(len(chunk)), list(chain.from_iterable(chunk)))
     except Exception:
         with _lock:
             _buffer[:0] = rows[-MAX_KEPT:]  # keep the newest if the database stays away
         raise
     return len(rows)
+
+
+def _insert_sql(count: int) -> str:
+    quoted = ", ".join('"%s"' % LogEntry._meta.fields[name].column_name for name in COLUMNS)
+    one = "(" + ", ".join([database.param] * len(COLUMNS)) + ")"
+    return f'INSERT INTO "{LogEntry._meta.table_name}" ({quoted}) VALUES ' + ", ".join([one] * count)
 
 
 class Writer:

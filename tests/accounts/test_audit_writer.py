@@ -73,3 +73,14 @@ def threading_name() -> str:
     import threading
 
     return threading.current_thread().name
+
+
+def test_a_flush_writes_every_entry_in_several_multi_row_statements(db, monkeypatch):
+    monkeypatch.setattr(audit, "INSERT_ROWS", 2)
+    for i in range(5):
+        audit.record_later("pull_repo", ROBOT, (1, "org"), (2, "org/app"), f"10.0.0.{i}", {"tag": f"t{i}"})
+    assert audit.flush() == 5
+    entries = list(LogEntry.select().order_by(LogEntry.id))
+    assert [(e.ip, e.metadata, e.performer, e.performer_id) for e in entries] == [
+        (f"10.0.0.{i}", f'{{"tag": "t{i}"}}', "org+bot", 7) for i in range(5)]
+    assert audit.flush() == 0
