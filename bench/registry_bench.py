@@ -1173,6 +1173,9 @@ def main() -> int:
             baseline = Slipway(tmp / "baseline", args.slipway_processes, source=source,
                                name=f"baseline ({short_commit(args.baseline_rev)})", short="B")
             slipway = RobotSlipway(tmp / "head", args.slipway_processes, name="HEAD, robot via team", short="H")
+            # Two versions compared: both get their push connections one per process, or the kernel's
+            # placement (both on one process half the time) decides more than the code does.
+            baseline.balanced = slipway.balanced = True
             servers, reference = [baseline, slipway, peer], baseline
         elif args.notifications:
             sink = NotificationSink()
