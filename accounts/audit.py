@@ -28,6 +28,7 @@ _buffer: list[dict] = []
 _lock = threading.Lock()
 FLUSH_AT = 500
 INSERT_ROWS = 500  # rows per INSERT statement: 5,500 parameters, under SQLite's limit of 32,766
+_metadata_json = json.JSONEncoder(sort_keys=True).encode  # json.dumps(sort_keys=True) builds an encoder per call
 MAX_KEPT = 100_000  # entries kept for a retry while the database cannot be written
 
 
@@ -46,7 +47,7 @@ def _row(kind: str, performer: Identity | None, namespace, repository, ip: str |
         performer_id, performer_kind = performer.account_id, performer.audit_kind
         performer_name = None if performer.anonymous else performer.name
     return (kind, namespace_id, namespace_name, performer_id, performer_name, performer_kind, repository_id,
-            repository_name, when or now_ms(), ip, json.dumps(metadata or {}, sort_keys=True))
+            repository_name, when or now_ms(), ip, _metadata_json(metadata or {}))
 
 
 def _pair(value) -> tuple[int | None, str | None]:
