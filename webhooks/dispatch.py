@@ -22,7 +22,8 @@ from slipway import events
 from slipway.db import database, is_postgres, now_ms
 
 from . import methods
-from .models import FAILED, PENDING, SUCCESS, Attempt, Delivery, EventCursor, ExpiryNotice, Notification
+from .models import (FAILED, PENDING, SUCCESS, Attempt, Delivery, EventCursor, ExpiryNotice, InAppNotification,
+                     Notification)
 from .notifications import SEVERITIES, payload_for
 
 log = logging.getLogger("slipway.notifications")
@@ -54,32 +55,52 @@ def fan_out(config, batch: int = 500) -> int:
     taken when it is written but seen when its transaction commits, so a slow transaction
     can show a lower id after a higher one. Recent events are looked at again each time;
     the unique (notification, event) index makes that harmless, on one node or several.
-    SQLite has one writer at a time and this transaction is it (BEGIN IMMEDIATE), so every
-    event it reads is committed and none with a lower id can appear later: the cursor
-    passes all of them. (Reading the last 10 s of events again every second, inside the
-    write transaction every push waits for, made pushes wait for the lock ~6 times as long.)
+    SQLite has one writer at a time, so every event it reads is committed and none with a
+    lower id can appear later: the cursor passes all of them. (Reading the last 10 s of
+    events again every second made pushes wait for the lock ~6 times as long.)
+
+    Events are read and payloads built before the write transaction, which only inserts
+    the deliveries and moves the cursor, if nobody moved it meanwhile: pushes wait for
+    SQLite's write lock, and the (niced) background process could be preempted holding it.
     """
-    created = 0
     settled_before = now_ms() - (SETTLE_MS if is_postgres() else 0)
+    cursor, _ = EventCursor.get_or_create(name=CURSOR)
+    start = cursor.last_id
+    rows = events.since(start, limit=batch)
+    if not rows:
+        return 0
+    watched: dict = {}
+    for notification in Notification.select().where(
+            Notification.repository.in_({e.repository_id for e in rows if e.repository_id is not None})
+            & Notification.event.in_({e.kind for e in rows})):
+        watched.setdefault((notification.repository_id, notification.event), []).append(notification)
+    deliveries, watermark, settled = [], start, True
+    for event in rows:
+        settled = settled and event.created_at < settled_before
+        if settled:
+            watermark = event.id
+        matching = watched.get((event.repository_id, event.kind))
+        if not matching:
+            continue
+        data = json.loads(event.payload)
+        for notification in matching:
+            if _matches(notification, event.kind, data):
+                deliveries.append({"notification": notification.id, "event_id": event.id,
+                                   "payload": json.dumps(payload_for(event.kind, event.repository, data, config))})
+    created = 0
     with database.atomic():
-        cursor, _ = EventCursor.get_or_create(name=CURSOR)
-        rows = events.since(cursor.last_id, limit=batch)
-        watermark, settled = cursor.last_id, True
-        for event in rows:
-            settled = settled and event.created_at < settled_before
-            if settled:
-                watermark = event.id
-            if event.repository_id is None:
-                continue
-            data = json.loads(event.payload)
-            for notification in Notification.select().where((Notification.repository == event.repository_id)
-                                                             & (Notification.event == event.kind)):
-                if _matches(notification, event.kind, data):
-                    created += Delivery.insert(
-                        notification=notification, event_id=event.id,
-                        payload=json.dumps(payload_for(event.kind, event.repository, data, config)),
-                    ).on_conflict_ignore().as_rowcount().execute()
-        if watermark != cursor.last_id:
+        query = EventCursor.select(EventCursor.last_id).where(EventCursor.id == cursor.id)
+        if is_postgres():
+            query = query.for_update()  # fan-outs of several nodes take turns
+        if query.scalar() != start:
+            return 0  # another fan-out handled these events; the next run goes on from its cursor
+        if deliveries:  # of notifications that still exist
+            alive = {n.id for n in Notification.select(Notification.id).where(
+                Notification.id.in_({d["notification"] for d in deliveries}))}
+            deliveries = [d for d in deliveries if d["notification"] in alive]
+        if deliveries:
+            created = Delivery.insert_many(deliveries).on_conflict_ignore().as_rowcount().execute()
+        if watermark != start:
             EventCursor.update(last_id=watermark).where(EventCursor.id == cursor.id).execute()
     return created
 
@@ -161,16 +182,19 @@ def _attempt(delivery: Delivery, config, mailer: methods.Mailer, outcomes: list)
     if notification.number_of_failures >= config.notifications.max_failures:
         return False
     started = time.monotonic()
-    status_code, error = methods.send(notification, delivery, config, mailer)
+    rows: list = []
+    status_code, error = methods.send(notification, delivery, config, mailer, in_app_rows=rows)
     duration = int((time.monotonic() - started) * 1000)
-    outcomes.append((delivery, status_code, error, duration, now_ms()))
+    outcomes.append((delivery, status_code, error, duration, now_ms(), rows))
     if error is not None:
         log.warning("notification %s (%s) failed: %s", notification.uuid, notification.method, error)
     return error is None
 
 
 def _record(outcomes: list, config) -> None:
-    """Record a batch's attempts in one transaction: attempt rows, deliveries, failure counters.
+    """Record a batch's attempts in one transaction: attempt rows, in-app notifications, deliveries,
+    failure counters. (In-app notifications are written here, so a crash before it sends them
+    again with the delivery's retry rather than twice.)
 
     Each attempt is a row (status code, error, duration, when). A success completes its delivery
     and resets its notification's failures; a failure schedules the delivery's retry (or fails it
@@ -190,10 +214,13 @@ def _record(outcomes: list, config) -> None:
             return
         Attempt.insert_many([{"delivery": delivery.id, "attempted_at": at, "status_code": status_code,
                               "error": error, "duration_ms": duration}
-                             for delivery, status_code, error, duration, at in outcomes]).execute()
+                             for delivery, status_code, error, duration, at, _ in outcomes]).execute()
+        in_app = [row for *_, rows in outcomes for row in rows]
+        if in_app:  # the in-app "sends" of the batch
+            InAppNotification.insert_many(in_app).execute()
         # Per notification, in order: a success resets the count, a failure adds one.
         counts: dict = {}  # notification id -> (reset, failures after the last success)
-        for delivery, status_code, error, duration, at in outcomes:
+        for delivery, status_code, error, duration, at, _ in outcomes:
             attempts = delivery.attempts + 1
             reset, failures = counts.get(delivery.notification_id, (False, 0))
             if error is None:

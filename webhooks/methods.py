@@ -170,11 +170,13 @@ def render_template(template: str, payload: dict) -> str:
     return json.dumps(fill(json.loads(template)))
 
 
-def send(notification: Notification, delivery: Delivery, config,
-         mailer: Mailer | None = None) -> tuple[int | None, str | None]:
+def send(notification: Notification, delivery: Delivery, config, mailer: Mailer | None = None,
+         in_app_rows: list | None = None) -> tuple[int | None, str | None]:
     """Send one delivery; returns (HTTP status or None, error or None).
 
     E-mail goes through ``mailer`` (connections kept for a batch) or, without one, a connection of its own.
+    In-app notifications are added to ``in_app_rows``, when given, for the caller to insert with
+    the batch's outcomes (one write transaction instead of one per delivery); otherwise inserted now.
     """
     payload = json.loads(delivery.payload)
     settings = json.loads(notification.config or "{}")
@@ -187,7 +189,11 @@ def send(notification: Notification, delivery: Delivery, config,
             _email(notification, settings, payload, config, mailer)
             return None, None
         if notification.method == "quay_notification":
-            _in_app(notification, settings, payload)
+            rows = in_app(notification, settings, payload)
+            if in_app_rows is not None:
+                in_app_rows.extend(rows)
+            elif rows:
+                InAppNotification.insert_many(rows).execute()
             return None, None
         return None, f"unknown method {notification.method}"
     except DomainError as e:
@@ -278,9 +284,8 @@ def recipients(notification: Notification, target: dict) -> list[int]:
     return []
 
 
-def _in_app(notification, settings, payload):
-    rows = [{"uuid": str(uuid.uuid4()), "user": user_id, "kind": notification.event,
+def in_app(notification, settings, payload) -> list[dict]:
+    """The in-app notification rows of one delivery: one per recipient."""
+    return [{"uuid": str(uuid.uuid4()), "user": user_id, "kind": notification.event,
              "metadata": json.dumps({**payload, "title": notification.title})}
             for user_id in recipients(notification, settings.get("target") or {})]
-    if rows:
-        InAppNotification.insert_many(rows).execute()
