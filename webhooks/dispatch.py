@@ -220,12 +220,13 @@ def _record(outcomes: list, config) -> None:
             InAppNotification.insert_many(in_app).execute()
         # Per notification, in order: a success resets the count, a failure adds one.
         counts: dict = {}  # notification id -> (reset, failures after the last success)
+        succeeded: dict = {}  # status code -> (delivery ids, last completion): one UPDATE each
         for delivery, status_code, error, duration, at, _ in outcomes:
             attempts = delivery.attempts + 1
             reset, failures = counts.get(delivery.notification_id, (False, 0))
             if error is None:
-                Delivery.update(status=SUCCESS, attempts=attempts, last_status_code=status_code, last_error=None,
-                                completed_at=at).where(Delivery.id == delivery.id).execute()
+                ids, last = succeeded.get(status_code, ([], 0))
+                succeeded[status_code] = (ids + [delivery.id], max(last, at))
                 counts[delivery.notification_id] = (True, 0)
             else:
                 done = attempts > len(delays)
@@ -234,6 +235,11 @@ def _record(outcomes: list, config) -> None:
                                 next_attempt_at=at + (0 if done else delays[attempts - 1] * 1000)).where(
                     Delivery.id == delivery.id).execute()
                 counts[delivery.notification_id] = (reset, failures + 1)
+        # A batch's successes share its last completion time (each attempt row keeps its own):
+        # one statement instead of one per delivery, inside the write lock pushes wait for.
+        for status_code, (ids, at) in succeeded.items():
+            Delivery.update(status=SUCCESS, attempts=Delivery.attempts + 1, last_status_code=status_code,
+                            last_error=None, completed_at=at).where(Delivery.id.in_(ids)).execute()
         by_change: dict = {}
         for notification_id, change in counts.items():
             by_change.setdefault(change, []).append(notification_id)

@@ -10,7 +10,11 @@ import smtplib
 import ssl
 import threading
 import uuid
-from email.message import EmailMessage
+from email.charset import QP, Charset
+from email.header import Header
+from email.message import Message
+from email.mime.multipart import MIMEMultipart
+from email.mime.text import MIMEText
 from pathlib import Path
 
 import jinja2
@@ -37,6 +41,8 @@ TITLES = {
 }
 _env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)), autoescape=jinja2.select_autoescape(["html"]))
 _local = threading.local()
+_UTF8_QP = Charset("utf-8")
+_UTF8_QP.body_encoding = QP
 
 
 def _session() -> requests.Session:
@@ -65,7 +71,7 @@ class Mailer:
         self._idle: dict = {}
         self._lock = threading.Lock()
 
-    def send(self, message: EmailMessage, notes) -> None:
+    def send(self, message: Message, notes) -> None:
         key = (notes.smtp_host, notes.smtp_port, notes.smtp_tls, notes.smtp_username)
         with self._lock:
             idle = self._idle.get(key) or []
@@ -249,12 +255,15 @@ def _email(notification, settings, payload, config, mailer=None):
     context = {"event": notification.event, "title": notification.title or summary(notification.event, payload),
                "summary": summary(notification.event, payload), "payload": payload,
                "payload_json": json.dumps(payload, indent=2, sort_keys=True)}
-    message = EmailMessage()
-    message["Subject"] = f"[Slipway] {context['title']}"
+    # The compat32 classes: EmailMessage's header registry made building a message 1.2 ms of CPU,
+    # these 0.5 ms (the most expensive part of a delivery, on a push benchmark).
+    message = MIMEMultipart("alternative")
+    subject = f"[Slipway] {context['title']}"
+    message["Subject"] = subject if subject.isascii() else Header(subject, "utf-8")
     message["From"] = notes.mail_from
     message["To"] = settings["email"]
-    message.set_content(_env.get_template("email/notification.txt").render(**context))
-    message.add_alternative(_env.get_template("email/notification.html").render(**context), subtype="html")
+    message.attach(_mime_text(_env.get_template("email/notification.txt").render(**context), "plain"))
+    message.attach(_mime_text(_env.get_template("email/notification.html").render(**context), "html"))
     if mailer is not None:
         mailer.send(message, notes)
         return
@@ -263,6 +272,13 @@ def _email(notification, settings, payload, config, mailer=None):
         client.send_message(message)
     finally:
         _quit(client)
+
+
+def _mime_text(body: str, subtype: str) -> MIMEText:
+    """7bit when the body is plain ASCII with short lines, else UTF-8 quoted-printable."""
+    if body.isascii() and all(len(line) <= 998 for line in body.splitlines()):
+        return MIMEText(body, subtype, "us-ascii")
+    return MIMEText(body, subtype, _UTF8_QP)
 
 
 def recipients(notification: Notification, target: dict) -> list[int]:
