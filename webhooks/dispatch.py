@@ -128,11 +128,13 @@ def scan_expiring(config) -> int:
     return created
 
 
-def send_due(config, pool: ThreadPoolExecutor | None = None, limit: int = 50) -> int:
+def send_due(config, pool: ThreadPoolExecutor | None = None, limit: int = 50,
+             mailer: methods.Mailer | None = None) -> int:
     """Send the deliveries that are due (of notifications not stopped by failures).
 
     The batch's outcomes are recorded together, in one transaction, once its sends are done
-    (``_record``); SMTP connections are kept for the batch and closed at its end.
+    (``_record``). SMTP connections are kept in ``mailer`` (the caller closes it), or else for
+    the batch and closed at its end.
     """
     notes = config.notifications
     due = list(Delivery.select(Delivery, Notification).join(Notification)
@@ -147,7 +149,8 @@ def send_due(config, pool: ThreadPoolExecutor | None = None, limit: int = 50) ->
     for delivery in due:
         by_repository.setdefault(delivery.notification.repository_id, []).append(delivery)
     outcomes: list = []
-    mailer = methods.Mailer()
+    own_mailer = mailer is None
+    mailer = mailer or methods.Mailer()
     work = [lambda group=group: _send_group(group, config, mailer, outcomes) for group in by_repository.values()]
     try:
         if pool is None:
@@ -159,7 +162,8 @@ def send_due(config, pool: ThreadPoolExecutor | None = None, limit: int = 50) ->
             for future in futures:
                 future.result()
     finally:
-        mailer.close()
+        if own_mailer:
+            mailer.close()
         _record(outcomes, config)
     return len(due)
 
