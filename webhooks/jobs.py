@@ -7,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 from .dispatch import fan_out, scan_expiring, send_due
 from .methods import Mailer
 
-SEND_BATCH = 100  # deliveries sent, then recorded in one transaction (a crash may send them again)
+SEND_BATCH = 50  # deliveries sent, then recorded in one transaction (a crash may send them again)
 SEND_BUDGET_SECONDS = 0.5  # no new batch after this, so a run mostly ends before the next is due
 
 
