@@ -489,6 +489,10 @@ def _run_sink(http_port: int, smtp_port: int, ready) -> None:
     """The sink's process: count webhook POSTs (signature, repository and tags checked) and mails."""
     from aiosmtpd.controller import Controller
 
+    # The receivers stand in for other machines: at the lowest priority (set before their threads
+    # start, which inherit it) the CPU they need here is not taken from Slipway's push path.
+    os.nice(19)
+
     lock, counts, seen, secret = threading.Lock(), Counter(), set(), []
 
     class Hook(BaseHTTPRequestHandler):
@@ -551,9 +555,6 @@ class NotificationSink:
         ready = context.Event()
         self.proc = context.Process(target=_run_sink, args=(self.port, self.smtp_port, ready), daemon=True)
         self.proc.start()
-        # The receivers stand in for other machines: at the lowest priority, the CPU they need on
-        # this one is not taken from Slipway's push path (they used up to 0.03 cores at nice 0).
-        os.setpriority(os.PRIO_PROCESS, self.proc.pid, 19)
         if not ready.wait(20):
             raise BenchError("notification sink did not start")
 
