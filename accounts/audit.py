@@ -27,7 +27,7 @@ PAGE_SIZE = 100
 _buffer: list[dict] = []
 _lock = threading.Lock()
 FLUSH_AT = 500
-INSERT_ROWS = 500  # rows per INSERT statement: 5,500 parameters, under SQLite's limit of 32,766
+INSERT_ROWS = 90  # rows per INSERT statement: 990 parameters, under SQLite's limit before 3.32 (999)
 _metadata_json = json.JSONEncoder(sort_keys=True).encode  # json.dumps(sort_keys=True) builds an encoder per call
 MAX_KEPT = 100_000  # entries kept for a retry while the database cannot be written
 

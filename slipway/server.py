@@ -55,6 +55,23 @@ def _die_with_parent() -> None:
         pass
 
 
+def _pass_on_to_children(signum, frame) -> None:
+    for task in os.listdir("/proc/self/task"):
+        try:
+            pids = [int(pid) for pid in open(f"/proc/self/task/{task}/children").read().split()]
+        except OSError:
+            continue
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+
+
+def _exit_now(signum, frame) -> None:
+    sys.exit(0)
+
+
 def first_start(config: Config) -> None:
     """On an empty database, create the admin user and say how to log in."""
     account, generated = ensure_admin(config.auth.admin_user, config.auth.admin_password)
@@ -142,8 +159,17 @@ def serve(config: Config) -> None:
     else:
         sockets = bind_sockets(config.server.port, config.server.host, backlog=BACKLOG)
     children = processes + (1 if background else 0)
-    task = fork_processes(children) if children > 1 else 0
+    task = 0
     if children > 1:
+        # The supervising parent passes SIGTERM / SIGINT on and exits when its children have
+        # (without handlers it died at once, and as PID 1 in a container it ignored SIGTERM).
+        signal.signal(signal.SIGTERM, _pass_on_to_children)
+        signal.signal(signal.SIGINT, _pass_on_to_children)
+        task = fork_processes(children)
+        # A child told to stop before its own handlers are in place exits cleanly (tornado
+        # would restart one killed by the signal).
+        signal.signal(signal.SIGTERM, _exit_now)
+        signal.signal(signal.SIGINT, _exit_now)
         _die_with_parent()
     if background and task == processes:
         for sock in sockets:

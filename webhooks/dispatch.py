@@ -16,6 +16,8 @@ import re
 import time
 from concurrent.futures import ThreadPoolExecutor, wait
 
+from peewee import chunked
+
 from registry.content import alive
 from registry.models import Repository, Tag
 from slipway import events
@@ -29,6 +31,7 @@ from .notifications import SEVERITIES, payload_for
 log = logging.getLogger("slipway.notifications")
 CURSOR = "notifications"
 SETTLE_MS = 10_000
+INSERT_ROWS = 100  # rows per multi-row INSERT: under 999 parameters, SQLite's limit before 3.32
 BUILD_EVENTS = {"build_queued", "build_start", "build_success", "build_failure", "build_cancelled"}
 
 
@@ -98,8 +101,8 @@ def fan_out(config, batch: int = 500) -> int:
             alive = {n.id for n in Notification.select(Notification.id).where(
                 Notification.id.in_({d["notification"] for d in deliveries}))}
             deliveries = [d for d in deliveries if d["notification"] in alive]
-        if deliveries:
-            created = Delivery.insert_many(deliveries).on_conflict_ignore().as_rowcount().execute()
+        for rows in chunked(deliveries, INSERT_ROWS):
+            created += Delivery.insert_many(rows).on_conflict_ignore().as_rowcount().execute()
         if watermark != start:
             EventCursor.update(last_id=watermark).where(EventCursor.id == cursor.id).execute()
     return created
@@ -220,8 +223,8 @@ def _record(outcomes: list, config) -> None:
                               "error": error, "duration_ms": duration}
                              for delivery, status_code, error, duration, at, _ in outcomes]).execute()
         in_app = [row for *_, rows in outcomes for row in rows]
-        if in_app:  # the in-app "sends" of the batch
-            InAppNotification.insert_many(in_app).execute()
+        for rows in chunked(in_app, INSERT_ROWS):  # the in-app "sends" of the batch
+            InAppNotification.insert_many(rows).execute()
         # Per notification, in order: a success resets the count, a failure adds one.
         counts: dict = {}  # notification id -> (reset, failures after the last success)
         succeeded: dict = {}  # status code -> (delivery ids, last completion): one UPDATE each

@@ -55,3 +55,18 @@ def test_a_build_queued_in_an_http_process_wakes_the_background_process_workers(
     finally:
         os.waitpid(child, 0)
         worker.WAKE.clear()
+
+
+def test_sigterm_to_the_main_process_stops_every_process_cleanly(tmp_path):
+    srv = SlipwayServer(tmp_path).start()  # the default: one HTTP process and the background process
+    token = srv.token("repository:admin/stopping:pull,push")
+    location = srv.v2("POST", "/v2/admin/stopping/blobs/uploads/", token).headers["Location"]
+    assert srv.v2("PUT", f"{location}?digest=sha256:{hashlib.sha256(b'x').hexdigest()}", token,
+                  data=b"x").status_code == 201
+    children = subprocess.run(["pgrep", "-P", str(srv.proc.pid)], capture_output=True, text=True).stdout.split()
+    assert len(children) == 2
+    os.kill(srv.proc.pid, 15)  # the main process only, as `kill PID`, systemd or `docker stop` do
+    assert srv.proc.wait(timeout=20) == 0  # it waited for its children, which stopped cleanly
+    srv.stop()
+    assert not any(os.path.exists(f"/proc/{pid}") for pid in children)
+    assert "Traceback" not in srv.log_text()
