@@ -205,6 +205,16 @@ def serve(config: Config) -> None:
     finally:
         server.stop()
         audit_writer.stop()
+    if children > 1:  # a forked HTTP process
+        _exit_forked_child()
+
+
+def _exit_forked_child() -> None:
+    """End a forked child now that its own shutdown is done, without joining leftover threads
+    (a request's storage work, a delivery waiting out a 10 s timeout): the parent waits for its
+    children, and so do ``kill PID``, systemd and ``docker stop``."""
+    logging.shutdown()
+    os._exit(0)
 
 
 def run_background(config: Config, wake: "WakePipe | None" = None) -> None:
@@ -230,6 +240,7 @@ def run_background(config: Config, wake: "WakePipe | None" = None) -> None:
     while not stopping.wait(1):
         pass
     background.stop()
+    _exit_forked_child()
 
 
 class WakePipe:
