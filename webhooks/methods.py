@@ -79,21 +79,19 @@ class Mailer:
         if client is not None:
             try:
                 client.send_message(message)
-            except smtplib.SMTPServerDisconnected:
+            except smtplib.SMTPServerDisconnected:  # closed while idle: once more, on a new connection
                 _quit(client)
                 client = None
             except BaseException:
                 _quit(client)
                 raise
-            else:
-                self._give_back(key, client)
-                return
-        client = _connect(notes)
-        try:
-            client.send_message(message)
-        except BaseException:
-            _quit(client)
-            raise
+        if client is None:
+            client = _connect(notes)
+            try:
+                client.send_message(message)
+            except BaseException:
+                _quit(client)
+                raise
         self._give_back(key, client)
 
     def _give_back(self, key, client) -> None:
