@@ -43,7 +43,6 @@ import os
 import platform
 import random
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -59,7 +58,8 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from registry_bench import Sampler, stop_group  # noqa: E402
+from registry_bench import (BenchError, Sampler, free_port, machine_busy_seconds,  # noqa: E402
+                            slipway_commit, stop_group)
 from tests.images import make_oci_layout  # noqa: E402
 
 PASSWORD = "bench-admin-password"
@@ -72,17 +72,7 @@ TICK_SCRIPT = ("i=0; while [ $i -lt %d ]; do "
                "echo \"tick $i $t\"; i=$((i+1)); busybox sleep 0.1; done") % TICKS
 
 
-class BenchError(Exception):
-    pass
-
-
 # -- processes -------------------------------------------------------------------------------------------
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 def rss_mib(pid: int) -> float:
     try:
@@ -99,11 +89,6 @@ def cmdline(pid: int) -> list[str]:
         return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
     except OSError:
         return []
-
-
-def machine_busy_seconds() -> float:
-    user, nice, system, _idle, _iowait, irq, softirq, steal = map(int, Path("/proc/stat").read_text().split()[1:9])
-    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
 
 
 class Proc:
@@ -567,13 +552,6 @@ class Busy:
         self.other_cores = max(0.0, busy - (self._ours() - self.start[2])) / wall
 
 
-def git_rev() -> str:
-    out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
-    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True,
-                           text=True).stdout.strip()
-    return out.stdout.strip() + ("+dirty" if dirty else "")
-
-
 # -- the run ---------------------------------------------------------------------------------------------------
 
 def push_base(slipway: Slipway, workdir: Path) -> str:
@@ -638,7 +616,7 @@ def main() -> int:
     workdir = Path(tempfile.mkdtemp(prefix="slipway-build-bench-", dir=os.environ.get("BENCH_TMP")))
     slipway = Slipway(workdir, free_port(), access_log=args.access_log, storage_driver=args.storage_driver)
     report: dict = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-                    "machine": machine_note(), "slipway_rev": git_rev(),
+                    "machine": machine_note(), "slipway_rev": slipway_commit(),
                     "buildah": subprocess.run(["buildah", "--version"], capture_output=True, text=True).stdout.strip(),
                     "reps": args.reps, "storage_driver": args.storage_driver, "isolation": "chroot"}
     try:

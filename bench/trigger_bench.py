@@ -54,12 +54,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from build_bench import (PASSWORD, TERMINAL, BenchError, Busy, Slipway, cmdline, free_port,  # noqa: E402
-                         git_rev, iso_ts, log, machine_note, pct, push_base, sse_client, stats_ms)
-from registry_bench import process_tree  # noqa: E402
+                         iso_ts, log, machine_note, pct, push_base, sse_client, stats_ms)
+from registry_bench import OCI_MANIFEST, process_tree, slipway_commit  # noqa: E402
 from tests.triggers.test_triggers import GitServer  # noqa: E402
 
 REPO = "admin/trig"
-OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 TARGET_FIRST_LINE_S = 1.0
 STALL_LIMIT_S = 1.0  # the harness's reading of "must not block the server": no pull waits this long
 BURST_TIMEOUT_S = 30
@@ -417,11 +416,12 @@ def burst_phase(slipway: TriggerSlipway, git: GitServer, hook: Hook, base: str, 
     bodies = [json.dumps(payload(git, sha)).encode() for sha in shas]
     wait_idle(slipway)
 
+    token = registry_token(slipway, "admin/base")
     manifest = requests.get(f"{slipway.url}/v2/admin/base/manifests/1", timeout=30, headers={
-        "Authorization": f"Bearer {registry_token(slipway, 'admin/base')}", "Accept": OCI_MANIFEST})
+        "Authorization": f"Bearer {token}", "Accept": OCI_MANIFEST})
     manifest.raise_for_status()
     spec = {"host": "127.0.0.1", "port": slipway.port, "path": "/v2/admin/base/manifests/1",
-            "token": registry_token(slipway, "admin/base"), "size": len(manifest.content),
+            "token": token, "size": len(manifest.content),
             "connections": args.pull_connections, "rate": args.pull_rate}
     log(f"B: pull load ({args.pull_connections} connections, {args.pull_rate} manifest GETs/s); "
         f"{args.pull_before} s before the burst")
@@ -517,7 +517,7 @@ def main() -> int:
     slipway = TriggerSlipway(workdir, free_port(), access_log=args.access_log, storage_driver=args.storage_driver,
                              max_queued=args.max_queued)
     report: dict = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-                    "machine": machine_note(), "slipway_rev": git_rev(),
+                    "machine": machine_note(), "slipway_rev": slipway_commit(),
                     "loadavg_start": Path("/proc/loadavg").read_text().split()[:3],
                     "args": {k: v for k, v in vars(args).items() if k not in ("json", "keep")}}
     ok = False
