@@ -9,7 +9,7 @@ import time
 from peewee import IntegrityError
 
 from slipway.db import database
-from slipway.errors import Conflict, DomainError, Invalid, NotFound
+from slipway.errors import Conflict, DomainError, Forbidden, Invalid, NotFound
 
 from . import audit
 from .identity import Identity
@@ -116,6 +116,11 @@ def login_with_password(username: str, password: str) -> Identity:
 
 
 def change_password(user: Account, password: str, performer: Identity, ip: str | None = None) -> None:
+    """Set ``user``'s password. Only with the current one: a token that leaks must not become the account
+    (Quay's ``PUT /user/`` is internal-only and needs a fresh login for the same reason)."""
+    if performer.account_id == user.id and performer.via != "password":
+        raise Forbidden("Changing the password needs the current password: send this request with basic auth "
+                        "(your username and current password), not with a token")
     check_password_rules(password)
     with database.atomic():
         Account.update(password_hash=hash_password(password)).where(Account.id == user.id).execute()

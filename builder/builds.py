@@ -90,7 +90,9 @@ def request_build(repo: Repository, requester: Identity, req: BuildRequest, max_
     _check(req)
     robot = resolve_pull_robot(repo, requester, req.pull_robot, trusted_pull_robot)
     if req.file_id:
-        drop = FileDrop.get_or_none((FileDrop.file_id == req.file_id) & FileDrop.uploaded)
+        # Only the uploader's own file: a file id seen elsewhere (a log, a shared link) is not a way in.
+        drop = FileDrop.get_or_none((FileDrop.file_id == req.file_id) & FileDrop.uploaded
+                                    & (FileDrop.owner == requester.account_id))
         if drop is None:
             raise NotFound(f"Uploaded file '{req.file_id}' does not exist (or its upload did not finish)")
     queued = BuildJob.select().where((BuildJob.namespace_id == repo.namespace_id)
