@@ -12,7 +12,7 @@ from accounts.permissions import is_namespace_admin
 from registry import repos
 from registry.models import Repository
 from registry.names import TAG_RE
-from slipway import crypto, events
+from slipway import crypto, events, redact
 from slipway.db import database
 from slipway.errors import Forbidden, Invalid, NotFound, TooMany
 
@@ -159,7 +159,7 @@ def view(build: Build, can_write: bool) -> dict:
         "trigger": {"id": str(build.trigger_id), "service": build.trigger_kind} if build.trigger_id else None,
         "trigger_metadata": trigger_metadata if can_write else {},
         "resource_key": build.resource_key if can_write else None,
-        "archive_url": build.archive_url if can_write else None,
+        "archive_url": redact.url(build.archive_url) if can_write else None,
         "pull_robot": {"name": build.pull_robot.name, "kind": "user", "is_robot": True} if build.pull_robot_id
         else None,
         "repository": {"namespace": repo.namespace.name, "name": repo.name},

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import requests
 
-from slipway import outgoing
+from slipway import outgoing, redact
 from slipway.errors import Invalid
 
 CHUNK = 1024 * 1024
@@ -326,24 +326,26 @@ def _relative(path: str, what: str) -> str:
 
 def download(url: str, dest: Path, network, max_bytes: int) -> Path:
     """Fetch archive_url to the file dest with slipway.outgoing's private-address rule, streaming and refusing
-    more than max_bytes, a non-2xx answer or a redirect. Errors -> ContextError with the reason; no partial file."""
+    more than max_bytes, a non-2xx answer or a redirect. Errors -> ContextError with the reason; no partial file.
+    Messages show the URL without its credentials (they end up in the build's log and error)."""
+    shown = redact.url(url)
     try:
         with outgoing.get(url, network, stream=True) as response:
-            _check_response(url, response, max_bytes)
+            _check_response(shown, response, max_bytes)
             deadline, size = time.monotonic() + DOWNLOAD_SECONDS, 0
             with open(dest, "wb") as out:
                 for chunk in response.iter_content(CHUNK):
                     size += len(chunk)
                     if size > max_bytes:
-                        raise ContextError(f"archive at {url} is larger than the limit of {max_bytes} bytes")
+                        raise ContextError(f"archive at {shown} is larger than the limit of {max_bytes} bytes")
                     if time.monotonic() > deadline:
-                        raise ContextError(f"downloading {url} took longer than {DOWNLOAD_SECONDS} seconds")
+                        raise ContextError(f"downloading {shown} took longer than {DOWNLOAD_SECONDS} seconds")
                     out.write(chunk)
     except Invalid as e:
         raise ContextError(e.message) from None
     except requests.RequestException as e:
         dest.unlink(missing_ok=True)
-        raise ContextError(f"could not download {url}: {e}") from None
+        raise ContextError(f"could not download {shown}: {redact.text(str(e), url)}") from None
     except BaseException:
         dest.unlink(missing_ok=True)
         raise
@@ -353,7 +355,7 @@ def download(url: str, dest: Path, network, max_bytes: int) -> Path:
 def _check_response(url: str, response: requests.Response, max_bytes: int) -> None:
     if response.is_redirect or 300 <= response.status_code < 400:
         raise ContextError(f"{url} answered with a redirect (HTTP {response.status_code} to "
-                           f"{response.headers.get('Location', '?')}); redirects are not followed, "
+                           f"{redact.url(response.headers.get('Location', '?'))}); redirects are not followed, "
                            "give the final URL of the archive")
     if not 200 <= response.status_code < 300:
         raise ContextError(f"downloading {url} failed: HTTP {response.status_code} {response.reason}")

@@ -14,6 +14,7 @@ import threading
 import time
 from datetime import datetime, timezone
 
+from slipway import redact
 from slipway.db import database, now_ms
 
 from .models import Build, BuildLog
@@ -51,10 +52,13 @@ class LogWriter:
     Thread-safe: the output reader and the phase changes of one build share it.
     Past ``max_bytes`` the log ends with one truncation marker; later lines are dropped
     (phase changes and errors still get through, so the outcome stays readable).
+    Every entry is redacted (``slipway.redact.text``): URLs lose their credentials, and the
+    build's ``archive_url`` secrets are hidden wherever a message quotes them.
     """
 
     def __init__(self, build: Build, max_bytes: int):
         self.build_id = build.id
+        self.secret_urls = [build.archive_url] if build.archive_url else []
         self.max_bytes = max_bytes
         self.seq = total(build.id)
         self.bytes = build.log_bytes or 0
@@ -76,6 +80,7 @@ class LogWriter:
         self._add(message, "error", None, force=True)
 
     def _add(self, message: str, kind: str, data: dict | None, force: bool) -> None:
+        message = redact.text(message, *self.secret_urls)
         with self.lock:
             if self.truncated and not force:
                 return

@@ -3,8 +3,9 @@ from peewee import BigIntegerField, BooleanField, CharField, ForeignKeyField, In
 
 from accounts.migrations import AccountV1
 from registry.migrations import RepositoryV1
+from slipway import crypto, redact
 from slipway.db import TimestampField, database, now_ms
-from slipway.migrate import frozen_meta
+from slipway.migrate import frozen_meta, rewrite_column
 
 
 class BuildV1(Model):
@@ -75,6 +76,16 @@ def initial():
     database.create_tables([BuildV1, BuildJobV1, BuildLogV1, FileDropV1], safe=True)
 
 
+def encrypt_secrets():
+    """build_args and archive_url were plaintext: encrypt them. A manual trigger run copied the
+    trigger's source, password and all, into the build's metadata and its events: redact it there."""
+    rewrite_column("build", "build_args", crypto.encrypt)
+    rewrite_column("build", "archive_url", crypto.encrypt)
+    rewrite_column("build", "trigger_metadata", redact.text, like="%://%@%")
+    rewrite_column("event", "payload", redact.text, like="%://%@%")
+
+
 MIGRATIONS = [
     (1, "builds", initial),
+    (2, "encrypt_secrets", encrypt_secrets),
 ]

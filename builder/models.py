@@ -3,6 +3,7 @@ from peewee import BigIntegerField, BooleanField, CharField, ForeignKeyField, In
 
 from accounts.models import Account
 from registry.models import Repository
+from slipway.crypto import EncryptedTextField
 from slipway.db import BaseModel, TimestampField, now_ms
 
 WAITING, SCHEDULED, UNPACKING, PULLING, BUILDING, PUSHING = (
@@ -19,12 +20,12 @@ class Build(BaseModel):
     docker_tags = TextField(default='["latest"]')  # JSON list
     dockerfile_path = CharField(max_length=1024, default="Dockerfile")
     context = CharField(max_length=1024, default="")
-    build_args = TextField(default="{}")  # JSON object
+    build_args = EncryptedTextField(default="{}")  # JSON object (values may be secrets)
     target = CharField(max_length=255, null=True)
     pull_robot = ForeignKeyField(Account, null=True, on_delete="SET NULL")
     source = CharField(max_length=16, default="upload")  # upload | archive_url | git
     resource_key = CharField(max_length=64, null=True)  # the uploaded context (file drop id)
-    archive_url = TextField(null=True)
+    archive_url = EncryptedTextField(null=True)  # may hold a password or a presigned query
     trigger_id = IntegerField(null=True)
     trigger_kind = CharField(max_length=32, null=True)
     trigger_metadata = TextField(default="{}")

@@ -17,13 +17,12 @@ import threading
 import time
 import uuid
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 from accounts.identity import Identity
 from accounts.robots import robot_token
 from registry import repos
 from registry.storage import Storage
-from slipway import events
+from slipway import events, redact
 from slipway.db import database, now_ms
 
 from . import backends, builds, contexts, dockerfile, queue
@@ -47,15 +46,6 @@ def wake() -> None:
             os.write(wake_fd, b"w")
         except OSError:  # the pipe is full (they are awake anyway) or the background process is gone
             pass
-
-
-def redact(url: str) -> str:
-    """A URL without what may be a credential (user:password, a presigned query)."""
-    parsed = urlsplit(url)
-    host = parsed.hostname or ""
-    if parsed.port:
-        host += f":{parsed.port}"
-    return urlunsplit((parsed.scheme, host, parsed.path, "", ""))
 
 
 def filedrop_key(file_id: str) -> str:
@@ -161,7 +151,8 @@ class BuildRun:
             # "lost": another node declared this worker dead and took the build back
         except Exception as e:
             log.exception("build %s failed inside the worker", self.build.uuid)
-            queue.internal_failure(self.build, self.worker.id, f"Internal error in the build worker: {e}",
+            queue.internal_failure(self.build, self.worker.id,
+                                   redact.text(f"Internal error in the build worker: {e}", self.build.archive_url),
                                    self.writer, self.worker.base, self.config.builds.retry_delay_seconds)
         finally:
             self.done.set()
@@ -172,6 +163,7 @@ class BuildRun:
             self.writer.flush()
 
     def _end(self, phase: str, error: str | None, **fields) -> None:
+        error = redact.text(error, self.build.archive_url)  # shown with the build, sent with its events
         if error:
             self.writer.error(error)
         queue.finish(self.build, self.worker.id, phase, self.writer, self.worker.base, error_message=error, **fields)
@@ -246,7 +238,7 @@ class BuildRun:
                     f.write(data)
             kind = contexts.materialize(source, root, limits)
         elif build.source == "archive_url":
-            self.writer.line(f"Downloading {redact(build.archive_url)}")
+            self.writer.line(f"Downloading {redact.url(build.archive_url)}")
             contexts.download(build.archive_url, source, self.config.network, self.config.builds.max_context_bytes)
             kind = contexts.materialize(source, root, limits)
         else:

@@ -16,6 +16,7 @@ from tornado.web import HTTPError
 from accounts import login
 from accounts.identity import ANONYMOUS, Identity
 
+from . import redact
 from .errors import DomainError, Forbidden, Invalid, NotFound, Unauthenticated
 from .web import BaseHandler
 
@@ -130,6 +131,7 @@ class ApiHandler(BaseHandler):
             message = exc.log_message or self._reason
         else:
             status, kind, message = 500, "internal_error", "Internal server error"
+        message = redact.text(message)  # a URL quoted in an error (a git source, an archive) without credentials
         self.set_status(status)
         self.set_header("Content-Type", "application/json")
         self.finish(json.dumps({

@@ -44,6 +44,7 @@ class Services:
 
 def open_db(config: Config, run_migrations: bool = True) -> None:
     db.bind(db.open_database(config.database_url))
+    crypto.configure(config.secret_key())  # migrations encrypt what older versions stored in plaintext
     if run_migrations:
         migrate.migrate()
 

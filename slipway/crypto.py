@@ -7,6 +7,7 @@ import hmac
 import secrets
 
 from cryptography.fernet import Fernet, InvalidToken
+from peewee import TextField
 
 _fernet: Fernet | None = None
 
@@ -31,6 +32,22 @@ def decrypt(ciphertext: str) -> str:
         return _fernet.decrypt(ciphertext.encode()).decode()
     except InvalidToken:
         raise ValueError("cannot decrypt: the server secret changed since this was stored") from None
+
+
+def configured() -> bool:
+    return _fernet is not None
+
+
+class EncryptedTextField(TextField):
+    """A text column kept encrypted at rest: Python reads and writes plaintext, the database holds a
+    Fernet token (AES-128-CBC + HMAC-SHA256, key derived from the server secret). Tokens differ at
+    every write, so such a column cannot be searched or compared in SQL: keep it out of WHERE clauses."""
+
+    def db_value(self, value):
+        return None if value is None else encrypt(value)
+
+    def python_value(self, value):
+        return None if value is None else decrypt(value)
 
 
 def new_token(length: int = 40, alphabet: str = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789") -> str:

@@ -115,6 +115,28 @@ def add_column_if_missing(model, field_name: str) -> None:
     database.execute_sql(f'ALTER TABLE "{table}" ADD COLUMN {column}')
 
 
+def rewrite_column(table: str, column: str, fn, where: str = "", like: str | None = None) -> int:
+    """A data step: replace each non-null ``table.column`` value by ``fn(value)`` (encrypting a column
+    that held plaintext, redacting stored text). ``where`` (plain SQL without parameters) and ``like``
+    (a LIKE pattern for the column) narrow the rows. Returns the number of rows changed."""
+    from .db import param
+
+    p = param()
+    condition = f'"{column}" IS NOT NULL' + (f" AND ({where})" if where else "")
+    params: tuple = ()
+    if like is not None:
+        condition += f' AND "{column}" LIKE {p}'
+        params = (like,)
+    changed = 0
+    rows = database.execute_sql(f'SELECT id, "{column}" FROM "{table}" WHERE {condition}', params).fetchall()
+    for row_id, value in rows:
+        new = fn(value)
+        if new != value:
+            database.execute_sql(f'UPDATE "{table}" SET "{column}" = {p} WHERE id = {p}', (new, row_id))
+            changed += 1
+    return changed
+
+
 def _literal(value) -> str:
     if isinstance(value, bool):
         return ("TRUE" if value else "FALSE") if _pg() else str(int(value))

@@ -13,6 +13,7 @@ from urllib.parse import urlparse
 
 import requests
 
+from . import redact
 from .errors import Invalid
 
 TIMEOUT = 10
@@ -34,20 +35,21 @@ def allowlisted(host: str, addresses: list, allowlist: list) -> bool:
 def check_url(url: str, network) -> None:
     """Raise Invalid if ``url`` is not http(s) or reaches a non-public address the operator did not allow."""
     parsed = urlparse(url)
+    shown = redact.url(url)
     if parsed.scheme not in ("http", "https") or not parsed.hostname:
-        raise Invalid(f"URL '{url}' must be an http:// or https:// URL with a host")
+        raise Invalid(f"URL '{shown}' must be an http:// or https:// URL with a host")
     host = parsed.hostname
     try:
         infos = socket.getaddrinfo(host, parsed.port or (443 if parsed.scheme == "https" else 80),
                                    proto=socket.IPPROTO_TCP)
     except socket.gaierror as e:
-        raise Invalid(f"Cannot resolve host '{host}' of {url}: {e.strerror}") from None
+        raise Invalid(f"Cannot resolve host '{host}' of {shown}: {e.strerror}") from None
     addresses = [ipaddress.ip_address(info[4][0]) for info in infos]
     if network.allow_private or allowlisted(host, addresses, network.allowlist):
         return
     for ip in addresses:
         if not ip.is_global or ip.is_multicast:
-            raise Invalid(f"URL '{url}' points at a non-public address ({ip}); the server's operator has not "
+            raise Invalid(f"URL '{shown}' points at a non-public address ({ip}); the server's operator has not "
                           "allowed requests to private networks (network.allow_private / network.allowlist)")
 
 

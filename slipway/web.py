@@ -3,10 +3,13 @@ from __future__ import annotations
 
 import base64
 import ipaddress
+import logging
 from functools import lru_cache
 
 from tornado.ioloop import IOLoop
-from tornado.web import RequestHandler
+from tornado.web import HTTPError, RequestHandler
+
+from . import redact
 
 
 @lru_cache(maxsize=64)
@@ -39,6 +42,19 @@ class BaseHandler(RequestHandler):
     def set_default_headers(self) -> None:
         self.set_header("Server", "Slipway")
         self.set_header("X-Content-Type-Options", "nosniff")
+
+    def _request_summary(self) -> str:
+        """How the access log and error logs name a request: secret query values (a file drop's
+        ``signature``) hidden (tornado's own summary writes the whole URI)."""
+        return f"{self.request.method} {redact.request_uri(self.request.uri or '')} ({self.request.remote_ip})"
+
+    def log_exception(self, typ, value, tb) -> None:
+        if isinstance(value, HTTPError):
+            super().log_exception(typ, value, tb)
+            return
+        # tornado adds repr(request), which holds the whole URI: the summary says enough.
+        logging.getLogger("tornado.application").error("Uncaught exception %s", self._request_summary(),
+                                                        exc_info=(typ, value, tb))
 
     def _from_trusted_proxy(self) -> bool:
         return _trusted(self.request.remote_ip, tuple(self.config.server.trusted_proxies))

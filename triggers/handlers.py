@@ -8,6 +8,7 @@ from builder.models import Build
 from builder.worker import wake
 from registry.handlers_api import REPO_PATH, RepositoryBase
 from registry.permissions import can
+from slipway import redact
 from slipway.api import ApiHandler
 from slipway.errors import NotFound
 
@@ -25,15 +26,16 @@ CONFIG_SCHEMA = {"type": "object", "properties": {
 
 
 def trigger_view(trigger: Trigger, base: str, with_secrets: bool) -> dict:
-    config = {"build_source": trigger.build_source, "dockerfile_path": trigger.dockerfile_path,
+    source = redact.url(trigger.build_source)  # shown without its credentials (they stay encrypted)
+    config = {"build_source": source, "dockerfile_path": trigger.dockerfile_path,
               "context": trigger.context, "branchtag_regex": trigger.branchtag_regex,
               "tag_templates": json.loads(trigger.tag_templates), "default_tag_from_ref": trigger.default_tag_from_ref,
               "latest_for_default_branch": trigger.latest_for_default_branch,
               "build_args": json.loads(trigger.build_args), "included_paths": json.loads(trigger.included_paths),
               "ignored_paths": json.loads(trigger.ignored_paths)}
     view = {"id": trigger.uuid, "service": trigger.kind, "is_active": trigger.activated, "enabled": trigger.enabled,
-            "disabled_reason": trigger.disabled_reason, "build_source": trigger.build_source,
-            "repository_url": trigger.build_source, "config": config, "can_invoke": True,
+            "disabled_reason": trigger.disabled_reason, "build_source": source,
+            "repository_url": source, "config": config, "can_invoke": True,
             "pull_robot": {"name": trigger.pull_robot.name, "kind": "user", "is_robot": True}
             if trigger.pull_robot_id else None,
             "successive_failures": {"user": trigger.successive_user_errors,

@@ -3,8 +3,9 @@ from peewee import BooleanField, CharField, ForeignKeyField, IntegerField, Model
 
 from accounts.migrations import AccountV1
 from registry.migrations import RepositoryV1
+from slipway import crypto, redact
 from slipway.db import TimestampField, database, now_ms
-from slipway.migrate import frozen_meta
+from slipway.migrate import frozen_meta, rewrite_column
 
 
 class TriggerV1(Model):
@@ -49,6 +50,16 @@ def initial():
     database.create_tables([TriggerV1, DeliveryV1], safe=True)
 
 
+def encrypt_secrets():
+    """build_source (a git URL may hold a password) and build_args were plaintext: encrypt them, and
+    redact the sources earlier versions copied into the audit log."""
+    rewrite_column("trigger", "build_source", crypto.encrypt)
+    rewrite_column("trigger", "build_args", crypto.encrypt)
+    rewrite_column("log_entry", "metadata", redact.text,
+                   "kind IN ('setup_repo_trigger', 'update_repo_trigger')", like="%://%")
+
+
 MIGRATIONS = [
     (1, "triggers", initial),
+    (2, "encrypt_secrets", encrypt_secrets),
 ]

@@ -3,6 +3,7 @@ from peewee import BooleanField, CharField, ForeignKeyField, IntegerField, TextF
 
 from accounts.models import Account
 from registry.models import Repository
+from slipway.crypto import EncryptedTextField
 from slipway.db import BaseModel, TimestampField, now_ms
 
 KINDS = ("custom-git", "github", "gitlab", "bitbucket", "gitea")
@@ -15,7 +16,7 @@ class Trigger(BaseModel):
     enabled = BooleanField(default=True)
     disabled_reason = TextField(null=True)
     activated = BooleanField(default=False)
-    build_source = TextField(default="")  # the git URL builds clone
+    build_source = EncryptedTextField(default="")  # the git URL builds clone (it may hold a password)
     dockerfile_path = CharField(max_length=1024, default="Dockerfile")
     context = CharField(max_length=1024, default="")
     branchtag_regex = TextField(null=True)
@@ -23,7 +24,7 @@ class Trigger(BaseModel):
     default_tag_from_ref = BooleanField(default=True)
     latest_for_default_branch = BooleanField(default=True)
     pull_robot = ForeignKeyField(Account, null=True, on_delete="SET NULL")
-    build_args = TextField(default="{}")  # JSON object
+    build_args = EncryptedTextField(default="{}")  # JSON object (values may be secrets)
     included_paths = TextField(default="[]")  # JSON list of globs
     ignored_paths = TextField(default="[]")
     # Secrets, encrypted with the server secret (they are shown again to administrators):

@@ -15,7 +15,7 @@ from accounts.permissions import is_namespace_admin
 from builder import builds
 from builder.models import COMPLETE, ERROR, INTERNAL_ERROR, Build
 from registry.models import Repository
-from slipway import crypto
+from slipway import crypto, redact
 from slipway.db import database
 from slipway.errors import Forbidden, Invalid, NotFound, Unauthenticated
 
@@ -58,8 +58,12 @@ def _apply_config(trigger: Trigger, config: dict) -> None:
 
 
 def _loggable(config: dict) -> dict:
-    """Configuration for the audit log: build argument values may be secrets, so only their names."""
-    return {**config, "build_args": sorted(config["build_args"])} if "build_args" in config else config
+    """Configuration for the audit log: build argument values may be secrets, so only their names; the
+    source without its credentials."""
+    config = {**config, "build_args": sorted(config["build_args"])} if "build_args" in config else dict(config)
+    if isinstance(config.get("build_source"), str):
+        config["build_source"] = redact.url(config["build_source"])
+    return config
 
 
 def create(repo: Repository, kind: str, config: dict, pull_robot: str | None, requester: Identity,
@@ -249,11 +253,13 @@ def manual_metadata(trigger: Trigger, params: dict, remote_refs: dict, default_b
             raise Invalid('Give branch_name, refs ({"kind": "branch" or "tag", "name": ...}) or commit_sha')
         sha = remote_refs.get(f"{ref}^{{}}") or remote_refs.get(ref)
         if sha is None:
-            raise NotFound(f"{ref} does not exist in {trigger.build_source}")
+            raise NotFound(f"{ref} does not exist in {redact.url(trigger.build_source)}")
     if not SHA_RE.match(sha):
         raise Invalid(f"'{sha}' is not a commit id")
+    # The metadata is shown with the build and sent with its events: the source without credentials
+    # (the build clones trigger.build_source itself).
     metadata = payloads.Push(commit=sha, ref=ref or "refs/unknown", default_branch=default_branch,
-                             git_url=trigger.build_source).metadata()
+                             git_url=redact.url(trigger.build_source)).metadata()
     if ref is None:
         metadata.pop("ref")
         metadata.pop("parsed_ref")

@@ -21,7 +21,7 @@ import jinja2
 import requests
 
 from accounts.models import ORG, USER, Account, Team, TeamMember
-from slipway import outgoing
+from slipway import outgoing, redact
 from slipway.errors import DomainError
 
 from .models import Delivery, InAppNotification, Notification
@@ -182,8 +182,15 @@ def send(notification: Notification, delivery: Delivery, config, mailer: Mailer 
     In-app notifications are added to ``in_app_rows``, when given, for the caller to insert with
     the batch's outcomes (one write transaction instead of one per delivery); otherwise inserted now.
     """
-    payload = json.loads(delivery.payload)
     settings = json.loads(notification.config or "{}")
+    status, error = _send(notification, delivery, settings, config, mailer, in_app_rows)
+    # Errors are stored, shown and logged: the URL's credentials (a query token, a password, a
+    # Slack URL's path is quoted whole by some errors) must not be in them.
+    return status, redact.text(error, settings.get("url"))
+
+
+def _send(notification, delivery, settings, config, mailer, in_app_rows) -> tuple[int | None, str | None]:
+    payload = json.loads(delivery.payload)
     try:
         if notification.method == "webhook":
             return _webhook(notification, delivery, settings, payload, config)

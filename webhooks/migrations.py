@@ -3,8 +3,11 @@ from peewee import BooleanField, CharField, ForeignKeyField, IntegerField, Model
 
 from accounts.migrations import AccountV1
 from registry.migrations import RepositoryV1
-from slipway.db import TimestampField, database, now_ms
-from slipway.migrate import frozen_meta
+import json
+
+from slipway import crypto, redact
+from slipway.db import TimestampField, database, now_ms, param
+from slipway.migrate import frozen_meta, rewrite_column
 
 
 class NotificationV1(Model):
@@ -78,7 +81,32 @@ def delivery_once():
                          "(notification_id, event_id) WHERE event_id IS NOT NULL")
 
 
+def encrypt_secrets():
+    """Notification settings (webhook and Slack URLs are credentials) were plaintext: encrypt them, and
+    redact the URLs' secrets from the delivery errors and payloads already stored."""
+    urls = {}
+    for notification_id, config in database.execute_sql("SELECT id, config FROM notification").fetchall():
+        try:
+            urls[notification_id] = json.loads(config or "{}").get("url")
+        except (ValueError, AttributeError):
+            urls[notification_id] = None
+    p = param()
+    for table, query in (
+            ("notification_delivery", "SELECT id, last_error, notification_id FROM notification_delivery "
+                                      "WHERE last_error IS NOT NULL"),
+            ("notification_attempt", "SELECT a.id, a.error, d.notification_id FROM notification_attempt a "
+                                     "JOIN notification_delivery d ON d.id = a.delivery_id WHERE a.error IS NOT NULL")):
+        column = "last_error" if table == "notification_delivery" else "error"
+        for row_id, text, notification_id in database.execute_sql(query).fetchall():
+            redacted = redact.text(text, urls.get(notification_id))
+            if redacted != text:
+                database.execute_sql(f"UPDATE {table} SET {column} = {p} WHERE id = {p}", (redacted, row_id))
+    rewrite_column("notification_delivery", "payload", redact.text, like="%://%@%")
+    rewrite_column("notification", "config", crypto.encrypt)
+
+
 MIGRATIONS = [
     (1, "notifications", initial),
     (2, "delivery_once", delivery_once),
+    (3, "encrypt_secrets", encrypt_secrets),
 ]

@@ -3,6 +3,7 @@ from peewee import BooleanField, CharField, ForeignKeyField, IntegerField, TextF
 
 from accounts.models import Account
 from registry.models import Repository
+from slipway.crypto import EncryptedTextField
 from slipway.db import BaseModel, TimestampField, now_ms
 
 EVENTS = ("repo_push", "build_queued", "build_start", "build_success", "build_failure", "build_cancelled",
@@ -17,7 +18,7 @@ class Notification(BaseModel):
     event = CharField(max_length=32)
     method = CharField(max_length=32)
     title = CharField(max_length=255, null=True)
-    config = TextField(default="{}")  # JSON: url, template, email, target
+    config = EncryptedTextField(default="{}")  # JSON: url (webhook and Slack URLs are credentials), template, ...
     event_config = TextField(default="{}")  # JSON: ref-regex, level, days
     secret_encrypted = TextField(null=True)  # signs webhook bodies (X-Slipway-Signature-256)
     number_of_failures = IntegerField(default=0)

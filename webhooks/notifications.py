@@ -10,7 +10,7 @@ from accounts.identity import Identity
 from accounts.models import ORG, USER, Account, Team
 from registry.models import Repository
 from registry.permissions import can
-from slipway import crypto, outgoing
+from slipway import crypto, outgoing, redact
 from slipway.db import database
 from slipway.errors import Invalid, NotFound
 
@@ -142,6 +142,8 @@ def secret(notification: Notification) -> str:
 
 def view(notification: Notification, with_secret: bool = False) -> dict:
     config = json.loads(notification.config)
+    if config.get("url"):  # a webhook or Slack URL is a credential: shown without its secrets
+        config["url"] = redact.url(config["url"])
     if notification.method == "quay_notification":
         target = config["target"]
         config = {"target": {**target, "is_robot": False}}
