@@ -65,7 +65,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     from .app import open_db
+    from .server import make_private
 
+    make_private(config)  # `slipway migrate` may create the database
     open_db(config)
     if args.command == "migrate":
         print("database is up to date")

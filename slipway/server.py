@@ -9,6 +9,7 @@ import signal
 import socket
 import sys
 import threading
+from pathlib import Path
 
 from tornado.httpserver import HTTPServer
 from tornado.ioloop import IOLoop
@@ -37,6 +38,29 @@ def setup_logging(config: Config) -> None:
         logging.getLogger("tornado.access").setLevel(logging.WARNING)
     # APScheduler announces every run of every job at INFO (two lines a second for notifications).
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
+
+
+# Files and directories Slipway (and its children: HTTP and background processes, buildah, git) creates
+# are for the service account only: the database, blobs, uploads, build contexts, keys.
+PRIVATE_UMASK = 0o077
+
+
+def make_private(config: Config) -> None:
+    """Set the private umask, and close the data directory (and an SQLite database an older version
+    made readable) to everyone but the service account. Called first by ``serve`` and ``worker``."""
+    os.umask(PRIVATE_UMASK)
+    config.data_path.mkdir(parents=True, exist_ok=True)
+    paths = [(config.data_path, 0o700)]
+    url = config.database_url
+    if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
+        database_file = url[len("sqlite:///"):]
+        paths += [(Path(database_file + suffix), 0o600) for suffix in ("", "-wal", "-shm")]
+    for path, mode in paths:
+        try:
+            if path.exists() and path.stat().st_mode & 0o777 != mode:
+                path.chmod(mode)
+        except OSError as e:  # not the owner: say so, go on
+            log.warning("could not make %s private (mode %o): %s", path, mode, e)
 
 
 def use_uvloop() -> None:
@@ -138,7 +162,7 @@ class PlainHTTPServer(HTTPServer):
 
 def serve(config: Config) -> None:
     setup_logging(config)
-    config.data_path.mkdir(parents=True, exist_ok=True)
+    make_private(config)
     config.secret_key()
     open_db(config)  # migrations run once, before any fork
     first_start(config)
@@ -277,6 +301,7 @@ class WakePipe:
 def run_worker(config: Config) -> None:
     """``slipway worker``: build workers and the lease reaper, no HTTP server."""
     setup_logging(config)
+    make_private(config)
     config.secret_key()
     open_db(config)
     services = build_services(config)

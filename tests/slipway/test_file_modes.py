@@ -1,0 +1,86 @@
+"""What Slipway writes is for the service account only: the database and its WAL, blobs, uploads, keys."""
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import SLIPWAY, USE_PG, SlipwayServer
+
+
+def umask_of(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("Umask:"):
+            return int(line.split()[1], 8)
+    raise AssertionError(f"no Umask in /proc/{pid}/status")
+
+
+def children_of(pid: int) -> list[int]:
+    found = []
+    for task in os.listdir(f"/proc/{pid}/task"):
+        try:
+            found += [int(p) for p in Path(f"/proc/{pid}/task/{task}/children").read_text().split()]
+        except OSError:
+            pass
+    return found
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+@pytest.fixture(scope="module")
+def tls_server(tmp_path_factory):
+    base = tmp_path_factory.mktemp("modes")
+    (base / "data").mkdir(mode=0o755)  # as an operator's `mkdir` would leave it
+    srv = SlipwayServer(base, tls=True, processes=2).start()
+    yield srv
+    srv.stop()
+
+
+def test_everything_under_the_data_directory_is_private(tls_server):
+    server = tls_server
+    data = b"private layer bytes"
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    token = server.token("repository:admin/modes:pull,push")
+    r = server.v2("POST", "/v2/admin/modes/blobs/uploads/", token)  # an upload session stays in uploads/
+    assert r.status_code == 202, r.text
+    r = server.v2("POST", f"/v2/admin/modes/blobs/uploads/?digest={digest}", token, data=data)
+    assert r.status_code == 201, r.text
+
+    root = server.data_dir
+    assert mode(root) == 0o700
+    assert mode(root / "secret.key") == 0o600
+    assert mode(root / "tls" / "key.pem") == 0o600
+    assert (root / "storage" / "blobs").is_dir() and (root / "storage" / "uploads").is_dir()
+    if not USE_PG:  # the WAL and shared-memory files (while they exist) take the database file's mode
+        assert mode(root / "slipway.db") == 0o600
+        for name in ("slipway.db-wal", "slipway.db-shm"):
+            assert not (root / name).exists() or mode(root / name) == 0o600, name
+    readable = [f"{p.relative_to(root)} {mode(p):o}" for p in [root, *root.rglob("*")] if mode(p) & 0o077]
+    assert readable == []
+
+    # The server, its HTTP and background processes (and so buildah and git) create files privately.
+    pids = [server.proc.pid, *children_of(server.proc.pid)]
+    assert len(pids) == 4  # supervisor, 2 HTTP processes, background process
+    assert {pid: umask_of(pid) for pid in pids} == {pid: 0o077 for pid in pids}
+
+
+def test_slipway_worker_creates_files_privately(tls_server):
+    worker = subprocess.Popen(SLIPWAY + ["worker"], env=tls_server.env, cwd=str(Path(__file__).parents[2]),
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        deadline = time.time() + 30
+        for line in worker.stdout:
+            if "slipway worker:" in line or time.time() > deadline:
+                break
+        assert worker.poll() is None, "slipway worker exited"
+        assert umask_of(worker.pid) == 0o077
+    finally:
+        worker.terminate()
+        worker.wait(timeout=30)
