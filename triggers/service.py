@@ -53,6 +53,8 @@ def _apply_config(trigger: Trigger, config: dict) -> None:
     for name in ("dockerfile_path", "context"):
         if ".." in str(config.get(name, "")).split("/"):
             raise Invalid(f"Invalid {name}: it may not contain '..'")
+    if trigger.build_source and config.get("build_source") == redact.url(trigger.build_source):
+        config = {**config, "build_source": trigger.build_source}  # sent back as shown: keep its credentials
     for key, value in config.items():
         setattr(trigger, key, json.dumps(value) if key in JSON_FIELDS else value)
 

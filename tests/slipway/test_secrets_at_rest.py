@@ -129,6 +129,8 @@ def test_secrets_are_encrypted_at_rest_and_redacted_where_shown(secret_server, l
     trigger = admin.ok("POST", f"{base}/trigger/", {"service": "custom-git", "config": {
         "build_source": source, "build_args": {"TOKEN": TRIGGER_ARG}}})
     assert trigger["build_source"] == trigger["config"]["build_source"] == f"http://***@127.0.0.1:{port}/repo.git"
+    # Its configuration sent back as shown (a client editing one field) keeps the real source.
+    admin.ok("PUT", f"{base}/trigger/{trigger['id']}", {"config": trigger["config"]})
     admin.ok("POST", f"{base}/trigger/{trigger['id']}/activate", {})
     manual = admin.ok("POST", f"{base}/trigger/{trigger['id']}/start", {"commit_sha": "a" * 40})
     assert manual["trigger_metadata"]["git_url"] == f"http://***@127.0.0.1:{port}/repo.git"
