@@ -13,7 +13,7 @@ import os
 import secrets
 from concurrent.futures import ThreadPoolExecutor
 
-from slipway import outgoing
+from slipway import outgoing, redact
 from slipway.api import API, ApiHandler
 from slipway.db import database, now_ms
 from slipway.errors import Invalid, NotFound
@@ -116,7 +116,8 @@ def run_export(config, export_id: str, start: int, end: int, scope: dict, callba
         outgoing.post(callback, config.network, json={"export_id": export_id, "status": status,
                                                       "exported_data_url": url if status == "success" else None})
     except Exception as e:  # the callback's problem, not ours: note it
-        log.warning("log export %s: callback %s failed: %s", export_id, callback, e)
+        log.warning("log export %s: callback %s failed: %s", export_id, redact.url(callback),
+                    redact.text(str(e), callback))
 
 
 class ExportedLogsHandler(ApiHandler):

@@ -12,7 +12,7 @@ import pytest
 import requests
 
 from tests.api import Api
-from tests.conftest import ADMIN_PASSWORD, USE_PG, SlipwayServer
+from tests.conftest import ADMIN_PASSWORD, USE_PG, SlipwayServer, free_port
 
 HOOK_PASSWORD = "hookpass-SECRET1"
 HOOK_TOKEN = "querytoken-SECRET2"
@@ -22,8 +22,9 @@ TRIGGER_ARG = "triggerarg-SECRET5"
 ARCHIVE_PASSWORD = "archivepass-SECRET6"
 ARCHIVE_SIGNATURE = "presigned-SECRET7"
 BUILD_ARG = "buildarg-SECRET8"
+EXPORT_TOKEN = "exporttoken-SECRET9"
 SECRETS = [HOOK_PASSWORD, HOOK_TOKEN, SLACK_TOKEN, GIT_PASSWORD, TRIGGER_ARG, ARCHIVE_PASSWORD, ARCHIVE_SIGNATURE,
-           BUILD_ARG]
+           BUILD_ARG, EXPORT_TOKEN]
 
 
 class Listener:
@@ -147,6 +148,9 @@ def test_secrets_are_encrypted_at_rest_and_redacted_where_shown(secret_server, l
     signature = drop["url"].split("signature=")[1]
     assert requests.put(drop["url"], data=b"FROM scratch\n", timeout=30).status_code == 200
 
+    # An audit-log export whose callback URL (nobody listening) carries a token.
+    admin.ok("POST", "/user/exportlogs", {"callback_url": f"http://127.0.0.1:{free_port()}/done?token={EXPORT_TOKEN}"})
+
     # Everything is used with its real secrets...
     for build_id in (manual["id"], build["id"]):
         wait_for(lambda: admin.ok("GET", f"{base}/build/{build_id}")["phase"] == "error", what=f"build {build_id}")
@@ -172,7 +176,7 @@ def test_secrets_are_encrypted_at_rest_and_redacted_where_shown(secret_server, l
     shown += [json.dumps(deliveries), json.dumps(admin.ok("GET", f"{base}/notification/")),
               json.dumps(admin.ok("GET", f"{base}/trigger/")), json.dumps(admin.ok("GET", f"{base}/logs")),
               json.dumps(admin.ok("GET", f"{base}/build/"))]
-    server_log = server.log_text()
+    server_log = wait_for(lambda: "callback" in server.log_text() and server.log_text(), what="the export's failure")
     assert "/api/v1/filedrop/" in server_log  # the access log has the upload...
     for secret in SECRETS:
         for text in shown:
