@@ -34,10 +34,6 @@ def decrypt(ciphertext: str) -> str:
         raise ValueError("cannot decrypt: the server secret changed since this was stored") from None
 
 
-def configured() -> bool:
-    return _fernet is not None
-
-
 class EncryptedTextField(TextField):
     """A text column kept encrypted at rest: Python reads and writes plaintext, the database holds a
     Fernet token (AES-128-CBC + HMAC-SHA256, key derived from the server secret). Tokens differ at
