@@ -4,7 +4,7 @@ from peewee import BigIntegerField, BooleanField, CharField, ForeignKeyField, In
 from accounts.migrations import AccountV1
 from registry.migrations import RepositoryV1
 from slipway.db import TimestampField, database, now_ms
-from slipway.migrate import frozen_meta
+from slipway.migrate import add_column_if_missing, frozen_meta
 
 
 class BuildV1(Model):
@@ -75,6 +75,17 @@ def initial():
     database.create_tables([BuildV1, BuildJobV1, BuildLogV1, FileDropV1], safe=True)
 
 
+class BuildV2(BuildV1):
+    # Repositories named in the Dockerfile's FROM lines that the build credential may pull (JSON list of ids).
+    base_repositories = TextField(default="[]")
+    Meta = frozen_meta("build")
+
+
+def base_repositories():
+    add_column_if_missing(BuildV2, "base_repositories")
+
+
 MIGRATIONS = [
     (1, "builds", initial),
+    (2, "build base repositories", base_repositories),
 ]
