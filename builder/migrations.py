@@ -5,7 +5,7 @@ from accounts.migrations import AccountV1
 from registry.migrations import RepositoryV1
 from slipway import crypto, redact
 from slipway.db import TimestampField, database, now_ms
-from slipway.migrate import frozen_meta, rewrite_column
+from slipway.migrate import add_column_if_missing, frozen_meta, rewrite_column
 
 
 class BuildV1(Model):
@@ -76,6 +76,16 @@ def initial():
     database.create_tables([BuildV1, BuildJobV1, BuildLogV1, FileDropV1], safe=True)
 
 
+class BuildV2(BuildV1):
+    # Repositories named in the Dockerfile's FROM lines that the build credential may pull (JSON list of ids).
+    base_repositories = TextField(default="[]")
+    Meta = frozen_meta("build")
+
+
+def base_repositories():
+    add_column_if_missing(BuildV2, "base_repositories")
+
+
 def encrypt_secrets():
     """build_args and archive_url were plaintext: encrypt them. A manual trigger run copied the
     trigger's source, password and all, into the build's metadata and its events: redact it there."""
@@ -87,5 +97,6 @@ def encrypt_secrets():
 
 MIGRATIONS = [
     (1, "builds", initial),
-    (2, "encrypt_secrets", encrypt_secrets),
+    (2, "build base repositories", base_repositories),
+    (3, "encrypt_secrets", encrypt_secrets),
 ]

@@ -43,6 +43,8 @@ class Build(BaseModel):
     log_bytes = BigIntegerField(default=0)
     log_truncated = BooleanField(default=False)
     credential_hash = CharField(max_length=128, null=True, index=True)  # the $build login, while running
+    # Repositories of base images (FROM) the build credential may pull: JSON list of ids.
+    base_repositories = TextField(default="[]")
 
 
 class BuildJob(BaseModel):
