@@ -34,6 +34,23 @@ def mode(path: Path) -> int:
     return stat.S_IMODE(path.stat().st_mode)
 
 
+def exposed(root: Path) -> list[str]:
+    """What another account could read or change under ``root``: entries of directories it may enter
+    (group or other may search them) that group or other may read or write. A directory closed to them
+    (e.g. the build user's own 0700 buildah storage) hides whatever its owner's tools put inside."""
+    found = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        here = Path(dirpath)
+        for name in dirnames + filenames:
+            path = here / name
+            if path.is_symlink():
+                continue
+            if mode(path) & 0o066:
+                found.append(f"{path.relative_to(root)} {mode(path):o}")
+        dirnames[:] = [d for d in dirnames if mode(here / d) & 0o011 and not (here / d).is_symlink()]
+    return found
+
+
 @pytest.fixture(scope="module")
 def tls_server(tmp_path_factory):
     base = tmp_path_factory.mktemp("modes")
@@ -63,9 +80,7 @@ def test_everything_under_the_data_directory_is_private(tls_server):
         assert mode(root / "slipway.db") == 0o600
         for name in ("slipway.db-wal", "slipway.db-shm"):
             assert not (root / name).exists() or mode(root / name) == 0o600, name
-    readable = [f"{p.relative_to(root)} {mode(p):o}" for p in [root, *root.rglob("*")]
-                if mode(p) & (0o066 if p.is_dir() else 0o077)]  # nobody else reads or writes anything
-    assert readable == []
+    assert exposed(root) == []
 
     # The server, its HTTP and background processes (and so buildah and git) create files privately.
     pids = [server.proc.pid, *children_of(server.proc.pid)]
