@@ -113,14 +113,15 @@ def test_secrets_are_encrypted_at_rest_and_redacted_where_shown(secret_server, l
     server, port = secret_server, listener.port
     admin = Api(server, ("admin", ADMIN_PASSWORD))
     admin.ok("POST", "/repository", {"repository": "app", "visibility": "private"})
-    base = f"/repository/admin/app"
+    base = "/repository/admin/app"
 
     # Notifications: a webhook URL with a password and a query token, a Slack-style URL with a token.
     hook_url = f"http://hookuser:{HOOK_PASSWORD}@127.0.0.1:{port}/hook?token={HOOK_TOKEN}"
     hook = admin.ok("POST", f"{base}/notification/", {"event": "repo_push", "method": "webhook",
                                                       "config": {"url": hook_url}})
+    slack_url = f"http://127.0.0.1:{port}/slack?t={SLACK_TOKEN}"
     slack = admin.ok("POST", f"{base}/notification/", {"event": "repo_push", "method": "slack",
-                                                       "config": {"url": f"http://127.0.0.1:{port}/slack?t={SLACK_TOKEN}"}})
+                                                       "config": {"url": slack_url}})
     assert hook["config"]["url"] == f"http://***@127.0.0.1:{port}/hook?token=***"
     assert slack["config"]["url"] == f"http://127.0.0.1:{port}/slack?t=***"
     admin.ok("POST", f"{base}/notification/{hook['uuid']}/test")
