@@ -47,7 +47,9 @@ PRIVATE_UMASK = 0o077
 
 def make_private(config: Config) -> None:
     """Set the private umask, and close the data directory (and an SQLite database an older version
-    made readable) to everyone but the service account. Called first by ``serve`` and ``worker``."""
+    made readable) to everyone but the service account. Called first by ``serve``, ``worker`` and the
+    other commands. Only what others may read or write is closed: a data directory the build workers
+    made traverse-only (0711, for the build user) stays so."""
     os.umask(PRIVATE_UMASK)
     config.data_path.mkdir(parents=True, exist_ok=True)
     paths = [(config.data_path, 0o700)]
@@ -57,7 +59,7 @@ def make_private(config: Config) -> None:
         paths += [(Path(database_file + suffix), 0o600) for suffix in ("", "-wal", "-shm")]
     for path, mode in paths:
         try:
-            if path.exists() and path.stat().st_mode & 0o777 != mode:
+            if path.exists() and path.stat().st_mode & 0o066:
                 path.chmod(mode)
         except OSError as e:  # not the owner: say so, go on
             log.warning("could not make %s private (mode %o): %s", path, mode, e)

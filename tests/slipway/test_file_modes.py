@@ -82,6 +82,12 @@ def test_everything_under_the_data_directory_is_private(tls_server):
             assert not (root / name).exists() or mode(root / name) == 0o600, name
     assert exposed(root) == []
 
+    # A traverse-only data directory (what build workers make for the build user) stays so when
+    # another command starts (closing it again locked the build user out of its own directories).
+    root.chmod(0o711)
+    server.create_user("someone", "password-123")
+    assert mode(root) == 0o711
+
     # The server, its HTTP and background processes (and so buildah and git) create files privately.
     pids = [server.proc.pid, *children_of(server.proc.pid)]
     assert len(pids) == 4  # supervisor, 2 HTTP processes, background process
