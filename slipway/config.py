@@ -132,6 +132,8 @@ class BuildsConfig:
     user: str = "slipway-build"
     # How RUN steps are isolated: chroot (works everywhere) or oci (runc/crun; better on cgroup v2 hosts).
     isolation: str = "chroot"
+    # With isolation oci: the OCI runtime (runc works rootless on cgroup v1/hybrid hosts; crun needs cgroup v2).
+    oci_runtime: str = "runc"
     # auto: the first of overlay, fuse-overlayfs, vfs that works here (probed at worker start).
     storage_driver: str = "auto"
     # What RUN steps reach: public (the internet, never the host's loopback or private ranges unless
