@@ -275,3 +275,30 @@ def test_a_killed_build_leaves_nothing_after_the_next_worker_start(tmp_path):
             time.sleep(0.2)
     finally:
         srv.stop()
+
+
+@pytest.fixture(scope="module")
+def limited(tmp_path_factory):
+    base = tmp_path_factory.mktemp("limited")
+    srv = SlipwayServer(base / "srv", extra_env={
+        **FAST_QUEUE, "SLIPWAY_BUILDS__MAX_PROCESSES": "40", "SLIPWAY_BUILDS__MAX_MEMORY_MB": "300",
+        "SLIPWAY_BUILDS__MAX_CPU_SECONDS": "4", "SLIPWAY_BUILDS__LAYER_CACHE": "false"}).start()
+    builds = Builds(srv, ContainerTools(base / "tools", srv.host)).setup(base)
+    yield builds
+    srv.stop()
+
+
+@pytest.mark.parametrize("run, message", [
+    ('for i in $(seq 1 200); do sleep 30 & done; wait', "reached its limit of 40 processes (builds.max_processes)"),
+    ("head -c 900000000 /dev/zero | sort > /dev/null", "ran out of memory: it may use 300 MiB (builds.max_memory_mb)"),
+    ("while :; do :; done", "more than its 4 s of CPU time (builds.max_cpu_seconds)"),
+], ids=["processes", "memory", "cpu"])
+def test_build_limits_stop_the_build_with_a_clear_error(limited, run, message):
+    repo = limited.repo("limits")
+    script = json.dumps(["/bin/busybox", "sh", "-c", f"export PATH=/bin; {run}"])
+    build = limited.start_dockerfile(repo, f'FROM {limited.base}\nRUN ["/bin/busybox", "--install", "-s", "/bin"]\n'
+                                           f"RUN {script}\n")
+    done = limited.wait(repo, build["id"], timeout=120)
+    assert done["phase"] == "error" and message in done["error"], (done["error"], limited.log_text(repo, build["id"]))
+    later = limited.start_dockerfile(repo, f"FROM {limited.base}\nLABEL fine=yes\n")
+    assert limited.wait(repo, later["id"])["phase"] == "complete"  # the next build is not affected
