@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import re
 import uuid
 
 from accounts import audit, users
@@ -10,7 +9,7 @@ from accounts.identity import Identity
 from accounts.models import ORG, USER, Account, Team
 from registry.models import Repository
 from registry.permissions import can
-from slipway import crypto, outgoing
+from slipway import crypto, outgoing, patterns
 from slipway.db import database
 from slipway.errors import Invalid, NotFound
 
@@ -92,10 +91,7 @@ def _check_config(method: str, config: dict, repo: Repository, network) -> dict:
 
 def _check_event_config(event: str, event_config: dict) -> dict:
     if "ref-regex" in event_config:
-        try:
-            re.compile(event_config["ref-regex"])
-        except (re.error, TypeError) as e:
-            raise Invalid(f"Invalid ref-regex: {e}") from None
+        patterns.check(event_config["ref-regex"], "ref-regex")
     if event == "vulnerability_found" and "level" in event_config:
         if event_config["level"] not in SEVERITIES and not str(event_config["level"]).isdigit():
             raise Invalid(f"level must be one of {', '.join(SEVERITIES)}")
