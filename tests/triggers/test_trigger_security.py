@@ -2,6 +2,7 @@
 addresses, huge signed payloads, and sources or notifications that could only fail later."""
 from __future__ import annotations
 
+import http.server
 import json
 import threading
 import time
@@ -12,6 +13,7 @@ import requests
 from tests.api import Api
 from tests.builder.conftest import FAST_QUEUE
 from tests.conftest import ADMIN_PASSWORD, SlipwayServer
+from tests.triggers.test_triggers import GitServer
 
 
 @pytest.fixture(scope="module")
@@ -96,3 +98,126 @@ def test_patterns_re2_cannot_run_are_refused_when_saved(admin, pattern, fragment
                                                          "config": {"target": {"kind": "user", "name": "admin"}},
                                                          "eventConfig": {"ref-regex": pattern}})
     assert r.status_code == 400 and "Invalid ref-regex" in r.json()["detail"] and fragment in r.json()["detail"]
+
+
+class Listener:
+    """An HTTP server on 127.0.0.1 that records every request (and answers 404)."""
+
+    def __init__(self):
+        seen = self.seen = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802
+                seen.append(self.path)
+                self.send_error(404)
+
+            do_POST = do_GET
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def commit_submodule(git: GitServer, path: str, url: str, commit: str) -> str:
+    """Commit a submodule at ``path`` pointing at ``url`` (a gitlink to ``commit``), without fetching it."""
+    (git.work / ".gitmodules").write_text(f'[submodule "{path}"]\n\tpath = {path}\n\turl = {url}\n')
+    git.git("add", ".gitmodules")
+    git.git("update-index", "--add", "--cacheinfo", f"160000,{commit},{path}")
+    git.git("commit", "-q", "-m", f"Add the submodule {path}")
+    return git.git("rev-parse", "HEAD").strip()
+
+
+def wait_build_end(admin: Api, repo: str, trigger_id: str, timeout: float = 90) -> dict:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        builds = admin.ok("GET", f"/repository/{repo}/trigger/{trigger_id}/builds")["builds"]
+        if builds and builds[0]["phase"] in ("complete", "error", "internalerror", "cancelled", "expired"):
+            return builds[0]
+        time.sleep(0.2)
+    raise AssertionError(f"no finished build of trigger {trigger_id}")
+
+
+def test_a_nested_submodule_at_a_private_address_is_refused_before_it_is_fetched(srv, admin, tmp_path):
+    """top (file://) -> child (file://, allowed here) -> grandchild at http://127.0.0.1:<port>: the grandchild's
+    URL is checked after the child is fetched and before the grandchild is; the listener sees nothing."""
+    listener = Listener()
+    try:
+        child = GitServer(tmp_path / "child")
+        child_sha = child.commit({"child.txt": "child\n"}, "Child")
+        child_sha = commit_submodule(child, "grandchild", f"{listener.url}/grandchild.git", child_sha)
+        child.git("push", "-q", "origin", "main")
+        top = GitServer(tmp_path / "top")
+        top.commit({"Dockerfile": "FROM scratch\n"}, "Top")
+        sha = commit_submodule(top, "child", f"file://{child.origin}", child_sha)
+        top.git("push", "-q", "origin", "main")
+
+        repo = new_repo(admin, "submodules")
+        trigger = activated_trigger(admin, repo, build_source=f"file://{top.origin}")
+        r = requests.post(f"{srv.url}/webhooks/push/trigger/{trigger['id']}", auth=webhook_auth(trigger),
+                          json={"commit": sha, "ref": "refs/heads/main", "default_branch": "main"}, timeout=30)
+        assert r.status_code == 200 and r.json()["status"] == "queued", r.text
+        build = wait_build_end(admin, repo, trigger["id"])
+        assert listener.seen == [], f"the grandchild was fetched: {listener.seen}"
+        assert build["phase"] == "error", build
+        assert "Submodule source refused" in build["error"] and f"{listener.url}/grandchild.git" in build["error"]
+        assert "non-public address (127.0.0.1)" in build["error"], build["error"]
+    finally:
+        listener.close()
+
+
+@pytest.fixture(scope="module")
+def strict(tmp_path_factory):
+    """Default source rules (no file:// clones), no SMTP server, fast notification retries, loopback allowed."""
+    server = SlipwayServer(tmp_path_factory.mktemp("strict"), extra_env={
+        "SLIPWAY_NETWORK__ALLOWLIST": "127.0.0.1/32", "SLIPWAY_NOTIFICATIONS__RETRY_DELAYS": "1,1,1,1"}).start()
+    yield server
+    server.stop()
+
+
+@pytest.mark.parametrize("source, fragment", [
+    ("file:///srv/git/app.git", "triggers.allow_file_urls"),
+    ("/srv/git/app.git", "triggers.allow_file_urls"),
+    ("ext::sh -c touch% /tmp/pwned", "<transport>::<address>"),
+    ("https://git.example.com/app.git\n", "spaces or control characters"),
+    ("ext::ssh-helper", "<transport>::<address>"),
+    ("fd::3", "<transport>::<address>"),
+    ("-uhelp", "command-line option"),
+    ("--upload-pack=touch /tmp/pwned", "command-line option"),
+    ("ssh://-oProxyCommand=x/app.git", "no valid host"),
+    ("git://git.example.com/app.git", "unsupported scheme 'git'"),
+    ("ftp://git.example.com/app.git", "unsupported scheme 'ftp'"),
+    ("just-a-name", "Cannot clone"),
+])
+def test_unusable_sources_are_refused_when_the_trigger_is_saved(strict, source, fragment):
+    admin = Api(strict, ("admin", ADMIN_PASSWORD))
+    if admin.get("/repository/admin/sources").status_code == 404:
+        new_repo(admin, "sources")
+    r = admin.post("/repository/admin/sources/trigger/", {"service": "custom-git", "config": {"build_source": source}})
+    assert r.status_code == 400, r.text
+    assert r.json()["error_type"] == "invalid_request" and fragment in r.json()["detail"], r.json()
+    ok = admin.ok("POST", "/repository/admin/sources/trigger/",
+                  {"service": "custom-git", "config": {"build_source": "git@git.example.com:team/app.git"}})
+    r = admin.put(f"/repository/admin/sources/trigger/{ok['id']}", {"config": {"build_source": source}})
+    assert r.status_code == 400 and fragment in r.json()["detail"], r.text
+    r = admin.post(f"/repository/admin/sources/trigger/{ok['id']}/activate", {"config": {"build_source": source}})
+    assert r.status_code == 400 and fragment in r.json()["detail"], r.text
+    assert admin.ok("GET", f"/repository/admin/sources/trigger/{ok['id']}")["build_source"] == \
+        "git@git.example.com:team/app.git"
+
+
+def test_usable_sources_are_accepted(strict):
+    admin = Api(strict, ("admin", ADMIN_PASSWORD))
+    if admin.get("/repository/admin/goodsources").status_code == 404:
+        new_repo(admin, "goodsources")
+    for source in ("https://git.example.com/team/app.git", "ssh://git@git.example.com:2222/team/app.git",
+                   "git@git.example.com:team/app.git", "http://git.example.com/app"):
+        admin.ok("POST", "/repository/admin/goodsources/trigger/",
+                 {"service": "custom-git", "config": {"build_source": source}})
+
