@@ -221,3 +221,47 @@ def test_usable_sources_are_accepted(strict):
         admin.ok("POST", "/repository/admin/goodsources/trigger/",
                  {"service": "custom-git", "config": {"build_source": source}})
 
+
+def test_email_notifications_need_an_smtp_server(strict):
+    admin = Api(strict, ("admin", ADMIN_PASSWORD))
+    repo = new_repo(admin, "mailless")
+    r = admin.post(f"/repository/{repo}/notification/",
+                   {"event": "repo_push", "method": "email", "config": {"email": "ops@example.com"}})
+    assert r.status_code == 400, r.text
+    assert r.json()["error_type"] == "invalid_request" and "notifications.smtp_host" in r.json()["detail"]
+    assert admin.ok("GET", f"/repository/{repo}/notification/")["notifications"] == []
+    # One made while an SMTP server was configured (the operator removed it since): its test is refused too.
+    strict.sql("INSERT INTO notification (uuid, repository_id, event, method, config, event_config, "
+               "number_of_failures, created_at) SELECT ?, r.id, 'repo_push', 'email', ?, '{}', 0, 0 "
+               "FROM repository r WHERE r.name = 'mailless'", "0" * 8 + "-0000-0000-0000-" + "0" * 12,
+               json.dumps({"email": "ops@example.com"}))
+    r = admin.post(f"/repository/{repo}/notification/{'0' * 8}-0000-0000-0000-{'0' * 12}/test")
+    assert r.status_code == 400 and "notifications.smtp_host" in r.json()["detail"], r.text
+    assert strict.sql("SELECT COUNT(*) FROM notification_delivery")[0][0] == 0
+
+
+def test_a_notification_stopped_by_failures_says_so_and_why(strict):
+    admin = Api(strict, ("admin", ADMIN_PASSWORD))
+    repo = new_repo(admin, "failing")
+    listener = Listener()  # answers 404 to everything
+    try:
+        created = admin.ok("POST", f"/repository/{repo}/notification/",
+                           {"event": "repo_push", "method": "webhook", "config": {"url": f"{listener.url}/hook"}})
+        assert created["suspended"] is False and created["suspended_reason"] is None
+        admin.ok("POST", f"/repository/{repo}/notification/{created['uuid']}/test")
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            view = admin.ok("GET", f"/repository/{repo}/notification/{created['uuid']}")
+            if view["number_of_failures"] >= 3:
+                break
+            time.sleep(0.2)
+        assert view["suspended"] is True, view
+        assert "Stopped after 3 successive failed attempts" in view["suspended_reason"]
+        assert "404" in view["suspended_reason"], view["suspended_reason"]
+        [listed] = admin.ok("GET", f"/repository/{repo}/notification/")["notifications"]
+        assert listed["suspended"] is True and listed["suspended_reason"] == view["suspended_reason"]
+        admin.ok("POST", f"/repository/{repo}/notification/{created['uuid']}")  # reset
+        view = admin.ok("GET", f"/repository/{repo}/notification/{created['uuid']}")
+        assert view["suspended"] is False and view["number_of_failures"] == 0
+    finally:
+        listener.close()
