@@ -19,7 +19,7 @@ from slipway import crypto
 from slipway.db import database
 from slipway.errors import Forbidden, Invalid, NotFound, Unauthenticated
 
-from . import payloads, rules, signatures, sources, templates
+from . import limits, payloads, rules, signatures, sources, templates
 from .models import KINDS, Delivery, Trigger
 
 CONFIG_FIELDS = ("build_source", "dockerfile_path", "context", "branchtag_regex", "tag_templates",
@@ -179,6 +179,7 @@ def receive(trigger: Trigger, headers, body: bytes, credentials: tuple | None, m
             ip: str | None = None) -> dict:
     """Handle one webhook delivery: build, or say why not. Every outcome is audited."""
     repo = trigger.repository
+    limits.check_body(body)  # before the signature is computed or the JSON parsed
     authenticate_webhook(trigger, headers, body, credentials)
     if not trigger.enabled:
         raise Invalid(f"This trigger is disabled: {trigger.disabled_reason or 'no reason given'}")
@@ -217,6 +218,7 @@ def receive(trigger: Trigger, headers, body: bytes, credentials: tuple | None, m
 def start_build(trigger: Trigger, metadata: dict, requester: Identity, max_queued: int, base: str,
                 ip: str | None = None) -> Build:
     repo = trigger.repository
+    metadata = limits.bounded(metadata)  # stored with the build and copied into its events
     tags = templates.tags_for(json.loads(trigger.tag_templates), metadata, trigger.default_tag_from_ref,
                               trigger.latest_for_default_branch)
     url = trigger.build_source or metadata.get("git_url")

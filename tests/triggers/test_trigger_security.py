@@ -2,6 +2,8 @@
 addresses, huge signed payloads, and sources or notifications that could only fail later."""
 from __future__ import annotations
 
+import hashlib
+import hmac
 import http.server
 import json
 import threading
@@ -265,3 +267,48 @@ def test_a_notification_stopped_by_failures_says_so_and_why(strict):
         assert view["suspended"] is False and view["number_of_failures"] == 0
     finally:
         listener.close()
+
+
+def signed(secret: str, body: bytes) -> dict:
+    return {"X-GitHub-Event": "push", "Content-Type": "application/json",
+            "X-Hub-Signature-256": "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()}
+
+
+def test_a_huge_signed_commit_message_is_stored_truncated(srv, admin):
+    repo = new_repo(admin, "hugemessage")
+    trigger = activated_trigger(admin, repo, secret="hook-secret", build_source="file:///nowhere/app.git")
+    message = "Fix everything\n\n" + "x" * (3 * 1024 * 1024)  # 3 MiB: under the body cap, far over the message cap
+    payload = {"ref": "refs/heads/main", "after": "c" * 40, "deleted": False,
+               "head_commit": {"id": "c" * 40, "message": message, "timestamp": "2026-11-20T10:00:00Z",
+                               "url": "u", "author": {"username": "ada"}},
+               "repository": {"default_branch": "main"}}
+    body = json.dumps(payload).encode()
+    r = requests.post(f"{srv.url}/webhooks/push/trigger/{trigger['id']}", data=body,
+                      headers=signed("hook-secret", body), timeout=60)
+    assert r.status_code == 200 and r.json()["status"] == "queued", r.text
+    build = wait_build_end(admin, repo, trigger["id"])
+    stored = build["trigger_metadata"]["commit_info"]["message"]
+    assert stored.startswith("Fix everything\n\nxxx") and stored.endswith("… [truncated]")
+    assert len(stored) == 16 * 1024
+    [[row]] = srv.sql("SELECT trigger_metadata FROM build WHERE uuid = ?", build["id"])
+    assert len(row) < 20_000 and json.loads(row)["commit_info"]["message"] == stored
+    events = srv.sql("SELECT kind, payload FROM event WHERE repository = ?", repo)
+    assert {kind for kind, _ in events} >= {"build_queued", "build_start", "build_failure"}, events
+    for kind, event_payload in events:
+        assert len(event_payload) < 20_000, kind
+        assert json.loads(event_payload)["trigger_metadata"]["commit_info"]["message"] == stored
+
+
+def test_an_over_cap_webhook_body_is_refused_before_it_is_parsed(srv, admin):
+    repo = new_repo(admin, "hugebody")
+    trigger = activated_trigger(admin, repo, secret="hook-secret", build_source="file:///nowhere/app.git")
+    hook = f"{srv.url}/webhooks/push/trigger/{trigger['id']}"
+    body = b"{" + b" " * (6 * 1024 * 1024)  # not JSON, not signed: the size is what is refused
+    r = requests.post(hook, data=body, headers={"X-GitHub-Event": "push"}, timeout=60)
+    assert r.status_code == 413, r.text
+    error = r.json()
+    assert error["status"] == 413 and error["error_type"] == "request_too_large"
+    assert "at most 5242880 bytes" in error["detail"] and error["detail"] == error["error_message"]
+    small = b"{broken"
+    r = requests.post(hook, data=small, headers=signed("hook-secret", small), timeout=60)
+    assert r.status_code == 400 and "not valid JSON" in r.json()["detail"]  # under the cap: parsed as before
