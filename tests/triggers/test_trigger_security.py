@@ -312,3 +312,21 @@ def test_an_over_cap_webhook_body_is_refused_before_it_is_parsed(srv, admin):
     small = b"{broken"
     r = requests.post(hook, data=small, headers=signed("hook-secret", small), timeout=60)
     assert r.status_code == 400 and "not valid JSON" in r.json()["detail"]  # under the cap: parsed as before
+
+
+def test_a_pattern_saved_before_re2_matches_nothing_and_says_why():
+    """Triggers and notifications saved with Python's re may hold patterns RE2 refuses: they match nothing."""
+    from triggers import rules
+    from triggers.payloads import Push
+    from webhooks import dispatch
+    from webhooks.models import Notification
+
+    push = Push(commit="a" * 40, ref="refs/heads/main", default_branch="main", git_url=None)
+    reason = rules.skip_reason(push, r"heads/(main)\1?", [], [])
+    assert reason and "Invalid branchtag_regex" in reason and "change the trigger's branchtag_regex" in reason
+    assert rules.skip_reason(push, r"heads/(main|dev)", [], []) is None
+    notification = Notification(uuid="n", event="build_success", event_config=json.dumps({"ref-regex": r"(?=x)"}))
+    data = {"trigger_metadata": {"ref": "refs/heads/main"}}
+    assert dispatch._matches(notification, "build_success", data) is False
+    notification.event_config = json.dumps({"ref-regex": "heads/ma.*"})
+    assert dispatch._matches(notification, "build_success", data) is True
