@@ -189,7 +189,7 @@ def receive(trigger: Trigger, headers, body: bytes, credentials: tuple | None, m
         metadata = {"trigger_id": trigger.uuid, **result}
         if push is not None:
             metadata.update(commit=push.commit, ref=push.ref)
-        audit.record("trigger_webhook", performer, repo.namespace, repo, ip, metadata)
+        audit.record("trigger_webhook", performer, repo.namespace, repo, ip, limits.bounded(metadata))
         return result
 
     try:

@@ -330,3 +330,15 @@ def test_a_pattern_saved_before_re2_matches_nothing_and_says_why():
     assert dispatch._matches(notification, "build_success", data) is False
     notification.event_config = json.dumps({"ref-regex": "heads/ma.*"})
     assert dispatch._matches(notification, "build_success", data) is True
+
+
+def test_a_huge_ref_is_not_kept_whole_in_the_audit_log(srv, admin):
+    repo = new_repo(admin, "hugeref")
+    trigger = activated_trigger(admin, repo, build_source="file:///nowhere/app.git", branchtag_regex="heads/main")
+    ref = "refs/heads/" + "r" * (1024 * 1024)
+    r = requests.post(f"{srv.url}/webhooks/push/trigger/{trigger['id']}", auth=webhook_auth(trigger), timeout=60,
+                      json={"commit": "d" * 40, "ref": ref, "default_branch": "main"})
+    assert r.status_code == 200 and r.json()["status"] == "skipped", r.text[:300]
+    [[metadata]] = srv.sql("SELECT metadata FROM log_entry WHERE kind = 'trigger_webhook' AND repository = ?",
+                           "admin/hugeref")
+    assert len(metadata) < 20_000 and json.loads(metadata)["ref"].endswith("… [truncated]")
