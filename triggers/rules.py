@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 import fnmatch
-import re
 
+from slipway import patterns
 from slipway.errors import Invalid
 
 from .payloads import Push
@@ -12,11 +12,9 @@ SKIP_MARKERS = ("[skip build]", "[build skip]")
 
 
 def check_regex(pattern: str | None) -> None:
+    """Refuse a branch/tag regex RE2 cannot match in linear time (it runs on the event loop)."""
     if pattern:
-        try:
-            re.compile(pattern)
-        except re.error as e:
-            raise Invalid(f"Invalid branchtag_regex '{pattern}': {e}") from None
+        patterns.check(pattern, "branchtag_regex")
 
 
 def skip_reason(push: Push, branchtag_regex: str | None, included: list, ignored: list) -> str | None:
@@ -27,7 +25,11 @@ def skip_reason(push: Push, branchtag_regex: str | None, included: list, ignored
             return f"the commit message contains {marker}"
     if branchtag_regex:
         short = push.ref.removeprefix("refs/")
-        if not re.fullmatch(branchtag_regex, short):
+        try:
+            matched = patterns.fullmatch(branchtag_regex, short, "branchtag_regex")
+        except Invalid as e:  # saved before patterns were RE2: it never matches until it is changed
+            return f"{e.message}: change the trigger's branchtag_regex"
+        if not matched:
             return f"{short} does not match the branch/tag regex {branchtag_regex}"
     if push.changed_files is not None and (included or ignored):
         files = push.changed_files

@@ -19,7 +19,7 @@ from slipway import crypto
 from slipway.db import database
 from slipway.errors import Forbidden, Invalid, NotFound, Unauthenticated
 
-from . import payloads, rules, signatures, templates
+from . import limits, payloads, rules, signatures, sources, templates
 from .models import KINDS, Delivery, Trigger
 
 CONFIG_FIELDS = ("build_source", "dockerfile_path", "context", "branchtag_regex", "tag_templates",
@@ -44,6 +44,8 @@ def _apply_config(trigger: Trigger, config: dict) -> None:
         templates.check_templates(config["tag_templates"])
     if "branchtag_regex" in config:
         rules.check_regex(config["branchtag_regex"])
+    if config.get("build_source"):  # refused now rather than when a build clones it
+        sources.classify(config["build_source"], bool(_settings and _settings.triggers.allow_file_urls))
     for name in ("included_paths", "ignored_paths"):
         if name in config and (not isinstance(config[name], list) or not all(isinstance(p, str) for p in config[name])):
             raise Invalid(f"{name} must be a list of glob patterns")
@@ -177,6 +179,7 @@ def receive(trigger: Trigger, headers, body: bytes, credentials: tuple | None, m
             ip: str | None = None) -> dict:
     """Handle one webhook delivery: build, or say why not. Every outcome is audited."""
     repo = trigger.repository
+    limits.check_body(body)  # before the signature is computed or the JSON parsed
     authenticate_webhook(trigger, headers, body, credentials)
     if not trigger.enabled:
         raise Invalid(f"This trigger is disabled: {trigger.disabled_reason or 'no reason given'}")
@@ -186,7 +189,7 @@ def receive(trigger: Trigger, headers, body: bytes, credentials: tuple | None, m
         metadata = {"trigger_id": trigger.uuid, **result}
         if push is not None:
             metadata.update(commit=push.commit, ref=push.ref)
-        audit.record("trigger_webhook", performer, repo.namespace, repo, ip, metadata)
+        audit.record("trigger_webhook", performer, repo.namespace, repo, ip, limits.bounded(metadata))
         return result
 
     try:
@@ -215,6 +218,7 @@ def receive(trigger: Trigger, headers, body: bytes, credentials: tuple | None, m
 def start_build(trigger: Trigger, metadata: dict, requester: Identity, max_queued: int, base: str,
                 ip: str | None = None) -> Build:
     repo = trigger.repository
+    metadata = limits.bounded(metadata)  # stored with the build and copied into its events
     tags = templates.tags_for(json.loads(trigger.tag_templates), metadata, trigger.default_tag_from_ref,
                               trigger.latest_for_default_branch)
     url = trigger.build_source or metadata.get("git_url")
@@ -293,6 +297,11 @@ def record_outcome(build: Build, phase: str, config) -> None:
                      {"trigger_id": trigger.uuid, "reason": trigger.disabled_reason})
 
 
+_settings = None  # the server's configuration, for the source rule when triggers are saved
+
+
 def install(config) -> None:
     """Count the outcome of every trigger build (called once per process by slipway.app)."""
+    global _settings
+    _settings = config
     builds.on_build_end(lambda build, phase: record_outcome(build, phase, config))
