@@ -29,7 +29,8 @@ def github_push(ref="refs/heads/main", deleted=False, message="Fix the thing", f
 
 
 def parse(doc, **headers):
-    return payloads.parse(headers, json.dumps(doc).encode())
+    [push] = payloads.parse(headers, json.dumps(doc).encode()).pushes
+    return push
 
 
 def test_github_push_becomes_quay_metadata():
@@ -40,7 +41,9 @@ def test_github_push_becomes_quay_metadata():
     assert meta["parsed_ref"] == {"branch": "main", "tag": None, "remote": None}
     assert meta["commit_info"]["short_sha"] == SHA[:7]
     assert meta["commit_info"]["author"]["username"] == "ada"
-    assert push.delivery_id == "d-1" and push.changed_files == ["src/app.py"]
+    assert push.changed_files == ["src/app.py"]
+    assert payloads.parse({"X-GitHub-Event": "push", "X-GitHub-Delivery": "d-1"},
+                          json.dumps(github_push()).encode()).retry_key == "d-1"
 
 
 def test_pings_and_deletions_are_skipped():
@@ -51,8 +54,9 @@ def test_pings_and_deletions_are_skipped():
     with pytest.raises(payloads.Skip, match="deleted"):
         parse({"object_kind": "push", "ref": "refs/heads/x", "checkout_sha": None, "after": "0" * 40},
               **{"X-Gitlab-Event": "Push Hook"})
-    with pytest.raises(payloads.Skip, match="deleted"):
-        parse({"push": {"changes": [{"new": None, "old": {"name": "x"}}]}}, **{"X-Event-Key": "repo:push"})
+    deleted = payloads.parse({"X-Event-Key": "repo:push"}, json.dumps(
+        {"push": {"changes": [{"new": None, "old": {"type": "branch", "name": "x"}}]}}).encode())
+    assert deleted.pushes == [] and deleted.skipped == [("refs/heads/x", "deleted: nothing to build")]
 
 
 def test_gitlab_bitbucket_gitea_and_custom_payloads():
@@ -83,8 +87,8 @@ def test_gitlab_bitbucket_gitea_and_custom_payloads():
     (json.dumps({"commit": "xyz", "ref": "refs/heads/main", "default_branch": "main"}).encode(), "commit"),
     (json.dumps({"commit": SHA, "ref": "main", "default_branch": "main"}).encode(), "ref"),
     (json.dumps({"hello": "world"}).encode(), "matches no known format"),
-    (json.dumps({"commit": SHA, "ref": "refs/heads/m", "default_branch": "m", "commit_info": {"url": "u"}}).encode(),
-     "message"),
+    (json.dumps({"commit": SHA, "ref": "refs/heads/m", "default_branch": "m", "commit_info": {"url": 5}}).encode(),
+     "commit_info.url: 5 is not of type 'string'"),
 ])
 def test_payloads_that_fit_no_schema_say_why(body, fragment):
     with pytest.raises(Invalid) as err:
