@@ -271,8 +271,9 @@ def receive(trigger: Trigger, headers, body: bytes, credentials: tuple | None, m
                 Delivery.update(build_uuid=uuids[0], build_uuids=json.dumps(uuids)).where(
                     (Delivery.trigger == trigger.id) & Delivery.delivery_id.in_(keys)).execute()
     except IntegrityError:
-        previous = (Delivery.select().where((Delivery.trigger == trigger.id) & Delivery.delivery_id.in_(keys))
-                    .order_by(Delivery.received_at).first())
+        seen = {d.delivery_id: d for d in Delivery.select().where((Delivery.trigger == trigger.id)
+                                                                   & Delivery.delivery_id.in_(keys))}
+        previous = next((seen[k] for k in keys if k in seen), None)  # the retry key first, then the body
         what = previous.delivery_id if previous else keys[0]
         why = (f"delivery {what.split(':', 2)[2]} was already handled" if what.startswith("retry:")
                else "the same signed payload was already handled (a retry or a replay)")
