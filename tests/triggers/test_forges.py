@@ -197,7 +197,7 @@ def test_bitbucket_cloud_default_branch_from_the_clone_and_multi_ref_pushes(env)
 
 def test_bitbucket_retry_key_is_x_request_uuid_never_the_hook_uuid(env):
     builds, git, shas = env
-    hook = Hook(builds, "bitbucket", build_source=f"file://{git.origin}", default_branch="main")
+    hook = Hook(builds, "bitbucket", build_source=f"file://{git.origin}")
     first = json.dumps(bitbucket_push(bitbucket_change("branch", "main", shas["main"]))).encode()
     request_id = str(uuid.uuid4())
     assert hook.post(first, bitbucket_headers(request_id), sign="bitbucket").json()["status"] == "queued"
@@ -206,16 +206,27 @@ def test_bitbucket_retry_key_is_x_request_uuid_never_the_hook_uuid(env):
     # A different push, same X-Hook-UUID (it is the same on every delivery of the hook): it builds.
     second = json.dumps(bitbucket_push(bitbucket_change("branch", "main", shas["docs"], old_sha=shas["main"]))).encode()
     assert hook.post(second, bitbucket_headers(str(uuid.uuid4())), sign="bitbucket").json()["status"] == "queued"
-    # ... and so does one without X-Request-UUID at all.
+    # ... and so do two distinct pushes without X-Request-UUID at all.
     third = json.dumps(bitbucket_push(bitbucket_change("branch", "feature", shas["feature"]))).encode()
     assert hook.post(third, bitbucket_headers(None), sign="bitbucket").json()["status"] == "queued"
-    assert hook.count() == 3
+    third_b = json.dumps(bitbucket_push(bitbucket_change("tag", "v1.0", shas["main"]))).encode()
+    assert hook.post(third_b, bitbucket_headers(None), sign="bitbucket").json()["status"] == "queued"
+    assert hook.count() == 4
+    # The default branch set by the user: latest is decided when the webhook arrives.
+    builds.admin.ok("PUT", f"/repository/{hook.repo}/trigger/{hook.trigger['id']}",
+                    {"config": {"default_branch": "feature"}})
+    fourth = json.dumps(bitbucket_push(bitbucket_change("branch", "feature", shas["feature"], message="again"))).encode()
+    assert hook.count() == 4
+    r = hook.post(fourth, bitbucket_headers(str(uuid.uuid4())), sign="bitbucket").json()
+    assert r["status"] == "queued" and r["tags"] == ["feature", "latest"], r
+    bad = builds.admin.put(f"/repository/{hook.repo}/trigger/{hook.trigger['id']}",
+                           {"config": {"default_branch": "no good"}})
+    assert bad.status_code == 400 and "Invalid default_branch" in bad.json()["detail"]
 
 
 def test_bitbucket_path_filters_are_decided_from_the_clone(env):
     builds, git, shas = env
-    hook = Hook(builds, "bitbucket", build_source=f"file://{git.origin}", default_branch="main",
-                included_paths=["src/*"])
+    hook = Hook(builds, "bitbucket", build_source=f"file://{git.origin}", included_paths=["src/*"])
     docs = json.dumps(bitbucket_push(bitbucket_change("branch", "main", shas["docs"], old_sha=shas["main"]))).encode()
     assert hook.post(docs, bitbucket_headers(str(uuid.uuid4())), sign="bitbucket").json()["status"] == "queued"
     [skipped] = hook.builds_done(1)
