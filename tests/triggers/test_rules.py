@@ -145,3 +145,60 @@ def test_signatures():
     assert signatures.verify("s3cret", {"X-Gitlab-Token": "s3cret"}, body) is None
     assert "does not match" in signatures.verify("s3cret", {"X-Gitlab-Token": "nope"}, body)
     assert "not signed" in signatures.verify("s3cret", {}, body)
+
+
+def test_custom_git_minimal_payload_and_every_problem_at_once():
+    minimal = payloads.parse({}, json.dumps({"commit": SHA, "ref": "refs/heads/main", "default_branch": "main"})
+                             .encode())
+    assert minimal.source == "custom-git" and minimal.pushes[0].commit_info == {}
+    partial = parse({"commit": SHA, "ref": "refs/tags/v1", "default_branch": "main",
+                     "commit_info": {"message": "only a message", "author": {"username": "dev"}}})
+    assert partial.commit_info == {"message": "only a message",
+                                   "author": {"username": "dev", "url": "", "avatar_url": ""}}
+    with pytest.raises(Invalid) as err:
+        payloads.parse({}, json.dumps({"commit": "xyz", "ref": "main", "commit_info": {"url": 1, "author": "me"}})
+                       .encode())
+    message = err.value.message
+    for fragment in ("commit: 'xyz' does not match", "ref: 'main' does not match", "'default_branch' is a required",
+                     "commit_info.url: 1 is not of type 'string'", "commit_info.author: 'me' is not of type 'object'"):
+        assert fragment in message, message
+
+
+def test_form_encoded_bodies():
+    doc = github_push()
+    from urllib.parse import urlencode
+
+    form = urlencode({"payload": json.dumps(doc)}).encode()
+    event = payloads.parse({"X-GitHub-Event": "push", "Content-Type": "application/x-www-form-urlencoded"}, form)
+    assert event.pushes[0].commit == SHA
+    with pytest.raises(Invalid, match="no single 'payload' field"):
+        payloads.parse({"Content-Type": "application/x-www-form-urlencoded"}, b"other=1")
+    with pytest.raises(Invalid, match="not valid JSON"):
+        payloads.parse({"Content-Type": "application/x-www-form-urlencoded"}, b"payload=%7Bnope")
+
+
+def test_retry_keys_are_the_documented_ones():
+    def key(doc, **headers):
+        return payloads.parse(headers, json.dumps(doc).encode()).retry_key
+
+    gitlab = {"object_kind": "push", "ref": "refs/heads/main", "checkout_sha": SHA, "after": SHA, "commits": []}
+    assert key(gitlab, **{"X-Gitlab-Event": "Push Hook", "X-Gitlab-Event-UUID": "shared"}) is None
+    assert key(gitlab, **{"X-Gitlab-Event": "Push Hook", "X-Gitlab-Event-UUID": "shared", "Idempotency-Key": "k"}) == "k"
+    bitbucket = {"push": {"changes": [{"new": {"type": "branch", "name": "m", "target": {"hash": SHA}}}]}}
+    assert key(bitbucket, **{"X-Event-Key": "repo:push", "X-Hook-UUID": "hook"}) is None
+    assert key(bitbucket, **{"X-Event-Key": "repo:push", "X-Hook-UUID": "hook", "X-Request-UUID": "r"}) == "r"
+    assert key(github_push(), **{"X-Gitea-Event": "push", "X-Gitea-Delivery": "g", "X-GitHub-Delivery": "g"}) == "g"
+
+
+def test_standard_webhooks_signature():
+    import base64
+
+    body = b'{"object_kind": "push"}'
+    key = b"k" * 32
+    secret = "whsec_" + base64.b64encode(key).decode()
+    signed = base64.b64encode(hmac.new(key, b"msg-1.1700000000." + body, hashlib.sha256).digest()).decode()
+    headers = {"webhook-id": "msg-1", "webhook-timestamp": "1700000000", "webhook-signature": f"v0,x v1,{signed}"}
+    assert signatures.verify(secret, headers, body, now=1700000100) is None
+    assert "away from the server's clock" in signatures.verify(secret, headers, body, now=1700001000)
+    assert "does not match" in signatures.verify(secret, {**headers, "webhook-id": "msg-2"}, body, now=1700000000)
+    assert "needs the webhook-id" in signatures.verify(secret, {"webhook-signature": "v1,x"}, body)
