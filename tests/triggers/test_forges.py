@@ -14,6 +14,7 @@ import hmac
 import json
 import time
 import uuid
+from pathlib import Path
 from urllib.parse import urlencode
 
 import pytest
@@ -380,3 +381,39 @@ def test_bitbucket_data_center_refs_changed(env):
     pr = json.dumps({"eventKey": "pr:opened", "date": "2026-11-20T10:00:00+0000"}).encode()
     r = hook.post(pr, {"X-Event-Key": "pr:opened", "X-Request-Id": str(uuid.uuid4())}, sign="bitbucket").json()
     assert r["status"] == "skipped" and "'pr:opened' events do not start builds" in r["reason"]
+
+
+# -- the custom git payload through the README's post-receive hook ----------------------------------------
+
+def readme_hook() -> str:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    start = readme.index("#!/bin/sh\n# hooks/post-receive")
+    return readme[start:readme.index("```", start)]
+
+
+def test_the_readme_post_receive_hook_queues_builds(env, tmp_path):
+    builds, _, _ = env
+    git = GitServer(tmp_path / "hooked")
+    repo = builds.repo("hooked")
+    trigger = make_trigger(builds, repo, build_source=f"file://{git.origin}",
+                           tag_templates=["${commit_info.message}"])
+    hook = readme_hook()
+    placeholder = "https://$token:CODE@slipway.example.com/webhooks/push/trigger/TRIGGER_ID"
+    assert placeholder in hook
+    path = git.origin / "hooks" / "post-receive"
+    path.write_text(hook.replace(placeholder, trigger["webhook_url"]))
+    path.chmod(0o755)
+
+    git.commit({"Dockerfile": f"FROM {builds.base}\nLABEL hooked=yes\n"}, 'Say "hello" \\ there')
+    out = git.git("push", "origin", "main")
+    assert '"status": "queued"' in out, out
+    git.git("tag", "-a", "v2", "-m", "annotated")
+    out = git.git("push", "origin", "v2")
+    assert '"status": "queued"' in out, out
+    first, second = reversed(trigger_builds(builds, repo, trigger["id"]))
+    first, second = builds.wait(repo, first["id"]), builds.wait(repo, second["id"])
+    assert first["phase"] == "complete", builds.log_text(repo, first["id"])
+    assert sorted(first["tags"]) == ["Say--hello----there", "latest", "main"], first["tags"]
+    assert first["trigger_metadata"]["commit_info"]["message"] == 'Say "hello" \\ there'
+    assert second["phase"] == "complete" and second["tags"] == ["Say--hello----there", "v2"], second["tags"]
+    assert builds.inspect(f"{repo}:v2")["Labels"]["hooked"] == "yes"
