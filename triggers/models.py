@@ -43,7 +43,7 @@ class Trigger(BaseModel):
 class Delivery(BaseModel):
     """A delivery already handled, so a retry or a replay does not build twice (kept for a window).
 
-    ``delivery_id`` is ``retry:<the forge's retry key>`` or ``body:<sha256 of the signed body>``.
+    ``delivery_id`` is ``retry:<forge>:<the forge's retry key>`` or ``body:<sha256 of the signed body>``.
     """
 
     trigger = ForeignKeyField(Trigger, on_delete="CASCADE")

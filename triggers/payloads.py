@@ -13,6 +13,7 @@ with the reason; bodies that fit no schema are ``Invalid`` (400, naming every pr
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from urllib.parse import parse_qs, urlsplit
 
@@ -21,6 +22,7 @@ import jsonschema
 from slipway.errors import Invalid
 
 ZERO_SHA = "0" * 40
+SHA_RE = re.compile(r"^[0-9a-fA-F]{7,64}\Z")
 PERSON = {"type": "object", "properties": {"username": {"type": "string"}, "url": {"type": "string"},
                                            "avatar_url": {"type": "string"}}}
 # Quay's custom git payload: commit, ref and default_branch; commit_info and every field in it optional.
@@ -143,6 +145,27 @@ def _dict(value) -> dict:
     return value if isinstance(value, dict) else {}
 
 
+def _list(value) -> list:
+    return value if isinstance(value, list) else []
+
+
+def _text(value) -> str:
+    """A string field of a payload ('' when absent or of another type)."""
+    return value if isinstance(value, str) else ""
+
+
+def _sha(value, what: str) -> str:
+    if not isinstance(value, str) or not SHA_RE.match(value):
+        raise Invalid(f"The payload's {what} is not a commit id")
+    return value
+
+
+def _ref(value) -> str:
+    if not isinstance(value, str) or not value.startswith("refs/"):
+        raise Invalid("The payload's ref must be a string such as refs/heads/main")
+    return value
+
+
 def _custom(doc: dict) -> Push:
     errors = sorted(_CUSTOM_VALIDATOR.iter_errors(doc), key=lambda e: [str(p) for p in e.absolute_path])
     if errors:
@@ -165,7 +188,7 @@ def _changed(commits: list) -> list | None:
     files = []
     for commit in commits:
         for key in ("added", "modified", "removed"):
-            files.extend(_dict(commit).get(key) or [])
+            files.extend(f for f in _list(_dict(commit).get(key)) if isinstance(f, str))
     return sorted(set(files))
 
 
@@ -178,7 +201,7 @@ def _origin(url: str | None) -> str:
 
 
 def _before(value) -> str | None:
-    return value if isinstance(value, str) and value and value != ZERO_SHA else None
+    return value if isinstance(value, str) and SHA_RE.match(value) and value != ZERO_SHA else None
 
 
 def _github_like(doc: dict, event: str, source: str) -> Event:
@@ -186,34 +209,36 @@ def _github_like(doc: dict, event: str, source: str) -> Event:
         raise Skip("ping event: nothing to build")
     if event not in ("push",):
         raise Skip(f"'{event}' events do not start builds")
-    ref = _require(doc, "ref")
-    if not isinstance(ref, str):
-        raise Invalid("The payload's ref must be a string")
+    ref = _ref(_require(doc, "ref"))
     head = doc.get("head_commit")
     if head is not None and not isinstance(head, dict):
         raise Invalid("The payload's head_commit must be an object")
     if doc.get("deleted") or doc.get("after") == ZERO_SHA or (head is None and source == "github"):
         raise Skip(f"{ref} was deleted: nothing to build")
-    commits = [c for c in (doc.get("commits") or []) if isinstance(c, dict)]
+    commits = [c for c in _list(doc.get("commits")) if isinstance(c, dict)]
     if head is None:  # older Gitea: no head_commit, use the last commit
         head = next((c for c in commits if c.get("id") == doc.get("after")), commits[-1] if commits else None)
         if head is None:
             raise Invalid("The push payload names no commit (no head_commit or commits)")
     repository = _dict(doc.get("repository"))
     author, committer = _dict(head.get("author")), _dict(head.get("committer"))
-    host = _origin(repository.get("html_url")) or ("https://github.com" if source == "github" else "")
-    info = {"url": head.get("url", ""), "message": head.get("message", ""), "date": head.get("timestamp", "")}
+    host = _origin(_text(repository.get("html_url"))) or ("https://github.com" if source == "github" else "")
+    info = {"url": _text(head.get("url")), "message": _text(head.get("message")),
+            "date": _text(head.get("timestamp"))}
     sender = _dict(doc.get("sender"))
-    if author.get("username"):
-        info["author"] = {"username": author["username"], "url": f"{host}/{author['username']}" if host else "",
-                          "avatar_url": sender.get("avatar_url", "") if sender.get("login") in (None, author["username"])
+    username = _text(author.get("username"))
+    if username:
+        info["author"] = {"username": username, "url": f"{host}/{username}" if host else "",
+                          "avatar_url": _text(sender.get("avatar_url")) if sender.get("login") in (None, username)
                           else ""}
-    if committer.get("username"):
-        info["committer"] = {"username": committer["username"],
-                             "url": f"{host}/{committer['username']}" if host else "", "avatar_url": ""}
-    push = Push(commit=_require(head, "id"), ref=ref,
-                default_branch=repository.get("default_branch") or repository.get("master_branch"),
-                git_url=repository.get("ssh_url") or repository.get("clone_url"), commit_info=info,
+    username = _text(committer.get("username"))
+    if username:
+        info["committer"] = {"username": username, "url": f"{host}/{username}" if host else "", "avatar_url": ""}
+    push = Push(commit=_sha(_require(head, "id"), "head_commit.id"), ref=ref,
+                default_branch=_text(repository.get("default_branch")) or _text(repository.get("master_branch"))
+                or None,
+                git_url=_text(repository.get("ssh_url")) or _text(repository.get("clone_url")) or None,
+                commit_info=info,
                 changed_files=_changed(commits), before=_before(doc.get("before")), source=source)
     return Event(source, [push])
 
@@ -222,23 +247,27 @@ def _gitlab(doc: dict) -> Event:
     kind = doc.get("object_kind")
     if kind not in ("push", "tag_push"):
         raise Skip(f"'{kind}' events do not start builds")
+    ref = _ref(_require(doc, "ref"))
     commit = doc.get("checkout_sha") or doc.get("after")
     if not commit or commit == ZERO_SHA:
-        raise Skip(f"{doc.get('ref')} was deleted: nothing to build")
+        raise Skip(f"{ref} was deleted: nothing to build")
+    commit = _sha(commit, "checkout_sha")
     project = _dict(doc.get("project") or doc.get("repository"))
-    commits = [c for c in (doc.get("commits") or []) if isinstance(c, dict)]
+    commits = [c for c in _list(doc.get("commits")) if isinstance(c, dict)]
     head = next((c for c in commits if c.get("id") == commit), None)
-    web_url = project.get("web_url") or project.get("homepage") or ""
+    head = head or {}
+    web_url = _text(project.get("web_url")) or _text(project.get("homepage"))
     # A tag push lists no commits: the URL is known; message and date come from the clone.
-    info = {"url": (head or {}).get("url") or (f"{web_url}/-/commit/{commit}" if web_url else ""),
-            "message": (head or {}).get("message", ""), "date": (head or {}).get("timestamp", "")}
+    info = {"url": _text(head.get("url")) or (f"{web_url}/-/commit/{commit}" if web_url else ""),
+            "message": _text(head.get("message")), "date": _text(head.get("timestamp"))}
     host = _origin(web_url)
-    if doc.get("user_username"):
-        info["author"] = {"username": doc["user_username"],
-                          "url": f"{host}/{doc['user_username']}" if host else "",
-                          "avatar_url": doc.get("user_avatar") or ""}
-    push = Push(commit=commit, ref=_require(doc, "ref"), default_branch=project.get("default_branch"),
-                git_url=project.get("git_ssh_url") or project.get("git_http_url"), commit_info=info,
+    username = _text(doc.get("user_username"))
+    if username:
+        info["author"] = {"username": username, "url": f"{host}/{username}" if host else "",
+                          "avatar_url": _text(doc.get("user_avatar"))}
+    push = Push(commit=commit, ref=ref, default_branch=_text(project.get("default_branch")) or None,
+                git_url=_text(project.get("git_ssh_url")) or _text(project.get("git_http_url")) or None,
+                commit_info=info,
                 changed_files=_changed(commits), before=_before(doc.get("before")), source="gitlab")
     return Event("gitlab", [push])
 
@@ -254,9 +283,9 @@ def _bitbucket(doc: dict, event: str) -> Event:
     if not isinstance(changes, list) or not changes:
         raise Skip("the push has no changes")
     repository = _dict(doc.get("repository"))
-    full_name = repository.get("full_name")
+    full_name = _text(repository.get("full_name"))
     # Bitbucket Cloud's repo:push carries no default branch; older payloads had repository.mainbranch.
-    default = _dict(repository.get("mainbranch")).get("name")
+    default = _text(_dict(repository.get("mainbranch")).get("name")) or None
     event_out = Event("bitbucket")
     for change in changes:
         change = _dict(change)
@@ -270,24 +299,24 @@ def _bitbucket(doc: dict, event: str) -> Event:
             continue
         target = _dict(new.get("target"))
         user = _dict(_dict(target.get("author")).get("user"))
-        info = {"url": _dict(_dict(target.get("links")).get("html")).get("href", ""),
-                "message": target.get("message", ""), "date": target.get("date", "")}
-        name = user.get("nickname") or user.get("username")
+        info = {"url": _text(_dict(_dict(target.get("links")).get("html")).get("href")),
+                "message": _text(target.get("message")), "date": _text(target.get("date"))}
+        name = _text(user.get("nickname")) or _text(user.get("username"))
         if name:
             info["author"] = {"username": name,
-                              "url": _dict(_dict(user.get("links")).get("html")).get("href")
+                              "url": _text(_dict(_dict(user.get("links")).get("html")).get("href"))
                               or f"https://bitbucket.org/{name}/",
-                              "avatar_url": _dict(_dict(user.get("links")).get("avatar")).get("href", "")}
+                              "avatar_url": _text(_dict(_dict(user.get("links")).get("avatar")).get("href"))}
         event_out.pushes.append(Push(
-            commit=_require(target, "hash"), ref=ref, default_branch=default,
+            commit=_sha(_require(target, "hash"), "change's new.target.hash"), ref=ref, default_branch=default,
             git_url=f"git@bitbucket.org:{full_name}.git" if full_name else None, commit_info=info,
             before=_before(_dict(old.get("target")).get("hash")), source="bitbucket"))
     return event_out
 
 
 def _bitbucket_ref(side: dict) -> str | None:
-    kind = BITBUCKET_KINDS.get(side.get("type"))
-    return f"refs/{kind}/{side['name']}" if kind and side.get("name") else None
+    kind = BITBUCKET_KINDS.get(side.get("type")) if isinstance(side.get("type"), str) else None
+    return f"refs/{kind}/{side['name']}" if kind and _text(side.get("name")) else None
 
 
 def _bitbucket_dc(doc: dict, event: str) -> Event:
@@ -299,8 +328,8 @@ def _bitbucket_dc(doc: dict, event: str) -> Event:
     if not isinstance(changes, list) or not changes:
         raise Skip("the push has no changes")
     repository = _dict(doc.get("repository"))
-    clones = _dict(repository.get("links")).get("clone") or []
-    urls = {c.get("name"): c.get("href") for c in clones if isinstance(c, dict)}
+    clones = [c for c in _list(_dict(repository.get("links")).get("clone")) if isinstance(c, dict)]
+    urls = {_text(c.get("name")): _text(c.get("href")) for c in clones}
     actor = _dict(doc.get("actor"))
     event_out = Event("bitbucket-dc")
     for change in changes:
@@ -313,9 +342,9 @@ def _bitbucket_dc(doc: dict, event: str) -> Event:
             event_out.skipped.append((ref, "deleted: nothing to build"))
             continue
         info = {}
-        if actor.get("name"):
+        if _text(actor.get("name")):
             info["author"] = {"username": actor["name"], "url": "", "avatar_url": ""}
         event_out.pushes.append(Push(
-            commit=change["toHash"], ref=ref, default_branch=None, git_url=urls.get("ssh") or urls.get("http"),
-            commit_info=info, before=_before(change.get("fromHash")), source="bitbucket-dc"))
+            commit=_sha(change["toHash"], "change's toHash"), ref=ref, default_branch=None,
+            git_url=urls.get("ssh") or urls.get("http") or None, commit_info=info, before=_before(change.get("fromHash")), source="bitbucket-dc"))
     return event_out

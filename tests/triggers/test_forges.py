@@ -261,7 +261,7 @@ def test_github_form_encoded_tag_push_deletion_and_replays(env):
         again = hook.post(form, changed).json()
         assert again["status"] == "skipped" and "same signed payload was already handled" in again["reason"], again
         assert again["build"] == r["build"]
-    # The same push sent as JSON is another body: GitHub never does that for one delivery, but it is a new request.
+    # A tag push (GitHub: no commits, head_commit is the tagged commit), as JSON this time.
     tag = github_push(shas["main"], ref="refs/tags/v1.0", commits=[])
     tag["base_ref"] = "refs/heads/main"
     r = hook.post(json.dumps(tag).encode(), {**headers, "X-GitHub-Delivery": str(uuid.uuid4()),

@@ -202,3 +202,57 @@ def test_standard_webhooks_signature():
     assert "away from the server's clock" in signatures.verify(secret, headers, body, now=1700001000)
     assert "does not match" in signatures.verify(secret, {**headers, "webhook-id": "msg-2"}, body, now=1700000000)
     assert "needs the webhook-id" in signatures.verify(secret, {"webhook-signature": "v1,x"}, body)
+
+
+def _paths(doc, prefix=()):
+    yield prefix
+    if isinstance(doc, dict):
+        for key, value in doc.items():
+            yield from _paths(value, prefix + (key,))
+    elif isinstance(doc, list):
+        for i, value in enumerate(doc):
+            yield from _paths(value, prefix + (i,))
+
+
+def _replaced(doc, path, value):
+    doc = json.loads(json.dumps(doc))
+    if not path:
+        return value
+    target = doc
+    for key in path[:-1]:
+        target = target[key]
+    target[path[-1]] = value
+    return doc
+
+
+@pytest.mark.parametrize("doc,headers", [
+    (github_push(), {"X-GitHub-Event": "push"}),
+    ({"object_kind": "push", "ref": "refs/heads/main", "checkout_sha": SHA, "after": SHA, "before": SHA,
+      "user_username": "bob", "project": {"web_url": "https://gl/a/b", "default_branch": "main"},
+      "commits": [{"id": SHA, "message": "m", "timestamp": "t", "url": "u", "added": ["x"]}]},
+     {"X-Gitlab-Event": "Push Hook"}),
+    ({"repository": {"full_name": "t/r"}, "push": {"changes": [
+        {"new": {"type": "branch", "name": "main", "target": {"hash": SHA, "message": "m", "date": "d", "author": {
+            "user": {"nickname": "c", "links": {"avatar": {"href": "a"}}}}, "links": {"html": {"href": "h"}}}},
+         "old": {"type": "branch", "name": "main", "target": {"hash": SHA}}}]}}, {"X-Event-Key": "repo:push"}),
+    ({"eventKey": "repo:refs_changed", "actor": {"name": "a"}, "repository": {"links": {"clone": [
+        {"name": "ssh", "href": "ssh://x"}]}}, "changes": [{"refId": "refs/heads/main", "fromHash": SHA,
+                                                              "toHash": SHA, "type": "UPDATE"}]},
+     {"X-Event-Key": "repo:refs_changed"}),
+    ({"commit": SHA, "ref": "refs/heads/main", "default_branch": "main", "commit_info": {
+        "url": "u", "message": "m", "date": "d", "author": {"username": "a", "url": "u", "avatar_url": "v"}}}, {}),
+])
+def test_payloads_of_the_wrong_types_are_refused_or_skipped_never_crash(doc, headers):
+    for path in list(_paths(doc)):
+        for value in (None, 5, "x", [], {}, [1], True, {"a": 1}):
+            body = json.dumps(_replaced(doc, path, value)).encode()
+            try:
+                event = payloads.parse(headers, body)
+            except (Invalid, payloads.Skip):
+                continue
+            for push in event.pushes:
+                assert isinstance(push.commit, str) and isinstance(push.ref, str), (path, value)
+                rules.skip_reason(push, "heads/.*", ["src/*"], [])
+                meta = push.metadata()
+                templates.tags_for(["${commit_info.message}-${commit_info.author.username}"], meta, True, True)
+                json.dumps(meta)
