@@ -346,5 +346,6 @@ def _bitbucket_dc(doc: dict, event: str) -> Event:
             info["author"] = {"username": actor["name"], "url": "", "avatar_url": ""}
         event_out.pushes.append(Push(
             commit=_sha(change["toHash"], "change's toHash"), ref=ref, default_branch=None,
-            git_url=urls.get("ssh") or urls.get("http") or None, commit_info=info, before=_before(change.get("fromHash")), source="bitbucket-dc"))
+            git_url=urls.get("ssh") or urls.get("http") or None, commit_info=info,
+            before=_before(change.get("fromHash")), source="bitbucket-dc"))
     return event_out
