@@ -417,3 +417,31 @@ def test_the_readme_post_receive_hook_queues_builds(env, tmp_path):
     assert first["trigger_metadata"]["commit_info"]["message"] == 'Say "hello" \\ there'
     assert second["phase"] == "complete" and second["tags"] == ["Say--hello----there", "v2"], second["tags"]
     assert builds.inspect(f"{repo}:v2")["Labels"]["hooked"] == "yes"
+
+
+@pytest.mark.parametrize("service,sign,headers,id_header", [
+    ("github", "hub", {"X-GitHub-Event": "push"}, "X-GitHub-Delivery"),
+    ("gitlab", "gitlab", {"X-Gitlab-Event": "Push Hook"}, "Idempotency-Key"),
+    ("bitbucket", "bitbucket", {"X-Event-Key": "repo:push"}, "X-Request-UUID"),
+    ("bitbucket", "bitbucket", {"X-Event-Key": "repo:refs_changed"}, "X-Request-Id"),
+    ("gitea", "gitea", {"X-Gitea-Event": "push"}, "X-Gitea-Delivery"),
+])
+def test_a_replayed_delivery_with_its_id_changed_or_removed_builds_nothing(env, service, sign, headers, id_header):
+    builds, git, shas = env
+    hook = Hook(builds, service, build_source=f"file://{git.origin}")
+    if service == "gitlab":
+        doc = gitlab_push(shas["docs"], before=shas["main"])
+    elif headers.get("X-Event-Key") == "repo:push":
+        doc = bitbucket_push(bitbucket_change("branch", "main", shas["docs"], old_sha=shas["main"]))
+    elif headers.get("X-Event-Key"):
+        doc = {"eventKey": "repo:refs_changed", "changes": [{"refId": "refs/heads/main", "fromHash": shas["main"],
+                                                             "toHash": shas["docs"], "type": "UPDATE"}]}
+    else:
+        doc = github_push(shas["docs"], before=shas["main"])
+    body = json.dumps(doc).encode()
+    first = hook.post(body, {**headers, id_header: str(uuid.uuid4()), "Content-Type": "application/json"}, sign=sign)
+    assert first.json()["status"] == "queued", first.text
+    for replay in ({**headers, id_header: str(uuid.uuid4())}, headers):
+        again = hook.post(body, {**replay, "Content-Type": "application/json"}, sign=sign).json()
+        assert again["status"] == "skipped" and again["build"] == first.json()["build"], again
+    assert hook.count() == 1
