@@ -330,7 +330,8 @@ def manual_metadata(trigger: Trigger, params: dict, remote_refs: dict, default_b
             raise NotFound(f"{ref} does not exist in {trigger.build_source}")
     if not SHA_RE.match(sha):
         raise Invalid(f"'{sha}' is not a commit id")
-    metadata = payloads.Push(commit=sha, ref=ref or "refs/unknown", default_branch=default_branch,
+    metadata = payloads.Push(commit=sha, ref=ref or "refs/unknown", default_branch=default_branch
+                             or trigger.default_branch,
                              git_url=trigger.build_source).metadata()
     if ref is None:
         metadata.pop("ref")
