@@ -138,8 +138,9 @@ def settle(build, trigger: Trigger, repo: git.Repo, writer) -> None:
         if branch:
             metadata["default_branch"] = branch
             writer.line(f"Default branch of the source: {branch} (its HEAD)")
-            Trigger.update(default_branch=branch).where((Trigger.id == trigger.id)
-                                                        & Trigger.default_branch.is_null()).execute()
+            if trigger.build_source:  # remembered only from the trigger's own source, never a payload's URL
+                Trigger.update(default_branch=branch).where((Trigger.id == trigger.id)
+                                                            & Trigger.default_branch.is_null()).execute()
     if pending.get("commit_info"):
         info = metadata.setdefault("commit_info", {})
         if not info.get("message"):

@@ -28,6 +28,7 @@ CONFIG_FIELDS = ("build_source", "dockerfile_path", "context", "branchtag_regex"
                  "default_branch")
 JSON_FIELDS = ("tag_templates", "build_args", "included_paths", "ignored_paths")
 SHA_RE = re.compile(r"^[0-9a-fA-F]{7,40}\Z")
+BRANCH_RE = re.compile(r"^[^\s~^:?*\[\\]{1,255}\Z")  # what git allows in a branch name, roughly
 
 
 def get_trigger(repo: Repository, trigger_uuid: str) -> Trigger:
@@ -55,12 +56,12 @@ def _apply_config(trigger: Trigger, config: dict) -> None:
     for name in ("dockerfile_path", "context"):
         if ".." in str(config.get(name, "")).split("/"):
             raise Invalid(f"Invalid {name}: it may not contain '..'")
-    if config.get("default_branch") and not re.fullmatch(r"[^\s~^:?*\[\\]{1,255}",
-                                                                     str(config["default_branch"])):
+    if config.get("default_branch") and not BRANCH_RE.match(config["default_branch"]):
         raise Invalid(f"Invalid default_branch '{config['default_branch']}': give a branch name such as main")
     for key, value in config.items():
-        setattr(trigger, key, json.dumps(value) if key in JSON_FIELDS else (value or None)
-                if key == "default_branch" else value)
+        if key == "default_branch":
+            value = value or None  # "" or null: unknown, found from the clone
+        setattr(trigger, key, json.dumps(value) if key in JSON_FIELDS else value)
 
 
 def _loggable(config: dict) -> dict:
