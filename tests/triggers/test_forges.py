@@ -445,3 +445,42 @@ def test_a_replayed_delivery_with_its_id_changed_or_removed_builds_nothing(env, 
         again = hook.post(body, {**replay, "Content-Type": "application/json"}, sign=sign).json()
         assert again["status"] == "skipped" and again["build"] == first.json()["build"], again
     assert hook.count() == 1
+
+
+@pytest.mark.parametrize("service,sign,event,tag_event,retry_header,hook_header", [
+    ("github", "hub", {"X-GitHub-Event": "push"}, {"X-GitHub-Event": "push"}, "X-GitHub-Delivery",
+     "X-GitHub-Hook-ID"),
+    ("gitea", "gitea", {"X-Gitea-Event": "push"}, {"X-Gitea-Event": "push"}, "X-Gitea-Delivery", "X-Gitea-Hook-ID"),
+    ("gitlab", "gitlab", {"X-Gitlab-Event": "Push Hook"}, {"X-Gitlab-Event": "Tag Push Hook"}, "Idempotency-Key",
+     "X-Gitlab-Webhook-UUID"),
+])
+def test_each_forge_push_tag_deletion_retry_and_reused_hook_id(env, service, sign, event, tag_event, retry_header,
+                                                                hook_header):
+    builds, git, shas = env
+    hook = Hook(builds, service, build_source=f"file://{git.origin}")
+    gitlab = service == "gitlab"
+
+    def send(doc, headers, retry_key=None):
+        headers = {**headers, hook_header: "same-hook-for-every-delivery", "Content-Type": "application/json",
+                   retry_header: retry_key or str(uuid.uuid4())}
+        return hook.post(json.dumps(doc).encode(), headers, sign=sign).json()
+
+    key = str(uuid.uuid4())
+    push = gitlab_push(shas["main"]) if gitlab else github_push(shas["main"])
+    r = send(push, event, key)
+    assert r["status"] == "queued" and sorted(r["tags"]) == ["latest", "main"], r
+    assert "already handled" in send(push, event, key)["reason"]  # the forge's retry of that delivery
+    update = gitlab_push(shas["docs"], before=shas["main"]) if gitlab else github_push(shas["docs"], before=shas["main"])
+    assert send(update, event)["status"] == "queued"  # another push, the same hook id
+    tag = (gitlab_push(shas["main"], ref="refs/tags/v1.0", tag=True) if gitlab
+           else github_push(shas["main"], ref="refs/tags/v1.0", commits=[]))
+    r = send(tag, tag_event)
+    assert r["status"] == "queued" and r["tags"] == ["v1.0"], r
+    deleted = ({**gitlab_push(ZERO, ref="refs/heads/feature", before=shas["feature"]), "checkout_sha": None}
+               if gitlab else github_push(shas["feature"], ref="refs/heads/feature", before=shas["feature"],
+                                          deleted=True))
+    r = send(deleted, event)
+    assert r["status"] == "skipped" and "deleted" in r["reason"], r
+    done = hook.builds_done(3)
+    assert [b["phase"] for b in done] == ["complete"] * 3
+    assert "v1.0" in builds.tags(hook.repo) and "latest" in builds.tags(hook.repo)
