@@ -21,10 +21,9 @@ def check_regex(pattern: str | None) -> None:
 
 def skip_reason(push: Push, branchtag_regex: str | None, included: list, ignored: list) -> str | None:
     """Why this push must not build, or None."""
-    message = (push.commit_info or {}).get("message") or ""
-    for marker in SKIP_MARKERS:
-        if marker in message.lower():
-            return f"the commit message contains {marker}"
+    reason = message_reason((push.commit_info or {}).get("message"))
+    if reason:
+        return reason
     if branchtag_regex:
         short = push.ref.removeprefix("refs/")
         if not re.fullmatch(branchtag_regex, short):
