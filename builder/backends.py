@@ -28,6 +28,11 @@ class BuildFailed(Exception):
     """The user's build failed (bad Dockerfile, failing RUN, unknown base image): shown as the build's error."""
 
 
+class NothingToBuild(Exception):
+    """The source, once fetched, asks for no build (a trigger's path filters): the build ends cancelled,
+    with this reason."""
+
+
 class Stopped(Exception):
     """The build was cancelled or ran out of time; ``reason`` says which."""
 

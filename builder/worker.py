@@ -165,6 +165,9 @@ class BuildRun:
             job = self._run(workdir)
         except (backends.BuildFailed, contexts.ContextError) as e:
             self._end(ERROR, str(e))
+        except backends.NothingToBuild as e:
+            self.writer.line(str(e))
+            queue.finish(self.build, self.worker.id, CANCELLED, self.writer, self.worker.base, error_message=str(e))
         except backends.Stopped as e:
             if e.reason == "cancelled":
                 self._end(CANCELLED, None)

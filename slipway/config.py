@@ -163,6 +163,9 @@ class TriggersConfig:
     max_internal_errors: int = 5
     # Let triggers clone file:// URLs (a path on the worker's disk): off, as it would expose local files.
     allow_file_urls: bool = False
+    # How long a handled webhook delivery (its retry key and its body's hash) is remembered, so a retry or a
+    # replay of a captured delivery builds nothing.
+    replay_window_seconds: int = 7 * 24 * 3600
 
 
 @dataclass

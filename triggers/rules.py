@@ -19,10 +19,9 @@ def check_regex(pattern: str | None) -> None:
 
 def skip_reason(push: Push, branchtag_regex: str | None, included: list, ignored: list) -> str | None:
     """Why this push must not build, or None."""
-    message = (push.commit_info or {}).get("message") or ""
-    for marker in SKIP_MARKERS:
-        if marker in message.lower():
-            return f"the commit message contains {marker}"
+    reason = message_reason((push.commit_info or {}).get("message"))
+    if reason:
+        return reason
     if branchtag_regex:
         short = push.ref.removeprefix("refs/")
         try:
@@ -31,10 +30,23 @@ def skip_reason(push: Push, branchtag_regex: str | None, included: list, ignored
             return f"{e.message}: change the trigger's branchtag_regex"
         if not matched:
             return f"{short} does not match the branch/tag regex {branchtag_regex}"
-    if push.changed_files is not None and (included or ignored):
-        files = push.changed_files
-        if included and not any(fnmatch.fnmatch(f, pat) for f in files for pat in included):
-            return "no changed file matches included_paths"
-        if ignored and files and all(any(fnmatch.fnmatch(f, pat) for pat in ignored) for f in files):
-            return "every changed file matches ignored_paths"
+    if push.changed_files is not None:  # when the payload does not list them, the clone decides (clone.settle)
+        return paths_reason(push.changed_files, included, ignored)
+    return None
+
+
+def message_reason(message: str | None) -> str | None:
+    """Why a commit message asks for no build, or None."""
+    for marker in SKIP_MARKERS:
+        if marker in (message or "").lower():
+            return f"the commit message contains {marker}"
+    return None
+
+
+def paths_reason(files: list, included: list, ignored: list) -> str | None:
+    """Why these changed files do not build under the path filters, or None."""
+    if included and not any(fnmatch.fnmatch(f, pat) for f in files for pat in included):
+        return "no changed file matches included_paths"
+    if ignored and files and all(any(fnmatch.fnmatch(f, pat) for pat in ignored) for f in files):
+        return "every changed file matches ignored_paths"
     return None
