@@ -29,6 +29,7 @@ ATTACK_C = r"""
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 int main(int argc, char **argv) {
@@ -62,13 +63,20 @@ int main(int argc, char **argv) {
     while (d && (e = readdir(d))) if (e->d_name[0] >= '0' && e->d_name[0] <= '9') count++;
     if (d) closedir(d);
     printf("PROCESSES %d\n", count);
-    int s = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {0};
-    a.sin_family = AF_INET;
-    a.sin_port = htons(port);
-    inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
-    if (connect(s, (struct sockaddr *)&a, sizeof a) == 0) printf("CONNECTED 127.0.0.1:%d\n", port);
-    else printf("CONNECT-FAILED 127.0.0.1:%d %s\n", port, strerror(errno));
+    /* the host's loopback, directly and through slirp4netns's gateway, and a private address */
+    const char *hosts[] = {"127.0.0.1", "10.0.2.2", "192.168.1.1"};
+    for (int h = 0; h < 3; h++) {
+        int s = socket(AF_INET, SOCK_STREAM, 0);
+        struct timeval tv = {2, 0};
+        setsockopt(s, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+        struct sockaddr_in a = {0};
+        a.sin_family = AF_INET;
+        a.sin_port = htons(port);
+        inet_pton(AF_INET, hosts[h], &a.sin_addr);
+        if (connect(s, (struct sockaddr *)&a, sizeof a) == 0) printf("CONNECTED %s:%d\n", hosts[h], port);
+        else printf("CONNECT-FAILED %s:%d %s\n", hosts[h], port, strerror(errno));
+        close(s);
+    }
     return 0;
 }
 """
@@ -104,6 +112,7 @@ def test_a_run_step_cannot_escape_read_secrets_signal_or_reach_the_host(builds, 
     cmd = json.dumps(["/attack", str(server.port), *map(str, pids), "--", *files])
     repo = builds.repo("attacked")
     archive = tar_gz({"Dockerfile": "\n".join([f"FROM {builds.base}", "COPY attack /attack", f"RUN {cmd}",
+                                                'RUN ["/bin/busybox", "ip", "route"]',
                                                 'RUN ["/bin/busybox", "sh", "-c", "echo normal > /normal"]', ""]),
                       "attack": attack_binary}, modes={"attack": 0o755})
     build = builds.start_archive(repo, archive)
@@ -119,6 +128,9 @@ def test_a_run_step_cannot_escape_read_secrets_signal_or_reach_the_host(builds, 
     processes = int(log.split("PROCESSES ")[1].split()[0])
     assert processes < 10, log  # only the build's own processes
     assert f"CONNECT-FAILED 127.0.0.1:{server.port}" in log, log
+    assert f"CONNECT-FAILED 10.0.2.2:{server.port}" in log, log  # slirp4netns's way to the host loopback: off
+    assert f"CONNECT-FAILED 192.168.1.1:{server.port}" in log and "blackhole 192.168.0.0/16" in log, log
+    assert "CONNECTED" not in log
     assert server_pids(server) == pids  # all still running
     # buildah itself never ran as root: its storage belongs to the build user.
     storage = server.data_dir / "buildah"
