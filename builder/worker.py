@@ -383,6 +383,10 @@ class WorkerPool:
                     sandbox.check_reachable(work_root_of(config) / "x", backend.user)
                     for line in backend.describe():
                         log.info("build workers: %s", line)
+                    if not backend.policy.namespaces:
+                        log.warning("build workers: Slipway is not running as root, so RUN steps are not fenced "
+                                    "off (no build user, no namespaces): run it as root, or use workers you "
+                                    "trust every builder with")
                     remove_leftovers(config, backend)
             except (sandbox.SandboxError, ValueError) as e:
                 # Builds are never run outside the sandbox: they wait in the queue until this is fixed.
