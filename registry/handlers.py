@@ -448,6 +448,7 @@ class UploadHandler(RegistryHandler):
 
     receiver = None
     upload = None
+    lock = None
 
     async def prepare(self) -> None:
         self.request.connection.set_max_body_size(MAX_BLOB_BODY)
@@ -461,6 +462,11 @@ class UploadHandler(RegistryHandler):
             if not self.digest:
                 raise RegistryError("DIGEST_INVALID", "the digest query parameter is required to finish an upload")
             digests.parse(self.digest)
+        if method in ("PATCH", "PUT", "DELETE"):
+            # One writer at a time: the lock is taken before the offset is read, and held until
+            # the chunk is recorded (PATCH) or the blob committed (PUT).
+            self.lock = await self.blocking(blobs.claim, self.services.storage, self.upload.uuid)
+            self.upload = blobs.find_upload(self.repo, upload_id)
         if method in ("PATCH", "PUT"):
             start = self.upload.offset
             content_range = self.request.headers.get("Content-Range")
@@ -496,8 +502,16 @@ class UploadHandler(RegistryHandler):
         await self.blocking(blobs.record_progress, self.upload, size)
         return size
 
+    def _release(self) -> None:
+        if self.lock is not None:
+            self.lock.release()
+            self.lock = None
+
     async def patch(self, name: str, upload_id: str) -> None:
-        await self._take_chunk()
+        try:
+            await self._take_chunk()
+        finally:
+            self._release()
         self.set_status(202)
         for key, value in self._progress_headers(name).items():
             self.set_header(key, value)
@@ -505,11 +519,14 @@ class UploadHandler(RegistryHandler):
         self.finish()
 
     async def put(self, name: str, upload_id: str) -> None:
-        size = await self._take_chunk()
-        # Off the event loop: without the running hash (another process took a chunk, a restart,
-        # sha512) the whole upload is hashed again.
-        await self.in_thread(blobs.verify_and_commit, self.services.storage, self.repo, self.upload.uuid,
-                             self.digest, size, self.upload)
+        try:
+            size = await self._take_chunk()
+            # Off the event loop: without the running hash (another process took a chunk, a restart,
+            # sha512) the whole upload is hashed again.
+            await self.in_thread(blobs.verify_and_commit, self.services.storage, self.repo, self.upload.uuid,
+                                 self.digest, size, self.upload)
+        finally:
+            self._release()
         self.set_status(201)
         self.set_header("Location", f"/v2/{name}/blobs/{self.digest}")
         self.set_header("Docker-Content-Digest", self.digest)
@@ -523,7 +540,10 @@ class UploadHandler(RegistryHandler):
         self.finish()
 
     async def delete(self, name: str, upload_id: str) -> None:
-        await self.blocking(blobs.discard, self.services.storage, self.upload.uuid, self.upload)
+        try:
+            await self.blocking(blobs.discard, self.services.storage, self.upload.uuid, self.upload)
+        finally:
+            self._release()
         self.set_status(204)
         self.finish()
 
@@ -531,11 +551,13 @@ class UploadHandler(RegistryHandler):
         if self.receiver is not None:  # a dropped chunk: the next one starts again at the recorded offset
             self.receiver.abort()
             self.receiver = None
+            self._release()  # (a commit under way releases the lock itself when it ends)
 
     def on_finish(self) -> None:
         if self.receiver is not None:
             self.receiver.abort()
             self.receiver = None
+        self._release()
 
 
 class ReferrersHandler(RegistryHandler):
