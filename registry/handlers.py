@@ -11,6 +11,7 @@ from tornado.web import HTTPError, stream_request_body
 
 from accounts import audit
 from accounts import login as accounts_login
+from accounts import revocation
 from accounts.identity import ANONYMOUS
 from slipway.web import BaseHandler
 
@@ -62,7 +63,14 @@ class RegistryHandler(BaseHandler):
         header = self.request.headers.get("Authorization", "")
         if header[:7].lower() != "bearer ":
             return None
-        return self.services.tokens.verify(header[7:].strip())
+        token = header[7:].strip()
+        claims = self.services.tokens.verify(token)
+        if claims is not None:
+            generation = revocation.current()
+            if claims.generation < generation:  # something was revoked since: check this token once more
+                claims = auth.recheck(claims, generation)
+                self.services.tokens.remember(token, claims)
+        return claims
 
     def challenge_header(self, scope: str | None, error: str | None = None) -> str:
         header = f'Bearer realm="{self.base_url()}/v2/auth",service="{self.service_name()}"'
@@ -145,8 +153,10 @@ class TokenHandler(RegistryHandler):
                 raise RegistryError("UNAUTHORIZED", str(e),
                                     headers={"WWW-Authenticate": self.challenge_header(None)}) from None
         requested = [s for s in (parse_scope(t) for t in scope_texts) if s is not None]
+        generation = revocation.current()  # read before the grant is decided
         granted = await self.in_thread(auth.grant, identity, requested)
-        token, ttl = self.services.tokens.issue(identity, granted, self.get_argument("service", self.service_name()))
+        token, ttl = self.services.tokens.issue(identity, granted, self.get_argument("service", self.service_name()),
+                                                generation)
         issued = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
         body = {"token": token, "access_token": token, "expires_in": ttl, "issued_at": issued}
         if oauth:
