@@ -20,7 +20,7 @@ from slipway.db import database, is_postgres, now_ms
 
 from . import digests
 from .errors import RegistryError, blob_unknown, upload_unknown
-from .models import Blob, Repository, RepositoryBlob, Upload
+from .models import Blob, Manifest, ManifestBlob, Repository, RepositoryBlob, Upload
 from .storage import Storage, UploadBusy, UploadLock, UploadMissing
 
 _HASHERS: "OrderedDict[str, tuple[int, object, object]]" = OrderedDict()
@@ -189,10 +189,20 @@ def mount(repo: Repository, source: Repository, digest: str) -> Blob | None:
 
 
 def unlink(repo: Repository, digest: str) -> None:
-    blob = Blob.get_or_none(Blob.digest == digest)
-    deleted = 0
-    if blob is not None:
-        deleted = RepositoryBlob.delete().where(
-            (RepositoryBlob.repository == repo) & (RepositoryBlob.blob == blob)).execute()
-    if not deleted:
-        raise blob_unknown(digest)
+    """DELETE .../blobs/<digest>: the blob leaves the repository, unless a tagged manifest uses it."""
+    from .content import held_by_tag, in_use
+
+    with database.atomic():
+        blob = Blob.get_or_none(Blob.digest == digest)
+        deleted = 0
+        if blob is not None:
+            users = {m.id for m in Manifest.select(Manifest.id).join(ManifestBlob, on=(ManifestBlob.manifest == Manifest.id))
+                     .where((ManifestBlob.blob == blob.id) & (Manifest.repository == repo)
+                            & Manifest.deleted_at.is_null())}
+            holder = held_by_tag(repo, users) if users else None
+            if holder is not None:
+                raise in_use("blob", digest, holder)
+            deleted = RepositoryBlob.delete().where(
+                (RepositoryBlob.repository == repo) & (RepositoryBlob.blob == blob)).execute()
+        if not deleted:
+            raise blob_unknown(digest)
