@@ -13,6 +13,7 @@ from accounts import audit
 from accounts import login as accounts_login
 from accounts import revocation
 from accounts.identity import ANONYMOUS
+from slipway.api import int_query
 from slipway.web import BaseHandler
 
 from . import auth, blobs, content, digests, manifests, repos
@@ -31,6 +32,9 @@ class RegistryHandler(BaseHandler):
     def set_default_headers(self) -> None:
         super().set_default_headers()
         self.set_header(*API_VERSION)
+
+    def prepare(self) -> None:
+        self.refuse_large_body(_too_large)
 
     # -- errors in the OCI format --------------------------------------------
     def write_error(self, status_code: int, **kwargs) -> None:
@@ -118,6 +122,10 @@ async def _done(value):
     return value
 
 
+def _too_large(limit: int) -> RegistryError:
+    return RegistryError("SIZE_INVALID", f"the request body is larger than the limit of {limit} bytes", status=413)
+
+
 class BaseCheckHandler(RegistryHandler):
     def get(self) -> None:
         if self.claims() is None:
@@ -194,19 +202,20 @@ class TagsHandler(RegistryHandler):
 
 
 def _page_args(handler) -> tuple[int | None, str | None]:
-    raw = handler.get_query_argument("n", None)
-    n = None
-    if raw not in (None, ""):
-        try:
-            n = int(raw)
-        except ValueError:
-            raise RegistryError("UNSUPPORTED", f"n must be a number, got '{raw}'", status=400) from None
-        if n < 0:
-            raise RegistryError("UNSUPPORTED", "n must not be negative", status=400)
+    n = int_query(handler.get_query_argument("n", None), "n", None, 0, None, False,
+                  lambda message: RegistryError("UNSUPPORTED", message, status=400))
     return n, handler.get_query_argument("last", None)
 
 
 class ManifestHandler(RegistryHandler):
+    def prepare(self) -> None:
+        if self.request.method == "PUT":  # who may push, before a byte of the body is read
+            self.authorize(self.path_kwargs["name"], "push")
+        super().prepare()
+
+    def body_limit(self) -> int:
+        return self.config.registry.max_manifest_bytes
+
     def get(self, name: str, reference: str) -> None:
         self._serve(name, reference, with_body=True)
 

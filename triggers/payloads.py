@@ -65,6 +65,8 @@ DELIVERY_HEADERS = ("X-GitHub-Delivery", "X-Gitea-Delivery", "X-Gogs-Delivery", 
 def parse(headers, body: bytes) -> Push:
     try:
         doc = json.loads(body or b"null")
+    except RecursionError:
+        raise Invalid("The webhook body is nested too deeply") from None
     except ValueError as e:
         raise Invalid(f"The webhook body is not valid JSON: {e}") from None
     if not isinstance(doc, dict):
@@ -133,6 +135,8 @@ def _github_like(doc: dict, event: str, source: str) -> Push:
         head = next((c for c in commits if c.get("id") == doc.get("after")), commits[-1] if commits else None)
         if head is None:
             raise Invalid("The push payload names no commit (no head_commit or commits)")
+    if not isinstance(head, dict):
+        raise Invalid("head_commit must be an object")
     repository = doc.get("repository") or {}
     author = head.get("author") or {}
     committer = head.get("committer") or {}

@@ -260,3 +260,287 @@ def test_an_upgraded_sqlite_database_never_hands_out_an_id_the_audit_log_remembe
         assert database.execute_sql("PRAGMA foreign_key_check").fetchall() == []
     finally:
         database.close()
+
+
+# -- 4. bodies are refused before they are read ------------------------------------------------------
+
+import threading  # noqa: E402
+
+
+def _session_rss_kib(sid: int) -> dict[int, int]:
+    """RSS (KiB) of every process in the server's session (the server and its forked processes)."""
+    import os
+
+    sizes = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            if int(fields[3]) != sid:  # field 6 of stat: the session id
+                continue
+            with open(f"/proc/{entry}/status") as f:
+                for line in f:
+                    if line.startswith("VmRSS:"):
+                        sizes[int(entry)] = int(line.split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+    return sizes
+
+
+def _big_request(server, method: str, path: str, length: int, headers: dict, results: list) -> None:
+    """Send headers, then (in a thread) up to ``length`` body bytes; record the status the server answers."""
+    sock = socket.create_connection(("127.0.0.1", server.port))
+    sock.settimeout(60)
+    head = f"{method} {path} HTTP/1.1\r\nHost: {server.host}\r\nContent-Length: {length}\r\n"
+    head += "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n"
+    sock.sendall(head.encode())
+
+    def pour():
+        block = b"{" * (1 << 20)
+        sent = 0
+        try:
+            while sent < length:
+                sock.sendall(block[:min(len(block), length - sent)])
+                sent += len(block)
+        except OSError:
+            pass  # refused and closed by the server: what we want
+
+    pourer = threading.Thread(target=pour, daemon=True)
+    pourer.start()
+    try:
+        status, body = read_response(sock)
+        results.append((path, status, body))
+    except OSError as e:
+        results.append((path, None, repr(e).encode()))
+    finally:
+        pourer.join(timeout=60)
+        sock.close()
+
+
+def test_large_bodies_are_refused_from_the_headers_and_memory_stays_bounded(server, tok):
+    length = 40 * 1024 * 1024
+    sid = server.proc.pid  # started with start_new_session: its pid is the session id
+    baseline = _session_rss_kib(sid)
+    peak = dict(baseline)
+    sampling = True
+
+    def sample():
+        while sampling:
+            for pid, kib in _session_rss_kib(sid).items():
+                peak[pid] = max(peak.get(pid, 0), kib)
+            time.sleep(0.02)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    json_type = {"Content-Type": "application/json"}
+    requests_ = [
+        ("POST", "/webhooks/push/trigger/00000000-0000-0000-0000-000000000000", json_type),
+        ("POST", "/webhooks/push/trigger/00000000-0000-0000-0000-000000000001", json_type),
+        ("POST", "/api/v1/repository", json_type),
+        ("PUT", "/api/v1/repository/admin/sec", json_type),
+        ("PUT", f"/v2/{REPO}/manifests/big", {"Content-Type": "application/vnd.oci.image.manifest.v1+json"}),
+        ("PUT", f"/v2/{REPO}/manifests/big2", {"Content-Type": "application/vnd.oci.image.manifest.v1+json",
+                                               "Authorization": f"Bearer {tok}"}),
+        ("POST", "/v2/auth", {"Content-Type": "application/x-www-form-urlencoded"}),
+        ("POST", "/api/v1/repository", {**json_type, "Authorization": "Basic " + __import__("base64").b64encode(
+            f"admin:{ADMIN_PASSWORD}".encode()).decode()}),
+    ]
+    results: list = []
+    threads = [threading.Thread(target=_big_request, args=(server, m, p, length, h, results))
+               for m, p, h in requests_]
+    started = time.time()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    elapsed = time.time() - started
+    sampling = False
+    sampler.join()
+    statuses = [(path, status) for path, status, _ in results]
+    growth_mib = max(peak.get(pid, 0) - kib for pid, kib in baseline.items()) / 1024
+    assert growth_mib < 48, f"a server process grew by {growth_mib:.0f} MiB while 8 x 40 MiB bodies arrived"
+    by_path = {}
+    for path, status, body in results:
+        by_path.setdefault(path, []).append((status, body))
+    assert [s for s, _ in by_path["/webhooks/push/trigger/00000000-0000-0000-0000-000000000000"]] == [404], statuses
+    assert sorted(s for s, _ in by_path["/api/v1/repository"]) == [401, 413], statuses
+    assert [s for s, _ in by_path["/api/v1/repository/admin/sec"]] == [401], statuses
+    assert [s for s, _ in by_path[f"/v2/{REPO}/manifests/big"]] == [401], statuses
+    status, body = by_path[f"/v2/{REPO}/manifests/big2"][0]
+    assert status == 413 and b"SIZE_INVALID" in body, (status, body)
+    assert [s for s, _ in by_path["/v2/auth"]] == [413], statuses
+    for path, answers in by_path.items():  # each family's own error format
+        for status, body in answers:
+            assert (b'"errors"' in body) if path.startswith("/v2") else (b'"error_type"' in body), (path, body)
+    assert elapsed < 30
+
+
+# -- 9. no dangling references; descriptor sizes checked ---------------------------------------------
+
+import json  # noqa: E402
+import os  # noqa: E402
+
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+
+
+def _push_blob(server, tok, data: bytes) -> str:
+    digest = sha256(data)
+    assert server.v2("POST", f"/v2/{REPO}/blobs/uploads/?digest={digest}", tok, data=data).status_code == 201
+    return digest
+
+
+def _image(server, tok, config_size_delta: int = 0) -> tuple[bytes, str, str]:
+    config = json.dumps({"architecture": "amd64", "os": "linux", "n": os.urandom(4).hex()}).encode()
+    layer = os.urandom(64)
+    cd, ld = _push_blob(server, tok, config), _push_blob(server, tok, layer)
+    doc = {"schemaVersion": 2, "mediaType": OCI_MANIFEST,
+           "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cd,
+                      "size": len(config) + config_size_delta},
+           "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": ld, "size": len(layer)}]}
+    return json.dumps(doc).encode(), cd, ld
+
+
+def test_descriptor_sizes_must_match_the_stored_content(server, tok):
+    body, _, _ = _image(server, tok, config_size_delta=5)
+    r = server.v2("PUT", f"/v2/{REPO}/manifests/wrong-size", tok, data=body, headers={"Content-Type": OCI_MANIFEST})
+    assert r.status_code == 400 and r.json()["errors"][0]["code"] == "MANIFEST_INVALID", r.text
+    assert "size" in r.json()["errors"][0]["message"]
+    body, _, _ = _image(server, tok)
+    r = server.v2("PUT", f"/v2/{REPO}/manifests/right-size", tok, data=body, headers={"Content-Type": OCI_MANIFEST})
+    assert r.status_code == 201
+    index = json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [
+        {"mediaType": OCI_MANIFEST, "digest": sha256(body), "size": len(body) + 1}]}).encode()
+    r = server.v2("PUT", f"/v2/{REPO}/manifests/wrong-index", tok, data=index, headers={"Content-Type": OCI_INDEX})
+    assert r.status_code == 400 and r.json()["errors"][0]["code"] == "MANIFEST_INVALID", r.text
+
+
+def test_what_a_tagged_manifest_or_index_uses_cannot_be_deleted(server, tok):
+    body, config, layer = _image(server, tok)
+    child = sha256(body)
+    assert server.v2("PUT", f"/v2/{REPO}/manifests/{child}", tok, data=body,
+                     headers={"Content-Type": OCI_MANIFEST}).status_code == 201
+    index = json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [
+        {"mediaType": OCI_MANIFEST, "digest": child, "size": len(body)}]}).encode()
+    assert server.v2("PUT", f"/v2/{REPO}/manifests/multi", tok, data=index,
+                     headers={"Content-Type": OCI_INDEX}).status_code == 201
+    # The child of a tagged index, and a blob of that child, stay.
+    r = server.v2("DELETE", f"/v2/{REPO}/manifests/{child}", tok)
+    assert r.status_code == 405 and r.json()["errors"][0]["code"] == "UNSUPPORTED", r.text
+    assert "multi" in r.json()["errors"][0]["message"]
+    r = server.v2("DELETE", f"/v2/{REPO}/blobs/{layer}", tok)
+    assert r.status_code == 405 and "multi" in r.json()["errors"][0]["message"], r.text
+    assert server.v2("GET", f"/v2/{REPO}/manifests/{child}", tok).status_code == 200
+    assert server.v2("GET", f"/v2/{REPO}/blobs/{layer}", tok).status_code == 200
+    # Untagging the index frees them, in the order the conformance suite deletes things.
+    assert server.v2("DELETE", f"/v2/{REPO}/manifests/multi", tok).status_code == 202
+    assert server.v2("DELETE", f"/v2/{REPO}/manifests/{child}", tok).status_code == 202
+    assert server.v2("DELETE", f"/v2/{REPO}/blobs/{config}", tok).status_code == 202
+    assert server.v2("DELETE", f"/v2/{REPO}/blobs/{layer}", tok).status_code == 202
+    assert server.v2("GET", f"/v2/{REPO}/blobs/{layer}", tok).status_code == 404
+    # A tagged image's own blob is refused too; deleting the image by digest frees it.
+    body, config, layer = _image(server, tok)
+    assert server.v2("PUT", f"/v2/{REPO}/manifests/single", tok, data=body,
+                     headers={"Content-Type": OCI_MANIFEST}).status_code == 201
+    assert server.v2("DELETE", f"/v2/{REPO}/blobs/{config}", tok).status_code == 405
+    assert server.v2("DELETE", f"/v2/{REPO}/manifests/{sha256(body)}", tok).status_code == 202
+    assert server.v2("DELETE", f"/v2/{REPO}/blobs/{config}", tok).status_code == 202
+
+
+# -- also found: malformed input is a 400 in the family's format, never a 500 -------------------------
+
+import hashlib as _hashlib  # noqa: E402
+import hmac  # noqa: E402
+
+import requests  # noqa: E402
+
+DEEP = b"[" * 100000 + b"]" * 100000
+
+
+def test_deeply_nested_json_is_a_400_everywhere(server, tok):
+    r = server.v2("PUT", f"/v2/{REPO}/manifests/deep", tok, data=DEEP, headers={"Content-Type": OCI_MANIFEST})
+    assert r.status_code == 400 and r.json()["errors"][0]["code"] == "MANIFEST_INVALID", r.text
+    admin = Api(server, ("admin", ADMIN_PASSWORD))
+    r = admin.request("POST", "/repository", data=DEEP, headers={"Content-Type": "application/json"})
+    assert r.status_code == 400 and "nested too deeply" in r.json()["detail"], r.text
+
+
+def _github_trigger(server, repo_name: str, secret: str) -> str:
+    admin = Api(server, ("admin", ADMIN_PASSWORD))
+    admin.ok("POST", "/repository", {"repository": repo_name, "visibility": "private"})
+    created = admin.ok("POST", f"/repository/admin/{repo_name}/trigger/",
+                       {"service": "github", "config": {"build_source": "https://github.com/acme/app.git"}})
+    admin.ok("POST", f"/repository/admin/{repo_name}/trigger/{created['id']}/activate", {"webhook_secret": secret})
+    return f"{server.url}/webhooks/push/trigger/{created['id']}"
+
+
+def test_malformed_signed_webhook_payloads_are_a_400(server):
+    hook = _github_trigger(server, "hooked", "s3cret")
+
+    def send(body: bytes) -> requests.Response:
+        signature = "sha256=" + hmac.new(b"s3cret", body, _hashlib.sha256).hexdigest()
+        return requests.post(hook, data=body, timeout=30, headers={
+            "X-GitHub-Event": "push", "X-Hub-Signature-256": signature, "Content-Type": "application/json"})
+
+    r = send(DEEP)
+    assert r.status_code == 400 and "nested too deeply" in r.json()["detail"], r.text
+    body = json.dumps({"ref": "refs/heads/main", "after": "a" * 40, "head_commit": "a" * 40,
+                       "repository": {"clone_url": "https://github.com/acme/app.git"}}).encode()
+    r = send(body)
+    assert r.status_code == 400 and "head_commit must be an object" in r.json()["detail"], r.text
+
+
+@pytest.mark.parametrize("query", ["n=99999999999999999999999", "n=abc", "n=-1", "n=1.5"])
+def test_bad_page_sizes_on_v2_are_a_400(server, tok, query):
+    for path in (f"/v2/{REPO}/tags/list?{query}", f"/v2/_catalog?{query}"):
+        token = tok if "tags" in path else server.token("registry:catalog:*")
+        r = server.v2("GET", path, token)
+        assert r.status_code == 400 and r.json()["errors"][0]["code"] == "UNSUPPORTED", (path, r.text)
+        assert "n must be" in r.json()["errors"][0]["message"]
+
+
+@pytest.mark.parametrize("path", [
+    f"/repository/{REPO}/tag/?page=99999999999999999999",
+    f"/repository/{REPO}/tag/?page=0",
+    f"/repository/{REPO}/tag/?limit=abc",
+    f"/repository/{REPO}/tag/?limit=-5",
+    f"/repository/{REPO}/build/?limit=abc",
+    f"/repository/{REPO}/build/?limit=-5",
+    f"/repository/{REPO}/build/?limit=99999999999999999999999",
+])
+def test_bad_paging_arguments_on_the_api_are_a_400(server, tok, path):
+    server.v2("GET", f"/v2/{REPO}/tags/list", tok)  # (the repository exists from earlier tests)
+    r = Api(server, ("admin", ADMIN_PASSWORD)).get(path)
+    if "limit=9999" in path:  # a page size above the maximum is lowered to it, as Quay does
+        assert r.status_code == 200, r.text
+        return
+    assert r.status_code == 400, r.text
+    assert r.json()["error_type"] == "invalid_request" and ("must be" in r.json()["detail"]), r.text
+
+
+def test_limit_minus_five_no_longer_returns_everything(server):
+    hook = _github_trigger(server, "limited", "x")
+    trigger_id = hook.rsplit("/", 1)[1]
+    r = Api(server, ("admin", ADMIN_PASSWORD)).get(f"/repository/admin/limited/trigger/{trigger_id}/builds?limit=-5")
+    assert r.status_code == 400 and "limit must be at least 1" in r.json()["detail"], r.text
+
+
+def test_huge_start_of_build_logs_is_a_400(server):
+    Api(server, ("admin", ADMIN_PASSWORD)).ok("POST", "/repository", {"repository": "logged", "visibility": "private"})
+    repo_id = server.sql("SELECT r.id FROM repository r JOIN account a ON a.id = r.namespace_id "
+                         "WHERE a.name = 'admin' AND r.name = 'logged'")[0][0]
+    build = "11111111-2222-3333-4444-555555555555"
+    server.sql("INSERT INTO build (uuid, repository_id, phase, docker_tags, dockerfile_path, context, build_args, "
+               "source, trigger_metadata, created_at, manifest_digests, retries_remaining, cancel_requested, "
+               "log_count, log_bytes, log_truncated) VALUES (?, ?, 'complete', '[]', 'Dockerfile', '', '{}', "
+               "'upload', '{}', 0, '[]', 0, ?, 0, 0, ?)", build, repo_id, False, False)
+    admin = Api(server, ("admin", ADMIN_PASSWORD))
+    assert admin.get(f"/repository/admin/logged/build/{build}/logs?start=3").status_code == 200
+    for query in ("start=99999999999999999999", "start=-1", "start=x"):
+        r = admin.get(f"/repository/admin/logged/build/{build}/logs?{query}")
+        assert r.status_code == 400 and "start must be" in r.json()["detail"], (query, r.text)
+    r = admin.get(f"/repository/admin/logged/build/{build}/logs/stream",
+                  headers={"Last-Event-ID": "99999999999999999999"}, stream=True)
+    assert r.status_code == 400, r.text
