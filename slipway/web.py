@@ -7,7 +7,7 @@ from functools import lru_cache
 
 from tornado import httputil
 from tornado.ioloop import IOLoop
-from tornado.web import RequestHandler, stream_request_body
+from tornado.web import Application, RequestHandler, stream_request_body
 
 #: The body every handler takes unless it says otherwise (API JSON, forms): bodies are capped per route.
 DEFAULT_MAX_BODY = 1024 * 1024
@@ -154,3 +154,35 @@ def _parse_forwarded(value: str) -> dict:
         if sep:
             result[key.lower()] = val.strip('"')
     return result
+
+
+def _has_body(request) -> bool:
+    length = request.headers.get("Content-Length")
+    return "Transfer-Encoding" in request.headers or (length is not None and length.strip() not in ("", "0"))
+
+
+_BUFFERED: dict = {}
+
+
+def _buffered(cls: type) -> type:
+    """``cls`` without body streaming, for requests that carry no body."""
+    variant = _BUFFERED.get(cls)
+    if variant is None:
+        variant = _BUFFERED[cls] = type(cls.__name__, (cls,), {"_stream_request_body": False,
+                                                              "__module__": cls.__module__})
+    return variant
+
+
+class SlipwayApplication(Application):
+    """Routes a request without a body to a non-streaming copy of its handler.
+
+    Streaming handlers answer from ``prepare()`` before the body is read, and Tornado then closes
+    the connection (the only way not to read the body). A request with no body has nothing to
+    refuse unread, so it keeps its keep-alive connection whatever the answer (a 401 on a GET).
+    """
+
+    def get_handler_delegate(self, request, target_class, target_kwargs=None, path_args=None, path_kwargs=None):
+        if getattr(target_class, "_stream_request_body", False) and not _has_body(request):
+            target_class = _buffered(target_class)
+        return super().get_handler_delegate(request, target_class, target_kwargs, path_args, path_kwargs)
+

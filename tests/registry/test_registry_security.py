@@ -544,3 +544,27 @@ def test_huge_start_of_build_logs_is_a_400(server):
     r = admin.get(f"/repository/admin/logged/build/{build}/logs/stream",
                   headers={"Last-Event-ID": "99999999999999999999"}, stream=True)
     assert r.status_code == 400, r.text
+
+
+def test_an_answer_without_reading_a_body_keeps_bodiless_connections_alive(server, tok):
+    import http.client
+
+    r = server.v2("POST", f"/v2/{REPO}/blobs/uploads/", tok)
+    location = r.headers["Location"]
+    pull_only = server.token(f"repository:{REPO}:pull")
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+    try:
+        answers = []
+        for method, path, headers in [
+            ("GET", location, {"Authorization": f"Bearer {pull_only}"}),  # 403 from prepare()
+            ("GET", "/api/v1/repository/admin/sec", {}),  # 401 from prepare()
+            ("DELETE", f"/v2/{REPO}/blobs/{sha256(b'never pushed')}", {"Authorization": f"Bearer {tok}"}),
+        ]:
+            conn.request(method, path, headers=headers)
+            response = conn.getresponse()
+            response.read()
+            answers.append(response.status)
+            assert not response.will_close, (method, path, response.status)
+        assert answers == [403, 401, 404]
+    finally:
+        conn.close()
