@@ -210,6 +210,21 @@ def test_revoking_a_permission_or_a_team_membership_ends_what_the_token_carried(
     assert push_status(server, repo, mine) == 202
 
 
+def test_making_a_repository_private_or_revoking_an_api_token_ends_issued_tokens(server):
+    admin = Api(server, ("admin", ADMIN_PASSWORD))
+    admin.ok("POST", "/repository", {"repository": "opened", "visibility": "public"})
+    anonymous = server.v2("GET", "/v2/auth", params={"scope": "repository:admin/opened:pull",
+                                                     "service": server.host}).json()["token"]
+    assert tags_status(server, "admin/opened", anonymous) == 200
+    admin.ok("POST", "/repository/admin/opened/changevisibility", {"visibility": "private"})
+    assert tags_status(server, "admin/opened", anonymous) == 401
+    code = admin.ok("POST", "/user/apitokens", {"title": "ci", "scopes": ["repo:write"]})["token"]
+    token = registry_token(server, ("$token", code["token_code"]), "repository:admin/opened:pull,push")
+    assert push_status(server, "admin/opened", token) == 202
+    admin.ok("DELETE", f"/user/apitokens/{code['uuid']}")
+    assert push_status(server, "admin/opened", token) == 401
+
+
 def test_revocation_reaches_the_other_http_processes(tmp_path):
     srv = SlipwayServer(tmp_path, processes=2).start()
     try:
