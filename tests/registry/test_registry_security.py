@@ -3,10 +3,18 @@ before they are read, references that may not dangle, malformed query arguments.
 from __future__ import annotations
 
 import hashlib
+import hmac
+import json
+import os
 import socket
+import threading
 import time
 
 import pytest
+import requests
+
+from tests.api import Api
+from tests.conftest import ADMIN_PASSWORD, SlipwayServer
 
 REPO = "admin/sec"
 
@@ -56,7 +64,23 @@ def read_response(sock: socket.socket) -> tuple[int, bytes]:
 # -- 1. one writer per upload session ---------------------------------------------------------------
 
 def test_a_second_patch_while_the_first_streams_is_refused_and_no_digest_is_poisoned(server, tok):
-    genuine = b"A" * (2 << 20)
+    race_two_patches(server, tok)
+
+
+def test_the_upload_lock_holds_across_http_processes(tmp_path):
+    # Two HTTP processes share the socket: the two connections land on the same or on different
+    # processes; either way the second writer is refused (flock on the staged file).
+    srv = SlipwayServer(tmp_path, processes=2).start()
+    try:
+        token = srv.token([f"repository:{REPO}:pull,push"])
+        for _ in range(4):
+            race_two_patches(srv, token)
+    finally:
+        srv.stop()
+
+
+def race_two_patches(server, tok):
+    genuine = b"A" * (2 << 20) + os.urandom(16)
     attacker = b"B" * 32768  # small enough to sit in socket buffers when refused unread
     r = server.v2("POST", f"/v2/{REPO}/blobs/uploads/", tok)
     assert r.status_code == 202, r.text
@@ -107,15 +131,11 @@ def test_a_repush_replaces_a_stored_copy_whose_bytes_do_not_match(server, tok):
 
 # -- 3. issued tokens end with the rights they carry -------------------------------------------------
 
-from tests.api import Api  # noqa: E402
-from tests.conftest import ADMIN_PASSWORD, SlipwayServer  # noqa: E402
 
 PASSWORD = "password-123"
 
 
 def registry_token(server, auth, scope: str) -> str:
-    import requests
-
     r = requests.get(f"{server.url}/v2/auth", params={"scope": scope, "service": server.host}, auth=auth, timeout=30)
     assert r.status_code == 200, r.text
     return r.json()["token"]
@@ -279,13 +299,9 @@ def test_an_upgraded_sqlite_database_never_hands_out_an_id_the_audit_log_remembe
 
 # -- 4. bodies are refused before they are read ------------------------------------------------------
 
-import threading  # noqa: E402
-
 
 def _session_rss_kib(sid: int) -> dict[int, int]:
     """RSS (KiB) of every process in the server's session (the server and its forked processes)."""
-    import os
-
     sizes = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -395,8 +411,6 @@ def test_large_bodies_are_refused_from_the_headers_and_memory_stays_bounded(serv
 
 # -- 9. no dangling references; descriptor sizes checked ---------------------------------------------
 
-import json  # noqa: E402
-import os  # noqa: E402
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -467,10 +481,6 @@ def test_what_a_tagged_manifest_or_index_uses_cannot_be_deleted(server, tok):
 
 # -- also found: malformed input is a 400 in the family's format, never a 500 -------------------------
 
-import hashlib as _hashlib  # noqa: E402
-import hmac  # noqa: E402
-
-import requests  # noqa: E402
 
 DEEP = b"[" * 100000 + b"]" * 100000
 
@@ -496,7 +506,7 @@ def test_malformed_signed_webhook_payloads_are_a_400(server):
     hook = _github_trigger(server, "hooked", "s3cret")
 
     def send(body: bytes) -> requests.Response:
-        signature = "sha256=" + hmac.new(b"s3cret", body, _hashlib.sha256).hexdigest()
+        signature = "sha256=" + hmac.new(b"s3cret", body, hashlib.sha256).hexdigest()
         return requests.post(hook, data=body, timeout=30, headers={
             "X-GitHub-Event": "push", "X-Hub-Signature-256": signature, "Content-Type": "application/json"})
 
