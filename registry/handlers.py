@@ -11,7 +11,9 @@ from tornado.web import HTTPError, stream_request_body
 
 from accounts import audit
 from accounts import login as accounts_login
+from accounts import revocation
 from accounts.identity import ANONYMOUS
+from slipway.api import int_query
 from slipway.web import BaseHandler
 
 from . import auth, blobs, content, digests, manifests, repos
@@ -30,6 +32,9 @@ class RegistryHandler(BaseHandler):
     def set_default_headers(self) -> None:
         super().set_default_headers()
         self.set_header(*API_VERSION)
+
+    def prepare(self) -> None:
+        self.refuse_large_body(_too_large)
 
     # -- errors in the OCI format --------------------------------------------
     def write_error(self, status_code: int, **kwargs) -> None:
@@ -62,7 +67,14 @@ class RegistryHandler(BaseHandler):
         header = self.request.headers.get("Authorization", "")
         if header[:7].lower() != "bearer ":
             return None
-        return self.services.tokens.verify(header[7:].strip())
+        token = header[7:].strip()
+        claims = self.services.tokens.verify(token)
+        if claims is not None:
+            generation = revocation.current()
+            if claims.generation < generation:  # something was revoked since: check this token once more
+                claims = auth.recheck(claims, generation)
+                self.services.tokens.remember(token, claims)
+        return claims
 
     def challenge_header(self, scope: str | None, error: str | None = None) -> str:
         header = f'Bearer realm="{self.base_url()}/v2/auth",service="{self.service_name()}"'
@@ -110,6 +122,10 @@ async def _done(value):
     return value
 
 
+def _too_large(limit: int) -> RegistryError:
+    return RegistryError("SIZE_INVALID", f"the request body is larger than the limit of {limit} bytes", status=413)
+
+
 class BaseCheckHandler(RegistryHandler):
     def get(self) -> None:
         if self.claims() is None:
@@ -145,8 +161,10 @@ class TokenHandler(RegistryHandler):
                 raise RegistryError("UNAUTHORIZED", str(e),
                                     headers={"WWW-Authenticate": self.challenge_header(None)}) from None
         requested = [s for s in (parse_scope(t) for t in scope_texts) if s is not None]
+        generation = revocation.current()  # read before the grant is decided
         granted = await self.in_thread(auth.grant, identity, requested)
-        token, ttl = self.services.tokens.issue(identity, granted, self.get_argument("service", self.service_name()))
+        token, ttl = self.services.tokens.issue(identity, granted, self.get_argument("service", self.service_name()),
+                                                generation)
         issued = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
         body = {"token": token, "access_token": token, "expires_in": ttl, "issued_at": issued}
         if oauth:
@@ -184,19 +202,20 @@ class TagsHandler(RegistryHandler):
 
 
 def _page_args(handler) -> tuple[int | None, str | None]:
-    raw = handler.get_query_argument("n", None)
-    n = None
-    if raw not in (None, ""):
-        try:
-            n = int(raw)
-        except ValueError:
-            raise RegistryError("UNSUPPORTED", f"n must be a number, got '{raw}'", status=400) from None
-        if n < 0:
-            raise RegistryError("UNSUPPORTED", "n must not be negative", status=400)
+    n = int_query(handler.get_query_argument("n", None), "n", None, 0, None, False,
+                  lambda message: RegistryError("UNSUPPORTED", message, status=400))
     return n, handler.get_query_argument("last", None)
 
 
 class ManifestHandler(RegistryHandler):
+    def prepare(self) -> None:
+        if self.request.method == "PUT":  # who may push, before a byte of the body is read
+            self.authorize(self.path_kwargs["name"], "push")
+        super().prepare()
+
+    def body_limit(self) -> int:
+        return self.config.registry.max_manifest_bytes
+
     def get(self, name: str, reference: str) -> None:
         self._serve(name, reference, with_body=True)
 
@@ -448,6 +467,7 @@ class UploadHandler(RegistryHandler):
 
     receiver = None
     upload = None
+    lock = None
 
     async def prepare(self) -> None:
         self.request.connection.set_max_body_size(MAX_BLOB_BODY)
@@ -461,6 +481,11 @@ class UploadHandler(RegistryHandler):
             if not self.digest:
                 raise RegistryError("DIGEST_INVALID", "the digest query parameter is required to finish an upload")
             digests.parse(self.digest)
+        if method in ("PATCH", "PUT", "DELETE"):
+            # One writer at a time: the lock is taken before the offset is read, and held until
+            # the chunk is recorded (PATCH) or the blob committed (PUT).
+            self.lock = await self.blocking(blobs.claim, self.services.storage, self.upload.uuid)
+            self.upload = blobs.find_upload(self.repo, upload_id)
         if method in ("PATCH", "PUT"):
             start = self.upload.offset
             content_range = self.request.headers.get("Content-Range")
@@ -496,8 +521,16 @@ class UploadHandler(RegistryHandler):
         await self.blocking(blobs.record_progress, self.upload, size)
         return size
 
+    def _release(self) -> None:
+        if self.lock is not None:
+            self.lock.release()
+            self.lock = None
+
     async def patch(self, name: str, upload_id: str) -> None:
-        await self._take_chunk()
+        try:
+            await self._take_chunk()
+        finally:
+            self._release()
         self.set_status(202)
         for key, value in self._progress_headers(name).items():
             self.set_header(key, value)
@@ -505,11 +538,14 @@ class UploadHandler(RegistryHandler):
         self.finish()
 
     async def put(self, name: str, upload_id: str) -> None:
-        size = await self._take_chunk()
-        # Off the event loop: without the running hash (another process took a chunk, a restart,
-        # sha512) the whole upload is hashed again.
-        await self.in_thread(blobs.verify_and_commit, self.services.storage, self.repo, self.upload.uuid,
-                             self.digest, size, self.upload)
+        try:
+            size = await self._take_chunk()
+            # Off the event loop: without the running hash (another process took a chunk, a restart,
+            # sha512) the whole upload is hashed again.
+            await self.in_thread(blobs.verify_and_commit, self.services.storage, self.repo, self.upload.uuid,
+                                 self.digest, size, self.upload)
+        finally:
+            self._release()
         self.set_status(201)
         self.set_header("Location", f"/v2/{name}/blobs/{self.digest}")
         self.set_header("Docker-Content-Digest", self.digest)
@@ -523,7 +559,10 @@ class UploadHandler(RegistryHandler):
         self.finish()
 
     async def delete(self, name: str, upload_id: str) -> None:
-        await self.blocking(blobs.discard, self.services.storage, self.upload.uuid, self.upload)
+        try:
+            await self.blocking(blobs.discard, self.services.storage, self.upload.uuid, self.upload)
+        finally:
+            self._release()
         self.set_status(204)
         self.finish()
 
@@ -531,11 +570,13 @@ class UploadHandler(RegistryHandler):
         if self.receiver is not None:  # a dropped chunk: the next one starts again at the recorded offset
             self.receiver.abort()
             self.receiver = None
+            self._release()  # (a commit under way releases the lock itself when it ends)
 
     def on_finish(self) -> None:
         if self.receiver is not None:
             self.receiver.abort()
             self.receiver = None
+        self._release()
 
 
 class ReferrersHandler(RegistryHandler):
