@@ -73,12 +73,11 @@ def reachable(path: Path) -> None:
 class SandboxSlipway(Slipway):
     def __init__(self, workdir: Path, port: int, driver: str):
         super().__init__(workdir, port, storage_driver=driver)
-        self.storage_root = ""
+        self.storage_root = str(workdir / "build")  # removed with the workdir
 
     def env(self, workers: int) -> dict:
         env = super().env(workers)
-        if self.storage_root:
-            env["SLIPWAY_BUILDS__STORAGE_ROOT"] = self.storage_root
+        env["SLIPWAY_BUILDS__STORAGE_ROOT"] = self.storage_root
         return env
 
 
@@ -160,7 +159,7 @@ def run_driver(driver: str, reps: int, context_mb: int, keep: bool) -> dict:
                 slipway, "admin/app", context_files(data, base, unique, "third"), f"warm2-{n}", watch=False)["total_s"])
             log(f"  {driver} rep {n + 1}/{reps} warm, second worker: {rows['warm_second_worker'][-1]:.2f} s")
             slipway.stop()
-            slipway.storage_root = ""
+            slipway.storage_root = str(workdir / "build")
             slipway.start(separate_worker=False)
         medians = {k: statistics.median(v) for k, v in rows.items()}
         return {"driver": driver, "driver_line": driver_line, "runs_s": rows, "median_s": medians,

@@ -3,11 +3,13 @@ or read Slipway's secrets; buildah never runs as root; killed builds leave nothi
 Slipway under any of its names, with the requester's or the pull robot's rights."""
 from __future__ import annotations
 
+import hashlib
 import json
 import signal
 import subprocess
 import time
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -133,7 +135,7 @@ def test_a_run_step_cannot_escape_read_secrets_signal_or_reach_the_host(builds, 
     assert "CONNECTED" not in log
     assert server_pids(server) == pids  # all still running
     # buildah itself never ran as root: its storage belongs to the build user.
-    storage = server.data_dir / "buildah"
+    storage = server.build_root
     assert storage.stat().st_uid != 0 and storage.owner() == "slipway-build"
 
 
@@ -162,12 +164,11 @@ def test_storage_driver_and_isolation_are_logged(builds):
                             "network namespaces, network public") for m in first), first
 
 
-def test_the_build_user_may_pass_through_the_data_directory_but_not_list_it(builds):
-    data = builds.server.data_dir
-    assert data.stat().st_mode & 0o777 == 0o711
-    assert (data / "secret.key").stat().st_mode & 0o077 == 0
-    work = data / "builder-work"
-    assert work.stat().st_mode & 0o777 == 0o711
+def test_build_storage_belongs_to_the_build_user_outside_the_data_directory(builds):
+    root = builds.server.build_root
+    assert root.owner() == "slipway-build" and root.stat().st_mode & 0o777 == 0o700
+    assert builds.server.data_dir not in root.parents
+    assert (builds.server.data_dir / "secret.key").stat().st_mode & 0o077 == 0
 
 
 # -- base images from this Slipway ------------------------------------------------------------------------
@@ -246,9 +247,9 @@ def env_triggers(tmp_path_factory):
 
 
 def buildah_containers(server: SlipwayServer) -> list[str]:
-    root = server.data_dir / "buildah" / "overlay"
+    root = server.build_root / "overlay"
     out = subprocess.run(["setpriv", "--reuid=slipway-build", "--regid=slipway-build", "--clear-groups", "--",
-                          "env", f"XDG_RUNTIME_DIR={server.data_dir / 'buildah' / 'xdg'}", "HOME=/var/lib/slipway-build",
+                          "env", f"XDG_RUNTIME_DIR={server.build_root / 'xdg'}", "HOME=/var/lib/slipway-build",
                           "buildah", "--root", str(root / "storage"), "--runroot", str(root / "run"),
                           "--storage-driver", "overlay", "containers", "--quiet", "--all"],
                          capture_output=True, text=True, timeout=60)
@@ -257,7 +258,12 @@ def buildah_containers(server: SlipwayServer) -> list[str]:
 
 
 def test_a_killed_build_leaves_nothing_after_the_next_worker_start(tmp_path):
-    srv = SlipwayServer(tmp_path / "srv", extra_env=FAST_QUEUE).start()
+    # The default build storage (in the build user's home), with a data directory private to root.
+    srv = SlipwayServer(tmp_path / "srv", extra_env={**FAST_QUEUE, "SLIPWAY_BUILDS__STORAGE_ROOT": ""})
+    srv.data_dir.chmod(0o700)
+    digest = hashlib.sha256(str(srv.data_dir.resolve()).encode()).hexdigest()[:12]
+    srv.build_root = Path("/var/lib/slipway-build") / f"slipway-{digest}"
+    srv.start()
     try:
         builds = Builds(srv, ContainerTools(tmp_path / "tools", srv.host)).setup(tmp_path)
         repo = builds.repo("crash")
@@ -266,7 +272,7 @@ def test_a_killed_build_leaves_nothing_after_the_next_worker_start(tmp_path):
         while "STEP 2/2" not in builds.log_text(repo, build["id"]):
             assert time.time() < deadline, builds.log_text(repo, build["id"])
             time.sleep(0.2)
-        work = srv.data_dir / "builder-work"
+        work = srv.build_root / "work"
         left_dirs, left_containers = list(work.glob("build-*")), buildah_containers(srv)
         assert left_dirs and left_containers
         srv.stop(signal.SIGKILL)  # the whole server, its workers and buildah with it
@@ -287,6 +293,7 @@ def test_a_killed_build_leaves_nothing_after_the_next_worker_start(tmp_path):
             time.sleep(0.2)
     finally:
         srv.stop()
+        subprocess.run(["rm", "-rf", str(srv.build_root)])
 
 
 @pytest.fixture(scope="module")
