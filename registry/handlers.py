@@ -452,7 +452,9 @@ class UploadHandler(RegistryHandler):
     async def prepare(self) -> None:
         self.request.connection.set_max_body_size(MAX_BLOB_BODY)
         name, upload_id = self.path_kwargs["name"], self.path_kwargs["upload_id"]
-        self.authorize(name, "push")
+        # Reading a session's status needs only pull (as distribution): clients check it with the token
+        # they pull with, e.g. after a 416. Changing the session needs push.
+        self.authorize(name, "pull" if self.request.method in ("GET", "HEAD") else "push")
         self.repo = self.existing_repo(name)
         self.upload = blobs.find_upload(self.repo, upload_id)
         method = self.request.method
@@ -522,6 +524,8 @@ class UploadHandler(RegistryHandler):
             self.set_header(key, value)
         self.finish()
 
+    head = get
+
     async def delete(self, name: str, upload_id: str) -> None:
         await self.blocking(blobs.discard, self.services.storage, self.upload.uuid, self.upload)
         self.set_status(204)
@@ -542,9 +546,11 @@ class ReferrersHandler(RegistryHandler):
     def get(self, name: str, digest: str) -> None:
         self.authorize(name, "pull")
         digests.parse(digest)
-        repo = self.existing_repo(name)
+        # The spec forbids a 404 here: a repository that does not exist (yet) has no referrers.
+        # Only a caller whose token grants pull gets this far, so this says nothing about private names.
+        repo = repos.find(name)
         artifact_type = self.get_query_argument("artifactType", None)
-        entries = content.referrers(repo, digest, artifact_type)
+        entries = content.referrers(repo, digest, artifact_type) if repo is not None else []
         if artifact_type:
             self.set_header("OCI-Filters-Applied", "artifactType")
         self.set_header("Content-Type", manifests.OCI_INDEX)
