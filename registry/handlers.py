@@ -14,7 +14,7 @@ from accounts import login as accounts_login
 from accounts.identity import ANONYMOUS
 from slipway.web import BaseHandler
 
-from . import auth, blobs, content, digests, manifests, repos
+from . import auth, basic, blobs, content, digests, manifests, repos
 from .errors import RegistryError, blob_unknown, name_unknown
 from .names import check_tag, split_name
 from .permissions import can, visible_repositories
@@ -58,10 +58,40 @@ class RegistryHandler(BaseHandler):
         super().log_exception(typ, value, tb)
 
     # -- authorization ---------------------------------------------------------
-    def claims(self) -> Claims | None:
+    basic_claims: basic.BasicClaims | None = None
+
+    def prepare(self):
+        # Only a request with basic credentials gets a coroutine: token users' pulls pay nothing for it.
+        if self._sends_basic():
+            return self.resolve_basic()
+        return None
+
+    def _sends_basic(self) -> bool:
+        return self.request.headers.get("Authorization", "")[:6].lower() == "basic "
+
+    async def resolve_basic(self) -> None:
+        """Basic credentials sent with the request itself (curl -u, CI scripts): what a token would grant."""
+        if not self._sends_basic():
+            return
+        credentials = self.basic_auth()
+        if credentials is None:
+            raise RegistryError("UNAUTHORIZED", "malformed basic authorization header",
+                                headers={"WWW-Authenticate": self.challenge_header(None)})
+        claims = basic.cached(*credentials)
+        if claims is None:
+            try:
+                identity = await self.in_thread(accounts_login.authenticate, credentials[0], credentials[1],
+                                                self.client_ip, self.config.auth.robots_enabled)
+            except accounts_login.LoginError as e:
+                raise RegistryError("UNAUTHORIZED", str(e),
+                                    headers={"WWW-Authenticate": self.challenge_header(None)}) from None
+            claims = basic.remember(credentials[0], credentials[1], identity)
+        self.basic_claims = claims
+
+    def claims(self) -> Claims | basic.BasicClaims | None:
         header = self.request.headers.get("Authorization", "")
         if header[:7].lower() != "bearer ":
-            return None
+            return self.basic_claims
         return self.services.tokens.verify(header[7:].strip())
 
     def challenge_header(self, scope: str | None, error: str | None = None) -> str:
@@ -121,6 +151,9 @@ class BaseCheckHandler(RegistryHandler):
 
 class TokenHandler(RegistryHandler):
     """GET /v2/auth (Docker token spec) and POST /v2/auth (OAuth2 password grant)."""
+
+    def prepare(self) -> None:
+        pass  # the credentials are this endpoint's own business (_answer)
 
     async def get(self) -> None:
         credentials = self.basic_auth()
@@ -370,6 +403,7 @@ class UploadStartHandler(RegistryHandler):
         self.request.connection.set_max_body_size(MAX_BLOB_BODY)
         if self.request.method != "POST":
             return
+        await self.resolve_basic()
         name = self.path_kwargs["name"]
         claims = self.authorize(name, "push")
         self.repo = repos.find_or_create_for_push(name, claims.identity, self.client_ip)
@@ -451,6 +485,7 @@ class UploadHandler(RegistryHandler):
 
     async def prepare(self) -> None:
         self.request.connection.set_max_body_size(MAX_BLOB_BODY)
+        await self.resolve_basic()
         name, upload_id = self.path_kwargs["name"], self.path_kwargs["upload_id"]
         # Reading a session's status needs only pull (as distribution): clients check it with the token
         # they pull with, e.g. after a 416. Changing the session needs push.

@@ -1,11 +1,17 @@
 """Edges of /v2 found by the OCI conformance suites and simple clients: referrers of a repository that
-does not exist, upload status read with a pull token."""
+does not exist, upload status read with a pull token, and basic credentials on every request (real curl)."""
 from __future__ import annotations
 
 import hashlib
+import json
+import subprocess
+from pathlib import Path
 
 import pytest
 
+from registry import basic
+from accounts.identity import ANONYMOUS
+from tests.api import Api
 from tests.conftest import ADMIN_PASSWORD
 
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -86,3 +92,147 @@ def test_upload_status_after_an_out_of_order_chunk_needs_only_pull(server):
     r = server.v2("PUT", f"{location}?digest={sha256(data)}", push_tok, data=data[10:],
                   headers={"Content-Type": "application/octet-stream", "Content-Range": "10-29"})
     assert r.status_code == 201, r.text
+
+
+# -- 9. basic credentials on /v2, with real curl ------------------------------------------------------
+
+class Curl:
+    def __init__(self, server, tmp: Path):
+        self.server, self.tmp = server, tmp
+
+    def __call__(self, method: str, path: str, user: str | None = None, data: bytes | None = None,
+                 headers: dict | None = None):
+        body_out, head_out = self.tmp / "body.out", self.tmp / "head.out"
+        args = ["curl", "-sS", "-X", method, "-o", str(body_out), "-D", str(head_out), "-w", "%{http_code}"]
+        if method == "HEAD":
+            args[2:4] = ["-I"]
+        if user is not None:
+            args += ["-u", user]
+        for key, value in (headers or {}).items():
+            args += ["-H", f"{key}: {value}"]
+        if data is not None:
+            body_in = self.tmp / "body.in"
+            body_in.write_bytes(data)
+            args += ["--data-binary", f"@{body_in}"]
+        args.append(f"{self.server.url}{path}")
+        done = subprocess.run(args, capture_output=True, text=True, timeout=60, check=True)
+        head = {}
+        for line in head_out.read_text().splitlines()[1:]:
+            key, sep, value = line.partition(":")
+            if sep:
+                head[key.strip().lower()] = value.strip()
+        return int(done.stdout), head, body_out.read_bytes() if body_out.exists() else b""
+
+
+@pytest.fixture
+def curl(server, tmp_path):
+    return Curl(server, tmp_path)
+
+
+def curl_push(curl, user: str, repo: str, tag: str, seed: bytes) -> tuple[int, str, bytes]:
+    """A whole push with curl -u: a monolithic config blob, a chunked layer, the manifest. (status, digest, bytes)"""
+    config = json.dumps({"architecture": "amd64", "os": "linux", "seed": seed.hex()}).encode()
+    layer = b"curl layer " + seed
+    status, head, _ = curl("POST", f"/v2/{repo}/blobs/uploads/?digest={sha256(config)}", user, config,
+                           {"Content-Type": "application/octet-stream"})
+    if status != 201:
+        return status, "", b""
+    status, head, _ = curl("POST", f"/v2/{repo}/blobs/uploads/", user)
+    assert status == 202
+    location = head["location"]
+    status, head, _ = curl("PATCH", location, user, layer, {"Content-Type": "application/octet-stream"})
+    assert status == 202
+    status, head, _ = curl("PUT", f"{location}?digest={sha256(layer)}", user, b"",
+                           {"Content-Type": "application/octet-stream"})
+    assert status == 201
+    manifest = json.dumps({
+        "schemaVersion": 2, "mediaType": OCI_MANIFEST,
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": sha256(config),
+                   "size": len(config)},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": sha256(layer),
+                    "size": len(layer)}]}).encode()
+    status, head, _ = curl("PUT", f"/v2/{repo}/manifests/{tag}", user, manifest, {"Content-Type": OCI_MANIFEST})
+    return status, head.get("docker-content-digest", ""), manifest
+
+
+def test_curl_with_basic_credentials_pushes_and_pulls(server, curl):
+    user = f"admin:{ADMIN_PASSWORD}"
+    status, head, body = curl("GET", "/v2/", user)
+    assert status == 200 and json.loads(body) == {}
+    # Clients that send nothing still get the token challenge; wrong credentials get 401.
+    status, head, body = curl("GET", "/v2/")
+    assert status == 401 and head["www-authenticate"].startswith("Bearer realm=")
+    status, head, body = curl("GET", "/v2/admin/curl-basic/manifests/v1", "admin:not-the-password")
+    assert status == 401 and json.loads(body)["errors"][0]["code"] == "UNAUTHORIZED"
+    assert head["www-authenticate"].startswith("Bearer realm=")
+
+    status, digest, manifest = curl_push(curl, user, "admin/curl-basic", "v1", b"one")
+    assert status == 201 and digest == sha256(manifest)
+    status, head, body = curl("GET", "/v2/admin/curl-basic/manifests/v1", user, headers={"Accept": OCI_MANIFEST})
+    assert status == 200 and body == manifest
+    assert head["docker-content-digest"] == digest and head["content-type"] == OCI_MANIFEST
+    status, head, _ = curl("HEAD", "/v2/admin/curl-basic/manifests/v1", user)
+    assert status == 200 and head["docker-content-digest"] == digest
+    status, _, body = curl("GET", "/v2/admin/curl-basic/tags/list", user)
+    assert status == 200 and json.loads(body)["tags"] == ["v1"]
+    status, _, body = curl("GET", "/v2/_catalog", user)
+    assert status == 200 and "admin/curl-basic" in json.loads(body)["repositories"]
+    status, _, body = curl("GET", f"/v2/admin/curl-basic/blobs/{json.loads(manifest)['layers'][0]['digest']}", user)
+    assert status == 200 and body == b"curl layer one"
+    status, _, _ = curl("DELETE", "/v2/admin/curl-basic/manifests/v1", user)
+    assert status == 202
+    # Bearer tokens work as before next to it.
+    tok = server.token("repository:admin/curl-basic:pull")
+    assert server.v2("GET", "/v2/admin/curl-basic/tags/list", tok).status_code == 200
+
+
+def test_basic_credentials_get_exactly_what_a_token_would(server, curl):
+    admin = Api(server, auth=ADMIN)
+    server.create_user("reader", "reader-password-1")
+    server.create_user("nobody", "nobody-password-1")
+    status, _, _ = curl_push(curl, f"admin:{ADMIN_PASSWORD}", "admin/granted", "v1", b"granted")
+    assert status == 201
+    admin.ok("PUT", "/repository/admin/granted/permissions/user/reader", {"role": "read"})
+    robot = admin.ok("PUT", "/user/robots/ci", {})
+    admin.ok("PUT", "/repository/admin/granted/permissions/user/admin+ci", {"role": "write"})
+    app_token = Api(server, auth=("reader", "reader-password-1")).ok(
+        "POST", "/user/apptoken", {"title": "curl"})["token"]["token_code"]
+    read_token = admin.ok("POST", "/user/apitokens", {"title": "ro", "scopes": ["repo:read"]})["token"]["token_code"]
+
+    logins = {
+        "reader": ("reader", "reader-password-1"),
+        "nobody": ("nobody", "nobody-password-1"),
+        "robot": ("admin+ci", robot["token"]),
+        "app": ("$app", app_token),
+        "api-read": ("$token", read_token),
+    }
+    for what, (username, password) in logins.items():
+        granted = json.loads(_token_payload(server.token("repository:admin/granted:pull,push",
+                                                         auth=(username, password))))["access"][0]["actions"]
+        user = f"{username}:{password}"
+        pull, _, _ = curl("GET", "/v2/admin/granted/manifests/v1", user, headers={"Accept": OCI_MANIFEST})
+        push, _, _ = curl_push(curl, user, "admin/granted", f"by-{what}", what.encode())
+        assert (pull == 200) == ("pull" in granted), (what, pull, granted)
+        assert (push == 201) == ("push" in granted), (what, push, granted)
+        assert pull in (200, 403) and push in (201, 403), (what, pull, push)
+    assert curl("GET", "/v2/admin/granted/manifests/by-robot", f"admin+ci:{robot['token']}",
+                headers={"Accept": OCI_MANIFEST})[0] == 200
+    # A robot never reaches outside its namespace, with basic credentials either.
+    status, _, _ = curl_push(curl, f"admin+ci:{robot['token']}", "reader/elsewhere", "v1", b"x")
+    assert status == 403
+
+
+def _token_payload(token: str) -> str:
+    import base64
+
+    part = token.split(".")[1]
+    return base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)).decode()
+
+
+def test_verified_basic_credentials_are_remembered_briefly():
+    claims = basic.remember("someone", "pw", ANONYMOUS)
+    assert basic.cached("someone", "pw") is claims
+    assert basic.cached("someone", "other") is None
+    assert basic.cached("someone-else", "pw") is None
+    claims.expires = 0  # past its TTL
+    assert basic.cached("someone", "pw") is None
