@@ -49,8 +49,17 @@ class RegistryHandler(BaseHandler):
         self.set_status(error.status)
         for key, value in error.headers.items():
             self.set_header(key, value)
+        if self._body_unread():
+            # Answered before the request body was read (an upload refused in prepare): tornado closes
+            # the connection after this answer, so say so, or the client sends its next request down a
+            # closed connection and gets a reset (the conformance suites did, after a 416).
+            self.set_header("Connection", "close")
         self.set_header("Content-Type", "application/json")
         self.finish(json.dumps(error.body()))
+
+    def _body_unread(self) -> bool:
+        body = getattr(self.request, "_body_future", None)  # only handlers that stream their body have one
+        return body is not None and not body.done()
 
     def log_exception(self, typ, value, tb) -> None:
         if isinstance(value, RegistryError):

@@ -236,3 +236,43 @@ def test_verified_basic_credentials_are_remembered_briefly():
     assert basic.cached("someone-else", "pw") is None
     claims.expires = 0  # past its TTL
     assert basic.cached("someone", "pw") is None
+
+
+# -- an answer given before the body was read closes the connection, and says so ---------------------
+
+def _exchange(sock, request: bytes) -> tuple[int, dict, bytes]:
+    """Send one HTTP/1.1 request on a kept-alive socket; read one response (Content-Length bodies)."""
+    sock.sendall(request)
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        assert chunk, "connection closed before a response"
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode("latin1").split("\r\n")
+    headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
+    while len(body) < int(headers.get("content-length", 0)):
+        body += sock.recv(65536)
+    return int(lines[0].split()[1]), headers, body
+
+
+def test_an_upload_refused_before_its_body_is_read_says_connection_close(server):
+    import socket
+
+    repo = "admin/conn-close"
+    tok = server.token(f"repository:{repo}:pull,push")
+    location = server.v2("POST", f"/v2/{repo}/blobs/uploads/", tok).headers["Location"]
+    chunk = b"x" * 10
+
+    def patch(content_range: str) -> bytes:
+        return (f"PATCH {location} HTTP/1.1\r\nHost: {server.host}\r\nAuthorization: Bearer {tok}\r\n"
+                f"Content-Type: application/octet-stream\r\nContent-Range: {content_range}\r\n"
+                f"Content-Length: {len(chunk)}\r\n\r\n").encode() + chunk
+
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        status, headers, _ = _exchange(sock, patch("0-9"))
+        assert status == 202 and headers.get("connection", "").lower() != "close"
+        status, headers, _ = _exchange(sock, patch("20-29"))  # out of order: refused in prepare
+        assert status == 416
+        assert headers.get("connection", "").lower() == "close"
+        assert sock.recv(1) == b""  # and closed, as announced
