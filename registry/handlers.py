@@ -114,13 +114,14 @@ class RegistryHandler(BaseHandler):
     def service_name(self) -> str:
         return self.request.host
 
-    def authorize(self, name: str, action: str) -> Claims:
-        """The caller's token if it grants ``action`` on repository ``name``; else the right challenge."""
+    def authorize(self, name: str, action: str, or_action: str | None = None) -> Claims:
+        """The caller's token if it grants ``action`` (or ``or_action``) on repository ``name``; else the
+        right challenge (naming ``action``)."""
         split_name(name)  # NAME_INVALID before anything else
         claims = self.claims()
         if claims is not None:
             actions = claims.actions("repository", name)
-            if action in actions or "*" in actions:
+            if action in actions or "*" in actions or (or_action is not None and or_action in actions):
                 return claims
         scope = f"repository:{name}:{'pull,push' if action == 'push' else action}"
         if claims is None or claims.identity.anonymous:
@@ -497,8 +498,13 @@ class UploadHandler(RegistryHandler):
         await self.resolve_basic()
         name, upload_id = self.path_kwargs["name"], self.path_kwargs["upload_id"]
         # Reading a session's status needs only pull (as distribution): clients check it with the token
-        # they pull with, e.g. after a 416. Changing the session needs push.
-        self.authorize(name, "pull" if self.request.method in ("GET", "HEAD") else "push")
+        # they pull with, e.g. after a 416. Changing the session needs push; cancelling it push or delete
+        # (distribution asks delete for every DELETE; both need the write role here).
+        method = self.request.method
+        if method in ("GET", "HEAD"):
+            self.authorize(name, "pull")
+        else:
+            self.authorize(name, "push", or_action="delete" if method == "DELETE" else None)
         self.repo = self.existing_repo(name)
         self.upload = blobs.find_upload(self.repo, upload_id)
         method = self.request.method

@@ -276,3 +276,14 @@ def test_an_upload_refused_before_its_body_is_read_says_connection_close(server)
         assert status == 416
         assert headers.get("connection", "").lower() == "close"
         assert sock.recv(1) == b""  # and closed, as announced
+
+
+def test_an_upload_is_cancelled_with_a_push_or_a_delete_token(server):
+    repo = "admin/cancel-upload"
+    push_tok = server.token(f"repository:{repo}:pull,push")
+    for scope, status in (("pull", 403), ("delete", 204), ("pull,push", 204)):
+        location = server.v2("POST", f"/v2/{repo}/blobs/uploads/", push_tok).headers["Location"]
+        r = server.v2("DELETE", location, server.token(f"repository:{repo}:{scope}"))
+        assert r.status_code == status, (scope, r.text)
+        if status == 204:
+            assert server.v2("GET", location, push_tok).status_code == 404
