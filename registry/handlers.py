@@ -16,7 +16,7 @@ from accounts.identity import ANONYMOUS
 from slipway.api import int_query
 from slipway.web import BaseHandler
 
-from . import auth, blobs, content, digests, manifests, repos
+from . import auth, basic, blobs, content, digests, manifests, repos
 from .errors import RegistryError, blob_unknown, name_unknown
 from .names import check_tag, split_name
 from .permissions import can, visible_repositories
@@ -32,9 +32,6 @@ class RegistryHandler(BaseHandler):
     def set_default_headers(self) -> None:
         super().set_default_headers()
         self.set_header(*API_VERSION)
-
-    def prepare(self) -> None:
-        self.refuse_large_body(_too_large)
 
     # -- errors in the OCI format --------------------------------------------
     def write_error(self, status_code: int, **kwargs) -> None:
@@ -54,8 +51,17 @@ class RegistryHandler(BaseHandler):
         self.set_status(error.status)
         for key, value in error.headers.items():
             self.set_header(key, value)
+        if self._body_unread():
+            # Answered before the request body was read (an upload refused in prepare): tornado closes
+            # the connection after this answer, so say so, or the client sends its next request down a
+            # closed connection and gets a reset (the conformance suites did, after a 416).
+            self.set_header("Connection", "close")
         self.set_header("Content-Type", "application/json")
         self.finish(json.dumps(error.body()))
+
+    def _body_unread(self) -> bool:
+        body = getattr(self.request, "_body_future", None)  # only handlers that stream their body have one
+        return body is not None and not body.done()
 
     def log_exception(self, typ, value, tb) -> None:
         if isinstance(value, RegistryError):
@@ -63,10 +69,41 @@ class RegistryHandler(BaseHandler):
         super().log_exception(typ, value, tb)
 
     # -- authorization ---------------------------------------------------------
-    def claims(self) -> Claims | None:
+    basic_claims: basic.BasicClaims | None = None
+
+    def prepare(self):
+        self.refuse_large_body(_too_large)
+        # Only a request with basic credentials gets a coroutine: token users' pulls pay nothing for it.
+        if self._sends_basic():
+            return self.resolve_basic()
+        return None
+
+    def _sends_basic(self) -> bool:
+        return self.request.headers.get("Authorization", "")[:6].lower() == "basic "
+
+    async def resolve_basic(self) -> None:
+        """Basic credentials sent with the request itself (curl -u, CI scripts): what a token would grant."""
+        if not self._sends_basic():
+            return
+        credentials = self.basic_auth()
+        if credentials is None:
+            raise RegistryError("UNAUTHORIZED", "malformed basic authorization header",
+                                headers={"WWW-Authenticate": self.challenge_header(None)})
+        claims = basic.cached(*credentials)
+        if claims is None:
+            try:
+                identity = await self.in_thread(accounts_login.authenticate, credentials[0], credentials[1],
+                                                self.client_ip, self.config.auth.robots_enabled)
+            except accounts_login.LoginError as e:
+                raise RegistryError("UNAUTHORIZED", str(e),
+                                    headers={"WWW-Authenticate": self.challenge_header(None)}) from None
+            claims = basic.remember(credentials[0], credentials[1], identity)
+        self.basic_claims = claims
+
+    def claims(self) -> Claims | basic.BasicClaims | None:
         header = self.request.headers.get("Authorization", "")
         if header[:7].lower() != "bearer ":
-            return None
+            return self.basic_claims
         token = header[7:].strip()
         claims = self.services.tokens.verify(token)
         if claims is not None:
@@ -87,13 +124,14 @@ class RegistryHandler(BaseHandler):
     def service_name(self) -> str:
         return self.request.host
 
-    def authorize(self, name: str, action: str) -> Claims:
-        """The caller's token if it grants ``action`` on repository ``name``; else the right challenge."""
+    def authorize(self, name: str, action: str, or_action: str | None = None) -> Claims:
+        """The caller's token if it grants ``action`` (or ``or_action``) on repository ``name``; else the
+        right challenge (naming ``action``)."""
         split_name(name)  # NAME_INVALID before anything else
         claims = self.claims()
         if claims is not None:
             actions = claims.actions("repository", name)
-            if action in actions or "*" in actions:
+            if action in actions or "*" in actions or (or_action is not None and or_action in actions):
                 return claims
         scope = f"repository:{name}:{'pull,push' if action == 'push' else action}"
         if claims is None or claims.identity.anonymous:
@@ -137,6 +175,9 @@ class BaseCheckHandler(RegistryHandler):
 
 class TokenHandler(RegistryHandler):
     """GET /v2/auth (Docker token spec) and POST /v2/auth (OAuth2 password grant)."""
+
+    def prepare(self) -> None:
+        pass  # the credentials are this endpoint's own business (_answer)
 
     async def get(self) -> None:
         credentials = self.basic_auth()
@@ -208,10 +249,20 @@ def _page_args(handler) -> tuple[int | None, str | None]:
 
 
 class ManifestHandler(RegistryHandler):
-    def prepare(self) -> None:
+    def prepare(self):
+        if self._sends_basic():
+            return self._prepare_with_basic()
+        self._may_push()
+        return super().prepare()
+
+    async def _prepare_with_basic(self) -> None:
+        await self.resolve_basic()
+        self._may_push()
+        self.refuse_large_body(_too_large)
+
+    def _may_push(self) -> None:
         if self.request.method == "PUT":  # who may push, before a byte of the body is read
             self.authorize(self.path_kwargs["name"], "push")
-        super().prepare()
 
     def body_limit(self) -> int:
         return self.config.registry.max_manifest_bytes
@@ -389,6 +440,7 @@ class UploadStartHandler(RegistryHandler):
         self.request.connection.set_max_body_size(MAX_BLOB_BODY)
         if self.request.method != "POST":
             return
+        await self.resolve_basic()
         name = self.path_kwargs["name"]
         claims = self.authorize(name, "push")
         self.repo = repos.find_or_create_for_push(name, claims.identity, self.client_ip)
@@ -471,8 +523,16 @@ class UploadHandler(RegistryHandler):
 
     async def prepare(self) -> None:
         self.request.connection.set_max_body_size(MAX_BLOB_BODY)
+        await self.resolve_basic()
         name, upload_id = self.path_kwargs["name"], self.path_kwargs["upload_id"]
-        self.authorize(name, "push")
+        # Reading a session's status needs only pull (as distribution): clients check it with the token
+        # they pull with, e.g. after a 416. Changing the session needs push; cancelling it push or delete
+        # (distribution asks delete for every DELETE; both need the write role here).
+        method = self.request.method
+        if method in ("GET", "HEAD"):
+            self.authorize(name, "pull")
+        else:
+            self.authorize(name, "push", or_action="delete" if method == "DELETE" else None)
         self.repo = self.existing_repo(name)
         self.upload = blobs.find_upload(self.repo, upload_id)
         method = self.request.method
@@ -558,6 +618,8 @@ class UploadHandler(RegistryHandler):
             self.set_header(key, value)
         self.finish()
 
+    head = get
+
     async def delete(self, name: str, upload_id: str) -> None:
         try:
             await self.blocking(blobs.discard, self.services.storage, self.upload.uuid, self.upload)
@@ -583,9 +645,11 @@ class ReferrersHandler(RegistryHandler):
     def get(self, name: str, digest: str) -> None:
         self.authorize(name, "pull")
         digests.parse(digest)
-        repo = self.existing_repo(name)
+        # The spec forbids a 404 here: a repository that does not exist (yet) has no referrers.
+        # Only a caller whose token grants pull gets this far, so this says nothing about private names.
+        repo = repos.find(name)
         artifact_type = self.get_query_argument("artifactType", None)
-        entries = content.referrers(repo, digest, artifact_type)
+        entries = content.referrers(repo, digest, artifact_type) if repo is not None else []
         if artifact_type:
             self.set_header("OCI-Filters-Applied", "artifactType")
         self.set_header("Content-Type", manifests.OCI_INDEX)
