@@ -177,7 +177,7 @@ class TokenHandler(RegistryHandler):
     """GET /v2/auth (Docker token spec) and POST /v2/auth (OAuth2 password grant)."""
 
     def prepare(self) -> None:
-        pass  # the credentials are this endpoint's own business (_answer)
+        self.refuse_large_body(_too_large)  # basic credentials here are this endpoint's own business (_answer)
 
     async def get(self) -> None:
         credentials = self.basic_auth()

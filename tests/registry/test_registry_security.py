@@ -577,12 +577,12 @@ def test_an_answer_without_reading_a_body_keeps_bodiless_connections_alive(serve
 
     r = server.v2("POST", f"/v2/{REPO}/blobs/uploads/", tok)
     location = r.headers["Location"]
-    pull_only = server.token(f"repository:{REPO}:pull")
+    elsewhere = server.token("repository:admin/elsewhere:pull")  # nothing on REPO
     conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
     try:
         answers = []
         for method, path, headers in [
-            ("GET", location, {"Authorization": f"Bearer {pull_only}"}),  # 403 from prepare()
+            ("GET", location, {"Authorization": f"Bearer {elsewhere}"}),  # 403 from prepare()
             ("GET", "/api/v1/repository/admin/sec", {}),  # 401 from prepare()
             ("DELETE", f"/v2/{REPO}/blobs/{sha256(b'never pushed')}", {"Authorization": f"Bearer {tok}"}),
         ]:
