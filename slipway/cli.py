@@ -198,12 +198,15 @@ def _list_users() -> int:
 
 
 def _reset_password(args) -> int:
+    from accounts.identity import Identity
     from accounts.users import AccountError, change_password, get_user
 
+    # The audit log names the command line as the performer (no account: whoever runs it owns the data).
+    performer = Identity(kind="cli", name="slipway admin reset-password", via="cli")
     try:
         user = get_user(args.name)
         password = secrets.token_urlsafe(12) if args.generate else _read_password(args.password)
-        change_password(user, password, None)
+        change_password(user, password, performer)
     except AccountError as e:
         print(f"slipway: {e.message}", file=sys.stderr)
         return 1
