@@ -4,7 +4,7 @@ from peewee import BigIntegerField, BooleanField, CharField, ForeignKeyField, In
 from accounts.migrations import AccountV1
 from registry.migrations import RepositoryV1
 from slipway.db import TimestampField, database, now_ms
-from slipway.migrate import frozen_meta
+from slipway.migrate import add_column_if_missing, frozen_meta
 
 
 class BuildV1(Model):
@@ -75,6 +75,23 @@ def initial():
     database.create_tables([BuildV1, BuildJobV1, BuildLogV1, FileDropV1], safe=True)
 
 
+class BuildV2(BuildV1):
+    trigger_uuid = CharField(max_length=36, null=True)
+    current_step = IntegerField(null=True)
+    total_steps = IntegerField(null=True)
+    Meta = frozen_meta("build")
+
+
+def build_status():
+    """The trigger's uuid on its builds; the build's current and total Dockerfile steps.
+
+    Builds of existing triggers get their uuid in the triggers package's step 2 (the trigger table is theirs).
+    """
+    for name in ("trigger_uuid", "current_step", "total_steps"):
+        add_column_if_missing(BuildV2, name)
+
+
 MIGRATIONS = [
     (1, "builds", initial),
+    (2, "build status", build_status),
 ]

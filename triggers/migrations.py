@@ -49,6 +49,13 @@ def initial():
     database.create_tables([TriggerV1, DeliveryV1], safe=True)
 
 
+def builds_know_their_trigger():
+    """Builds started by a trigger before builder step 2 get the trigger's uuid (their views show it)."""
+    database.execute_sql('UPDATE "build" SET trigger_uuid = (SELECT t.uuid FROM "trigger" t WHERE t.id = '
+                         '"build".trigger_id) WHERE trigger_id IS NOT NULL AND trigger_uuid IS NULL')
+
+
 MIGRATIONS = [
     (1, "triggers", initial),
+    (2, "build trigger uuids", builds_know_their_trigger),
 ]

@@ -180,7 +180,7 @@ def receive(trigger: Trigger, headers, body: bytes, credentials: tuple | None, m
     authenticate_webhook(trigger, headers, body, credentials)
     if not trigger.enabled:
         raise Invalid(f"This trigger is disabled: {trigger.disabled_reason or 'no reason given'}")
-    performer = Identity(kind="trigger", name=f"trigger/{trigger.uuid}", via="webhook")
+    performer = Identity(kind="trigger", name=f"{builds.TRIGGER_PERFORMER_PREFIX}{trigger.uuid}", via="webhook")
 
     def outcome(result: dict, push: payloads.Push | None = None) -> dict:
         metadata = {"trigger_id": trigger.uuid, **result}
@@ -227,7 +227,7 @@ def start_build(trigger: Trigger, metadata: dict, requester: Identity, max_queue
         build_args=json.loads(trigger.build_args or "{}"),
         pull_robot=trigger.pull_robot.name if trigger.pull_robot_id else None,
         git={"url": url, "commit": metadata["commit"], "ref": metadata.get("ref")},
-        trigger_id=trigger.id, trigger_kind=trigger.kind, trigger_metadata=metadata)
+        trigger_id=trigger.id, trigger_uuid=trigger.uuid, trigger_kind=trigger.kind, trigger_metadata=metadata)
     return builds.request_build(repo, requester, request, max_queued, base, ip, trusted_pull_robot=True)
 
 
