@@ -267,7 +267,7 @@ def load(path: str | None = None, environ: dict | None = None) -> Config:
             continue  # an empty number, switch or choice means "not set"
         if get_origin(kind) is list:
             value = _env_list(value, name)
-        _put(data, keys, value)
+        _put(data, keys, _choice_case(kind, value))
         sources[keys] = name
     try:
         return _ADAPTER.validate_python(data)
@@ -318,7 +318,7 @@ def _read_mapping(data: dict, sources: dict, section: type, mapping: dict, prefi
             if kind is not str:
                 continue  # null: the default
             value = ""
-        _put(data, keys, value)
+        _put(data, keys, _choice_case(kind, value))
         sources[keys] = where
 
 
@@ -331,6 +331,13 @@ def _env_list(value: str, where: str) -> list:
             raise ConfigError(f"{where} is not a valid list: {e}") from None
         return items if isinstance(items, list) else [items]
     return [v.strip() for v in value.split(",") if v.strip()]
+
+
+def _choice_case(kind: Any, value: Any) -> Any:
+    """Choices are lower case; ``STARTTLS`` or ``DEBUG`` mean the same (a misspelling is still refused)."""
+    if get_origin(kind) is Literal and isinstance(value, str):
+        return value.strip().lower()
+    return value
 
 
 def _put(data: dict, keys: tuple, value: Any) -> None:

@@ -113,7 +113,7 @@ def test_yaml_file_scalars_are_read_by_the_settings_type(tmp_path):
     ("SLIPWAY_NOTIFICATIONS__SMTP_TLS", "tls",
      "setting notifications.smtp_tls must be one of none, starttls, ssl, got 'tls' "
      "(from SLIPWAY_NOTIFICATIONS__SMTP_TLS)"),
-    ("SLIPWAY_STORAGE__DRIVER", "S3", "setting storage.driver must be one of filesystem, s3, got 'S3'"),
+    ("SLIPWAY_STORAGE__DRIVER", "s4", "setting storage.driver must be one of filesystem, s3, got 's4'"),
     ("SLIPWAY_BUILDS__BACKEND", "podman", "setting builds.backend must be one of buildah, docker, got 'podman'"),
     ("SLIPWAY_BUILDS__ISOLATION", "none", "setting builds.isolation must be one of chroot, oci, rootless"),
     ("SLIPWAY_BUILDS__STORAGE_DRIVER", "overlay2", "setting builds.storage_driver must be one of vfs, overlay"),
@@ -129,10 +129,14 @@ def test_choice_and_number_settings_refuse_unknown_values_naming_the_allowed_one
 
 def test_a_choice_typo_in_the_file_is_refused_too(tmp_path):
     path = tmp_path / "slipway.yaml"
-    path.write_text("notifications:\n  smtp_tls: STARTTLS\n")
+    path.write_text("notifications:\n  smtp_tls: start_tls\n")
     with pytest.raises(ConfigError, match=r"setting notifications.smtp_tls must be one of none, starttls, ssl, "
-                                          r"got 'STARTTLS'$"):
+                                          r"got 'start_tls'$"):
         load(str(path), environ={})
+    # Case is not a typo.
+    path.write_text("notifications:\n  smtp_tls: STARTTLS\nlog_level: DEBUG\n")
+    config = load(str(path), environ={"SLIPWAY_STORAGE__DRIVER": "S3"})
+    assert (config.notifications.smtp_tls, config.log_level, config.storage.driver) == ("starttls", "debug", "s3")
 
 
 def test_slipway_serve_refuses_to_start_with_an_unknown_choice(tmp_path):
