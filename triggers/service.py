@@ -162,6 +162,10 @@ def authenticate_webhook(trigger: Trigger, headers, body: bytes, credentials: tu
     if credentials is not None:
         user, code = credentials
         expected = crypto.decrypt(trigger.credential_encrypted)
+        if user == "" and crypto.same(code, expected):
+            # The code is right but the user name is gone: a shell emptied an unquoted $token.
+            raise Forbidden("Invalid webhook credentials: the user name must be $token (in a shell, put the "
+                            "webhook URL in single quotes, or $token is replaced by an empty variable)")
         if user != "$token" or not crypto.same(code, expected):
             raise Forbidden("Invalid webhook credentials")
     if trigger.webhook_secret_encrypted:

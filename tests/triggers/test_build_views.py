@@ -88,3 +88,18 @@ def test_status_counts_the_steps_of_every_stage_the_build_runs(env):
     # Progress only moves forward, within the total.
     progress = sorted(c for c, t in seen if c is not None)
     assert all(c <= 5 for c in progress) and all(t in (0, 5) for _, t in seen)
+
+
+def test_a_webhook_url_whose_token_a_shell_emptied_says_so(env):
+    builds, _ = env
+    repo = builds.repo("quoted")
+    trigger = make_trigger(builds, repo, build_source="https://git.example.com/team/app.git")
+    code = trigger["webhook_url"].split("$token:")[1].split("@")[0]
+    url = f"{builds.server.url}/webhooks/push/trigger/{trigger['id']}"
+    body = {"commit": "a" * 40, "ref": "refs/heads/main", "default_branch": "main"}
+    # What `curl -X POST http://$token:CODE@host/...` sends when the shell expands $token to nothing.
+    emptied = requests.post(url, auth=("", code), json=body, timeout=30)
+    assert emptied.status_code == 403
+    assert "the user name must be $token" in emptied.json()["detail"] and "single quotes" in emptied.json()["detail"]
+    wrong = requests.post(url, auth=("", "not-the-code"), json=body, timeout=30)
+    assert wrong.status_code == 403 and wrong.json()["detail"] == "Invalid webhook credentials"
