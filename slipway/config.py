@@ -346,7 +346,7 @@ def _put(data: dict, keys: tuple, value: Any) -> None:
     data[keys[-1]] = value
 
 
-KIND_WORDS = {bool: "true or false", int: "a whole number", str: "a string"}
+KIND_WORDS = {bool: "true or false", int: "a whole number", float: "a number", str: "a string"}
 
 
 def _describe(error: ValidationError, sources: dict) -> str:
