@@ -126,6 +126,8 @@ def _where(config) -> str:
 
 def _missing_data(config) -> str | None:
     """Why a command would act on no Slipway at all (administrative commands must not make a fresh one)."""
+    import peewee
+
     from .db import open_database
 
     url = config.database_url
@@ -140,6 +142,8 @@ def _missing_data(config) -> str | None:
         if not database.table_exists("schema_migration"):
             return (f"no Slipway data in the database {_where(config)}; start `slipway serve` or run "
                     "`slipway migrate` against it first")
+    except peewee.OperationalError as e:
+        return f"cannot open the database {_where(config)}: {str(e).strip()}"
     finally:
         database.close()
     return None

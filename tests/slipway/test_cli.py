@@ -8,7 +8,7 @@ import pytest
 import requests
 
 from slipway import __version__
-from tests.conftest import ADMIN_PASSWORD, ROOT, SLIPWAY, USE_PG, new_database_url
+from tests.conftest import ADMIN_PASSWORD, ROOT, SLIPWAY, USE_PG, free_port, new_database_url
 
 
 def run(env: dict, *args: str, cwd, input: str | None = None) -> subprocess.CompletedProcess:
@@ -106,3 +106,11 @@ def test_reset_password_generated_or_given_and_the_old_one_stops_working(server,
     missing = run(server.env, "admin", "reset-password", "nobody", "--generate", cwd=tmp_path)
     assert missing.returncode == 1 and "User 'nobody' does not exist" in missing.stderr
     assert can_log_in(server, "admin", ADMIN_PASSWORD)
+
+
+def test_an_unreachable_database_is_named_without_its_password(server, tmp_path):
+    env = {**server.env, "SLIPWAY_DATABASE_URL": f"postgresql://slipway:secret-pw@127.0.0.1:{free_port()}/slipway"}
+    result = run(env, "admin", "list-users", cwd=tmp_path)
+    assert result.returncode == 1
+    assert result.stderr.startswith("slipway: cannot open the database 127.0.0.1:")
+    assert "secret-pw" not in result.stderr and "Traceback" not in result.stderr
