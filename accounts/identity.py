@@ -16,6 +16,8 @@ class Identity:
     scopes: frozenset | None = None
     # A build credential is confined to these repositories (its target and its layer cache).
     repositories: tuple | None = None
+    # ... and may also pull these (the base images its requester can read, for manual builds).
+    read_repositories: tuple = ()
     # The app/API token row id, for audit entries and revocation checks.
     token_id: int | None = None
     # A robot's namespace (user or organization account id).

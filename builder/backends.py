@@ -7,16 +7,21 @@ is stopped and ``Stopped`` is raised.
 """
 from __future__ import annotations
 
-import ctypes
 import os
 import selectors
+import shlex
+import shutil
 import signal
 import subprocess
+import time
 from abc import ABC, abstractmethod
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 from typing import Callable
+
+from . import sandbox as sandbox_mod
 
 
 class BuildFailed(Exception):
@@ -46,6 +51,8 @@ class Job:
     on_line: Callable[[str], None] = print
     on_idle: Callable[[], None] = lambda: None
     check_stop: Callable[[], str | None] = lambda: None
+    workdir: Path | None = None  # the build's own directory (TMPDIR, digest file); default: context's parent
+    hide: list = field(default_factory=list)  # paths the sandbox hides (the other builds' directories)
 
 
 class Backend(ABC):
@@ -68,14 +75,29 @@ class Backend(ABC):
     def remove(self, job: Job) -> None: ...
 
 
-def run_streaming(cmd: list[str], env: dict, job: Job, tail: int = 20) -> tuple[int, list[str]]:
+def run_streaming(cmd: list[str], env: dict, job: Job, tail: int = 20, run_as=None,
+                  sandbox: "sandbox_mod.Sandboxed | None" = None) -> tuple[int, list[str]]:
     """Run ``cmd``, feeding its output (stdout and stderr) line by line to the job.
 
     Returns (exit code, the last ``tail`` lines). Stops the process group and raises
-    Stopped when ``job.check_stop()`` answers.
+    Stopped when ``job.check_stop()`` answers. ``run_as``: the build user to run as;
+    ``sandbox``: run in the build sandbox's namespaces (the command is wrapped).
     """
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                            start_new_session=True, preexec_fn=_die_with_worker)
+    kwargs: dict = {"preexec_fn": sandbox_mod.die_with_parent, "stdin": subprocess.DEVNULL}
+    if sandbox is not None:
+        kwargs = {"preexec_fn": sandbox.preexec, "stdin": sandbox.gate_r}
+        cmd = sandbox.wrap(cmd, env)
+    elif run_as is not None and os.geteuid() == 0:
+        kwargs.update(user=run_as.uid, group=run_as.gid, extra_groups=[])
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+                            **kwargs)
+    if sandbox is not None:
+        try:
+            sandbox.started(proc)
+        except Exception:
+            _stop(proc)
+            proc.stdout.close()
+            raise
     last = deque(maxlen=tail)
     selector = selectors.DefaultSelector()
     selector.register(proc.stdout, selectors.EVENT_READ)
@@ -113,14 +135,6 @@ def run_streaming(cmd: list[str], env: dict, job: Job, tail: int = 20) -> tuple[
             _stop(proc)
 
 
-def _die_with_worker() -> None:
-    """In the child: get SIGKILL if the worker dies, so a killed worker leaves no build running."""
-    try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except OSError:
-        pass
-
-
 def _stop(proc: subprocess.Popen) -> None:
     """SIGTERM the whole process group, then SIGKILL what is left after 5 s."""
     for sig, wait in ((signal.SIGTERM, 5), (signal.SIGKILL, 5)):
@@ -145,38 +159,144 @@ def failure_reason(lines: list[str], fallback: str) -> str:
     return meaningful[-1] if meaningful else fallback
 
 
+@dataclass
+class Limits:
+    """Per-build caps (0: none); see ``builds.max_*``."""
+
+    memory_mb: int = 0
+    processes: int = 0
+    cpu_seconds: int = 0
+    disk_mb: int = 0
+
+
+# Storage drivers in the order they are tried, with the options that select them.
+DRIVERS = {
+    "overlay": ("overlay", []),
+    "fuse-overlayfs": ("overlay", ["--storage-opt", "overlay.mount_program=/usr/bin/fuse-overlayfs"]),
+    "vfs": ("vfs", []),
+}
+
+
 class BuildahBackend(Backend):
-    """buildah with chroot isolation and vfs storage by default: no daemon, no privileges beyond root."""
+    """buildah, rootless as the build user; ``bud`` in the build sandbox (see ``builder/sandbox.py``)."""
 
     name = "buildah"
 
-    def __init__(self, storage_root: Path, isolation: str = "chroot", storage_driver: str = "vfs",
-                 layers: bool = True):
+    def __init__(self, storage_root: Path, isolation: str = "chroot", storage_driver: str = "auto",
+                 layers: bool = True, policy: sandbox_mod.Policy | None = None, limits: Limits | None = None):
+        if isolation not in ("chroot", "oci"):
+            raise ValueError(f"builds.isolation must be chroot or oci, not '{isolation}'")
+        if storage_driver not in ("auto", *DRIVERS):
+            raise ValueError(f"builds.storage_driver must be auto, {', '.join(DRIVERS)}, not '{storage_driver}'")
         self.root = Path(storage_root)
         self.isolation = isolation
-        self.storage_driver = storage_driver
+        self.requested_driver = storage_driver
         self.layers = layers
+        self.policy = policy or sandbox_mod.Policy(user=None, network="public")
+        self.user = self.policy.user if os.geteuid() == 0 else None
+        self.limits = limits or Limits()
+        self._driver: str | None = None
+        self.notes: list[str] = []
 
-    def _base(self) -> list[str]:
-        return ["buildah", "--root", str(self.root / "storage"), "--runroot", str(self.root / "run"),
-                "--storage-driver", self.storage_driver]
+    # -- where and how buildah runs ----------------------------------------------------------------------
+    @property
+    def storage_driver(self) -> str:
+        if self._driver is None:
+            self.prepare()
+        return self._driver
 
-    def _env(self, job: Job) -> dict:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("REGISTRY_AUTH_FILE", "CONTAINERS_"))}
-        env["BUILDAH_ISOLATION"] = self.isolation
-        env["TMPDIR"] = str(job.context_dir.parent)
-        if job.registries_conf:
-            env["CONTAINERS_REGISTRIES_CONF"] = str(job.registries_conf)
+    def prepare(self) -> None:
+        """Once per worker: the storage directories (owned by the build user) and the driver that works here."""
+        sandbox_mod.owned_dir(self.root, self.user)
+        sandbox_mod.check_reachable(self.root, self.user)
+        if self.requested_driver != "auto":
+            self._driver = self.requested_driver
+            self.notes = [f"storage driver {self._driver} (builds.storage_driver)"]
+        else:
+            tried = []
+            for driver in DRIVERS:
+                error = self._probe(driver)
+                if error is None:
+                    self._driver = driver
+                    break
+                tried.append(f"{driver}: {error}")
+            else:
+                raise sandbox_mod.SandboxError("no buildah storage driver works here: " + "; ".join(tried))
+            self.notes = [f"storage driver {self._driver} (probed" + (f"; not usable: {'; '.join(tried)}" if tried
+                                                                     else "") + ")"]
+        self.notes.append(f"isolation {self.isolation}, {self.policy.describe()}")
+
+    def describe(self) -> list[str]:
+        """What this backend uses, for the worker's start-up log and each build log's first lines."""
+        self.storage_driver  # noqa: B018 (probes once)
+        return list(self.notes)
+
+    def _dirs(self, driver: str) -> tuple[Path, Path]:
+        base = sandbox_mod.owned_dir(self.root / driver, self.user)
+        return (sandbox_mod.owned_dir(base / "storage", self.user), sandbox_mod.owned_dir(base / "run", self.user))
+
+    def _base(self, driver: str | None = None) -> list[str]:
+        driver = driver or self.storage_driver
+        graph, run = self._dirs(driver)
+        name, options = DRIVERS[driver]
+        return ["buildah", "--root", str(graph), "--runroot", str(run), "--storage-driver", name, *options]
+
+    def _env(self, job: Job | None = None) -> dict:
+        xdg = sandbox_mod.owned_dir(self.root / "xdg", self.user)
+        # A clean environment: nothing of Slipway's (secrets, database URL) reaches buildah.
+        env = {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"), "XDG_RUNTIME_DIR": str(xdg),
+               "HOME": self.user.home if self.user else os.environ.get("HOME", "/root"), "LANG": "C.UTF-8",
+               "BUILDAH_ISOLATION": self.isolation}
+        if job is not None:
+            env["TMPDIR"] = str(job.context_dir.parent if job.workdir is None else job.workdir)
+            if job.registries_conf:
+                env["CONTAINERS_REGISTRIES_CONF"] = str(job.registries_conf)
         return env
+
+    def _probe(self, driver: str) -> str | None:
+        """None when ``driver`` can mount a container here (as the build user), else why not."""
+        if driver == "fuse-overlayfs" and not Path("/usr/bin/fuse-overlayfs").exists():
+            return "fuse-overlayfs is not installed"
+        probe_root = self.root / "probe"
+        shutil.rmtree(probe_root, ignore_errors=True)
+        sandbox_mod.owned_dir(probe_root, self.user)
+        graph = sandbox_mod.owned_dir(probe_root / "storage", self.user)
+        run = sandbox_mod.owned_dir(probe_root / "run", self.user)
+        name, options = DRIVERS[driver]
+        base = shlex.join(["buildah", "--root", str(graph), "--runroot", str(run), "--storage-driver", name, *options])
+        script = f'set -e; c=$({base} from scratch); {base} mount "$c" >/dev/null; {base} rm "$c" >/dev/null'
+        cmd = ["buildah", "unshare", "sh", "-c", script]
+        try:
+            result = subprocess.run(cmd, env=self._env(), capture_output=True, text=True, timeout=60,
+                                    **self._as_user())
+        except (OSError, subprocess.TimeoutExpired) as e:
+            return str(e)
+        finally:
+            subprocess.run(["rm", "-rf", str(probe_root)], capture_output=True, timeout=60)
+        if result.returncode != 0:
+            lines = (result.stderr or result.stdout).strip().splitlines()
+            return failure_reason(lines, f"exit code {result.returncode}")
+        return None
+
+    def _as_user(self) -> dict:
+        if self.user is None:
+            return {}
+        return {"user": self.user.uid, "group": self.user.gid, "extra_groups": []}
+
+    def run_buildah(self, args: list[str], job: Job | None = None, timeout: int = 120) -> subprocess.CompletedProcess:
+        """A short buildah command as the build user (listing, removing), outside the sandbox."""
+        return subprocess.run(self._base() + args, env=self._env(job), capture_output=True, text=True, timeout=timeout,
+                              preexec_fn=sandbox_mod.die_with_parent, **self._as_user())
 
     def _auth(self, job: Job) -> list[str]:
         return ["--authfile", str(job.authfile)] if job.authfile else []
 
+    # -- the backend interface ---------------------------------------------------------------------------
     def pull(self, job: Job, image: str) -> None:
         # --policy=always: the registry checks this build's credentials even when another build already
         # stored the image here (the store is shared); layers already present are not fetched again.
         code, lines = run_streaming(self._base() + ["pull", "--policy=always", *self._auth(job), image],
-                                    self._env(job), job)
+                                    self._env(job), job, run_as=self.user)
         if code != 0:
             raise BuildFailed(f"Could not pull base image {image}: {failure_reason(lines, 'pull failed')}")
 
@@ -184,33 +304,105 @@ class BuildahBackend(Backend):
         # --pull=never: only the images the pull phase fetched with this build's credentials.
         cmd = self._base() + ["bud", "--isolation", self.isolation, f"--layers={str(self.layers).lower()}",
                               "--pull=never", *self._auth(job), "-f", str(job.dockerfile), "-t", job.image]
+        if self.isolation == "chroot":
+            cmd += ["--cap-drop", "CAP_SYS_CHROOT"]  # the chroot(".") escape needs it
+        else:
+            cmd += ["--network", "host"]  # the sandbox's own network namespace
         for key, value in sorted(job.build_args.items()):
             cmd += ["--build-arg", f"{key}={value}"]
         if job.target:
             cmd += ["--target", job.target]
-        if job.cache_repo and self.layers:
-            cmd += ["--cache-from", job.cache_repo, "--cache-to", job.cache_repo]
-        code, lines = run_streaming(cmd + [str(job.context_dir)], self._env(job), job)
+        sandbox = None
+        if self.policy.namespaces:
+            sandbox = sandbox_mod.Sandboxed(self.policy, name=job.image.rsplit("/", 1)[-1],
+                                            hide=job.hide)
+            if job.cache_repo and self.layers:
+                cache = f"{sandbox_mod.RELAY_HOST}/{job.cache_repo.split('/', 1)[1]}"
+                cmd += ["--cache-from", cache, "--cache-to", cache]
+            cgroup = sandbox.cgroup_for(self.limits.memory_mb * 1024 * 1024, self.limits.processes)
+        else:
+            cgroup = None
+            if job.cache_repo and self.layers:
+                cmd += ["--cache-from", job.cache_repo, "--cache-to", job.cache_repo]
+        watch = _LimitWatch(job, cgroup, self.limits, self.root)
+        try:
+            code, lines = run_streaming(cmd + [str(job.context_dir)], self._env(job), watch.job, run_as=self.user,
+                                        sandbox=sandbox)
+        except Stopped as e:
+            if e.reason.startswith("limit:"):
+                raise BuildFailed(e.reason[len("limit:"):]) from None
+            raise
+        finally:
+            hit = cgroup.hit() if cgroup is not None else []
+            if sandbox is not None:
+                sandbox.close()
         if code != 0:
+            if "memory" in hit:
+                raise BuildFailed(f"The build ran out of memory: it may use {self.limits.memory_mb} MiB "
+                                  "(builds.max_memory_mb)")
+            if "pids" in hit:
+                raise BuildFailed(f"The build reached its limit of {self.limits.processes} processes "
+                                  "(builds.max_processes)")
             raise BuildFailed(failure_reason(lines, f"buildah bud exited with code {code}"))
 
     def push(self, job: Job, destination: str) -> str:
-        digest_file = job.context_dir.parent / "digest"
+        digest_file = (job.workdir or job.context_dir.parent) / "digest"
         cmd = self._base() + ["push", *self._auth(job), "--digestfile", str(digest_file), job.image,
                               f"docker://{destination}"]
-        code, lines = run_streaming(cmd, self._env(job), job)
+        code, lines = run_streaming(cmd, self._env(job), job, run_as=self.user)
         if code != 0:
             raise RuntimeError(f"pushing to {destination} failed: {failure_reason(lines, f'exit code {code}')}")
         return digest_file.read_text().strip()
 
     def config_digest(self, job: Job) -> str:
-        out = subprocess.run(self._base() + ["images", "--no-trunc", "--format", "{{.ID}}", job.image],
-                             env=self._env(job), capture_output=True, text=True, timeout=60)
+        out = self.run_buildah(["images", "--no-trunc", "--format", "{{.ID}}", job.image], job, timeout=60)
         image_id = out.stdout.split()[0] if out.returncode == 0 and out.stdout.split() else ""
         return image_id if image_id.startswith("sha256:") else f"sha256:{image_id}" if image_id else ""
 
+    def tag(self, job: Job, source: str, name: str) -> None:
+        self.run_buildah(["tag", source, name], job, timeout=60)
+
     def remove(self, job: Job) -> None:
-        subprocess.run(self._base() + ["rmi", "-f", job.image], env=self._env(job), capture_output=True, timeout=120)
+        self.run_buildah(["rmi", "-f", job.image], job)
+
+    def remove_containers(self) -> int:
+        """Remove every working container (what a killed build leaves); the worker calls this when no build runs."""
+        listed = self.run_buildah(["containers", "--quiet", "--all"])
+        ids = listed.stdout.split() if listed.returncode == 0 else []
+        if ids:
+            self.run_buildah(["rm", *ids], timeout=300)
+        return len(ids)
+
+
+class _LimitWatch:
+    """Wraps a job's stop check with the build's CPU-time and disk limits."""
+
+    def __init__(self, job: Job, cgroup, limits: Limits, storage: Path):
+        self.cgroup = cgroup
+        self.limits = limits
+        self.storage = storage
+        self.disk_start = sandbox_mod.storage_filesystem_used(storage) if limits.disk_mb else 0
+        self.last_check = 0.0
+        self.job = Job(**{**job.__dict__, "check_stop": self.check})
+        self._inner = job.check_stop
+
+    def check(self) -> str | None:
+        reason = self._inner()
+        if reason:
+            return reason
+        now = time.monotonic()
+        if now - self.last_check < 0.5:
+            return None
+        self.last_check = now
+        if self.cgroup is not None and self.limits.cpu_seconds and self.cgroup.cpu_seconds() > self.limits.cpu_seconds:
+            return (f"limit:The build used more than its {self.limits.cpu_seconds} s of CPU time "
+                    "(builds.max_cpu_seconds) and was stopped")
+        if self.limits.disk_mb:
+            grown = sandbox_mod.storage_filesystem_used(self.storage) - self.disk_start
+            if grown > self.limits.disk_mb * 1024 * 1024:
+                return (f"limit:The build wrote more than {self.limits.disk_mb} MiB to the build storage "
+                        "(builds.max_disk_mb) and was stopped")
+        return None
 
 
 class DockerBackend(Backend):
@@ -285,10 +477,24 @@ class DockerBackend(Backend):
 def make_backend(config) -> Backend:
     if config.builds.backend == "buildah":
         return BuildahBackend(config.buildah_root, config.builds.isolation, config.builds.storage_driver,
-                              config.builds.layers)
+                              config.builds.layers, policy=build_policy(config),
+                              limits=Limits(config.builds.max_memory_mb, config.builds.max_processes,
+                                            config.builds.max_cpu_seconds, config.builds.max_disk_mb))
     if config.builds.backend == "docker":
         if not config.builds.docker_host:
             raise ValueError("builds.backend is docker but builds.docker_host is not set")
         return DockerBackend(config.builds.docker_host)
     raise ValueError(f"unknown build backend '{config.builds.backend}' (use buildah or docker)")
 
+
+def build_policy(config) -> sandbox_mod.Policy:
+    """The sandbox rules from the configuration; the build user must exist when Slipway runs as root."""
+    if config.builds.network not in ("public", "none"):
+        raise ValueError(f"builds.network must be public or none, not '{config.builds.network}'")
+    user = sandbox_mod.BuildUser.lookup(config.builds.user) if os.geteuid() == 0 else None
+    registry = urlsplit(config.build_registry_url)
+    return sandbox_mod.Policy(
+        user=user, network=config.builds.network, allow_private=config.network.allow_private,
+        allowlist=tuple(config.network.allowlist),
+        registry=(registry.hostname, registry.port or (443 if registry.scheme == "https" else 80)),
+        registry_tls=registry.scheme == "https")

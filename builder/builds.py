@@ -247,7 +247,8 @@ def identity_for_build_secret(secret: str) -> Identity | None:
     cache = repos.find(f"{repo.full_name}/{CACHE_SUFFIX}")
     if cache is not None:
         allowed.append(cache.id)
-    return Identity(kind="build", name=f"build/{build.uuid}", via="build_token", repositories=tuple(allowed))
+    return Identity(kind="build", name=f"build/{build.uuid}", via="build_token", repositories=tuple(allowed),
+                    read_repositories=tuple(json.loads(build.base_repositories or "[]")))
 
 
 login.register(BUILD_USER, identity_for_build_secret)

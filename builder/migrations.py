@@ -76,6 +76,16 @@ def initial():
 
 
 class BuildV2(BuildV1):
+    # Repositories named in the Dockerfile's FROM lines that the build credential may pull (JSON list of ids).
+    base_repositories = TextField(default="[]")
+    Meta = frozen_meta("build")
+
+
+def base_repositories():
+    add_column_if_missing(BuildV2, "base_repositories")
+
+
+class BuildV3(BuildV2):
     trigger_uuid = CharField(max_length=36, null=True)
     current_step = IntegerField(null=True)
     total_steps = IntegerField(null=True)
@@ -88,10 +98,11 @@ def build_status():
     Builds of existing triggers get their uuid in the triggers package's step 2 (the trigger table is theirs).
     """
     for name in ("trigger_uuid", "current_step", "total_steps"):
-        add_column_if_missing(BuildV2, name)
+        add_column_if_missing(BuildV3, name)
 
 
 MIGRATIONS = [
     (1, "builds", initial),
-    (2, "build status", build_status),
+    (2, "build base repositories", base_repositories),
+    (3, "build status", build_status),
 ]

@@ -7,6 +7,7 @@ database and the blob storage.
 from __future__ import annotations
 
 import base64
+import fcntl
 import json
 import logging
 import os
@@ -20,13 +21,17 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 from accounts.identity import Identity
+from accounts.models import Account
 from accounts.robots import robot_token
+from accounts.users import identity_for
 from registry import repos
+from registry.models import PUBLIC
+from registry.permissions import can
 from registry.storage import Storage
 from slipway import events
 from slipway.db import database, now_ms
 
-from . import backends, builds, contexts, dockerfile, queue
+from . import backends, builds, contexts, dockerfile, images, queue, sandbox
 from .logs import LogWriter
 from .models import (BUILDING, CANCELLED, COMPLETE, ERROR, PULLING, PUSHING, TERMINAL, UNPACKING, Build,
                      FileDrop)
@@ -70,6 +75,7 @@ class Worker:
         self.backend = backend or backends.make_backend(config)
         self.id = name or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.base = builds.base_url(config)
+        self.local_names = images.local_registry_names(config)
 
     def run(self, stop: threading.Event) -> None:
         """Claim and run builds until ``stop`` is set."""
@@ -146,9 +152,16 @@ class BuildRun:
         events.emit(events.BUILD_START, self.repo, builds.event_payload(self.build, self.worker.base))
         beat = threading.Thread(target=self._heartbeat, name=f"heartbeat-{self.build.uuid[:8]}", daemon=True)
         beat.start()
-        workdir = Path(tempfile.mkdtemp(prefix=f"build-{self.build.uuid[:8]}-", dir=self._work_root()))
+        backend = self.worker.backend
+        user = getattr(backend, "user", None)
+        work_root = work_root_of(self.config)
+        workdir = sandbox.owned_dir(Path(tempfile.mkdtemp(prefix=f"build-{self.build.uuid}-", dir=work_root)), user)
         job = None
+        running = _Running.of(backend)
+        running.enter()
         try:
+            for line in getattr(backend, "describe", lambda: [f"backend {backend.name}"])():
+                self.writer.line(f"Build worker: {line}")
             job = self._run(workdir)
         except (backends.BuildFailed, contexts.ContextError) as e:
             self._end(ERROR, str(e))
@@ -166,8 +179,14 @@ class BuildRun:
         finally:
             self.done.set()
             beat.join(timeout=10)
-            if job is not None:
-                self.worker.backend.remove(job)
+            idle = running.leave()
+            try:
+                if job is not None:
+                    backend.remove(job)
+                if idle and isinstance(backend, backends.BuildahBackend):
+                    remove_leftovers(self.config, backend, only_containers=True)
+            except Exception:
+                log.exception("build %s: cleaning up after it failed", self.build.uuid)
             shutil.rmtree(workdir, ignore_errors=True)
             self.writer.flush()
 
@@ -176,17 +195,14 @@ class BuildRun:
             self.writer.error(error)
         queue.finish(self.build, self.worker.id, phase, self.writer, self.worker.base, error_message=error, **fields)
 
-    def _work_root(self) -> Path:
-        root = self.config.data_path / "builder-work"
-        root.mkdir(parents=True, exist_ok=True)
-        return root
-
     def _run(self, workdir: Path):
         build, backend = self.build, self.worker.backend
+        user = getattr(backend, "user", None)
         self.phase(UNPACKING)
         root = workdir / "context"
         root.mkdir()
         self._fetch_context(workdir, root)
+        sandbox.give_tree(root, user)  # buildah reads the context as the build user
         context_dir, dockerfile_path = contexts.select_context(root, build.context, build.dockerfile_path)
         build_args = json.loads(build.build_args or "{}")
         parsed = dockerfile.read(dockerfile_path.read_text(errors="replace"), build_args, build.target)
@@ -195,29 +211,36 @@ class BuildRun:
             raise backends.BuildFailed(
                 f"The Dockerfile declares ARG {', '.join(parsed.required_args)} without a default, and the build "
                 "was not given a value: pass it in build_args")
+        bases = [images.parse(image) for image in parsed.base_images]
+        pull_as = self._check_base_images(bases)
         secret = builds.issue_credential(build)
         host = self.config.build_registry_url.split("://", 1)[1]
+        hosts = sorted({host, sandbox.RELAY_HOST, *self.worker.local_names})
         cache_repo = self._cache_repo() if self.config.builds.layers and self.config.builds.layer_cache else None
+        others = [p for p in workdir.parent.iterdir() if p != workdir]
         job = backends.Job(
             context_dir=context_dir, dockerfile=dockerfile_path, image=f"localhost/slipway-build-{build.uuid}",
             build_args=build_args, target=build.target,
-            authfile=self._authfile(workdir / "push-auth.json", {host: ("$build", secret)}),
-            registries_conf=self._registries_conf(workdir, host), cache_repo=cache_repo,
-            on_line=self.writer.line, on_idle=self.writer.flush, check_stop=self.check_stop)
+            authfile=self._authfile(workdir / "push-auth.json", {h: ("$build", secret) for h in hosts}, user),
+            registries_conf=self._registries_conf(workdir, host, user), cache_repo=cache_repo,
+            on_line=self.writer.line, on_idle=self.writer.flush, check_stop=self.check_stop, workdir=workdir,
+            hide=others)
         if isinstance(backend, backends.DockerBackend):
             backend.use_credentials({host: {"username": "$build", "password": secret}})
 
         self.phase(PULLING)
         pull_job = job
-        if build.pull_robot_id is not None:
-            robot = build.pull_robot
+        if pull_as is not None:  # the pull robot
             pull_job = backends.Job(**{**job.__dict__, "authfile": self._authfile(
-                workdir / "pull-auth.json", {host: (robot.name, robot_token(robot))})})
-        elif not isinstance(backend, backends.DockerBackend):
-            pull_job = backends.Job(**{**job.__dict__, "authfile": None})
-        for image in parsed.base_images:
-            self.writer.line(f"Pulling base image {image}")
-            backend.pull(pull_job, image)
+                workdir / "pull-auth.json", {h: (pull_as.name, robot_token(pull_as)) for h in hosts}, user)})
+        elif build.trigger_id is not None and not isinstance(backend, backends.DockerBackend):
+            pull_job = backends.Job(**{**job.__dict__, "authfile": None})  # triggered, no robot: anonymous
+        for base in bases:
+            self.writer.line(f"Pulling base image {base.name}")
+            try:
+                backend.pull(pull_job, base.name)
+            except backends.BuildFailed as e:
+                raise backends.BuildFailed(self._pull_hint(base, str(e))) from None
 
         self.phase(BUILDING)
         backend.build(job)
@@ -235,6 +258,65 @@ class BuildRun:
         image_id = backend.config_digest(job)
         self._end(COMPLETE, None, image_id=image_id, manifest_digests=json.dumps(digests))
         return job
+
+    # -- base images ---------------------------------------------------------------------------------------
+    def _check_base_images(self, bases: list) -> Account | None:
+        """Decide who pulls each base image from this Slipway, refusing with a clear message what would fail.
+
+        A pull robot (given with the build or by its trigger) pulls everything. Otherwise a build started by
+        hand pulls, with its own credential, the repositories named in FROM that its requester can read, and
+        a build started by a trigger pulls anonymously (Quay: private bases need the trigger's pull robot).
+        """
+        build = self.build
+        robot = build.pull_robot if build.pull_robot_id is not None else None
+        requester = None
+        if robot is None and build.trigger_id is None and build.requested_by_id is not None:
+            account = Account.get_or_none(Account.id == build.requested_by_id)
+            requester = identity_for(account, via="build_requester") if account is not None else None
+        readable = []
+        for base in bases:
+            if base.domain not in self.worker.local_names:
+                continue
+            repo = repos.find(base.path) if base.path.count("/") == 1 else None
+            public = repo is not None and repo.visibility == PUBLIC
+            if robot is not None:
+                if not public and (repo is None or not can(identity_for(robot, via="robot_token"), "pull", repo)):
+                    raise backends.BuildFailed(
+                        f"Cannot pull base image {base.name}: the pull robot {robot.name} cannot read repository "
+                        f"{base.path} (or it does not exist). Grant {robot.name} read access to {base.path}.")
+            elif requester is not None:
+                if repo is None or not can(requester, "pull", repo):
+                    raise backends.BuildFailed(
+                        f"Cannot pull base image {base.name}: repository {base.path} does not exist or "
+                        f"{requester.name} (who started this build) cannot read it. Ask an administrator of "
+                        f"{base.path.split('/')[0]} for read access, or make the repository public.")
+                readable.append(repo.id)
+            elif not public:
+                trigger = self._trigger_hint()
+                raise backends.BuildFailed(
+                    f"Cannot pull base image {base.name}: repository {base.path} is private (or does not exist), "
+                    f"and builds started by a trigger pull private base images as the trigger's pull robot. Set "
+                    f"one with PUT /api/v1/repository/{self.repo.full_name}/trigger/{trigger} "
+                    '{"pull_robot": "<namespace>+<robot>"} and grant that robot read access to '
+                    f"{base.path}.")
+        Build.update(base_repositories=json.dumps(readable)).where(Build.id == build.id).execute()
+        return robot
+
+    def _trigger_hint(self) -> str:
+        try:
+            from triggers.models import Trigger  # only for the message
+
+            trigger = Trigger.get_or_none(Trigger.id == self.build.trigger_id)
+            return trigger.uuid if trigger is not None else "<trigger id>"
+        except Exception:
+            return "<trigger id>"
+
+    def _pull_hint(self, base, error: str) -> str:
+        if "unauthorized" in error.lower() or "denied" in error.lower() or "authentication required" in error.lower():
+            how = ("set a pull robot (\"pull_robot\") that can read it" if self.build.trigger_id is not None
+                   else "check that the repository exists and that you can read it")
+            return f"{error} ({base.name} could not be read with this build's credentials: {how})"
+        return error
 
     def _fetch_context(self, workdir: Path, root: Path) -> None:
         build = self.build
@@ -265,18 +347,21 @@ class BuildRun:
         return f"{host}/{name}"
 
     @staticmethod
-    def _authfile(path: Path, credentials: dict) -> Path:
-        auths = {host: {"auth": base64.b64encode(f"{user}:{secret}".encode()).decode()}
-                 for host, (user, secret) in credentials.items()}
-        path.write_text(json.dumps({"auths": auths}))
-        path.chmod(0o600)
+    def _authfile(path: Path, credentials: dict, user) -> Path:
+        auths = {host: {"auth": base64.b64encode(f"{name}:{secret}".encode()).decode()}
+                 for host, (name, secret) in credentials.items()}
+        sandbox.write_private(path, json.dumps({"auths": auths}), user)
         return path
 
-    def _registries_conf(self, workdir: Path, host: str) -> Path | None:
-        if not self.config.build_registry_url.startswith("http://"):
-            return None
+    def _registries_conf(self, workdir: Path, host: str, user) -> Path:
+        """Every name of this Slipway (localhost, 127.0.0.1, ::1, the public host, with its port) is pulled
+        from where the worker reaches it, over the transport it speaks; the relay inside the sandbox too."""
+        lines = ["unqualified-search-registries = []"]
+        for name in sorted({host, sandbox.RELAY_HOST, *self.worker.local_names}):
+            lines += ["[[registry]]", f'prefix = "{name}"', f'location = "{sandbox.RELAY_HOST if name == sandbox.RELAY_HOST else host}"',
+                      "insecure = true"]
         path = workdir / "registries.conf"
-        path.write_text(f'unqualified-search-registries = []\n[[registry]]\nlocation = "{host}"\ninsecure = true\n')
+        sandbox.write_private(path, "\n".join(lines) + "\n", user)
         return path
 
 
@@ -287,8 +372,22 @@ class WorkerPool:
         self.config = config
         self.stop_event = threading.Event()
         self.threads = []
+        backend = None
+        if count:
+            try:
+                backend = backends.make_backend(config)
+                if isinstance(backend, backends.BuildahBackend):
+                    work_root_of(config)
+                    sandbox.check_reachable(work_root_of(config) / "x", backend.user)
+                    for line in backend.describe():
+                        log.info("build workers: %s", line)
+                    remove_leftovers(config, backend)
+            except (sandbox.SandboxError, ValueError) as e:
+                # Builds are never run outside the sandbox: they wait in the queue until this is fixed.
+                log.error("build workers NOT started: %s", e)
+                count = 0
         for i in range(count):
-            worker = Worker(config, storage)
+            worker = Worker(config, storage, backend)
             thread = threading.Thread(target=worker.run, args=(self.stop_event,), name=f"build-worker-{i}",
                                       daemon=True)
             self.threads.append(thread)
@@ -303,6 +402,76 @@ class WorkerPool:
         WAKE.set()
         for thread in self.threads:
             thread.join(timeout)
+
+
+def work_root_of(config) -> Path:
+    """``<data>/builder-work``: one private directory per running build, owned by the build user."""
+    root = config.data_path / "builder-work"
+    root.mkdir(parents=True, exist_ok=True)
+    root.chmod(0o711)
+    config.data_path.chmod(0o711)  # traversable by the build user; everything in it stays private
+    return root
+
+
+class _Running:
+    """How many builds a backend (shared by a pool's worker threads) is running."""
+
+    _lock = threading.Lock()
+
+    def __init__(self):
+        self.count = 0
+
+    @classmethod
+    def of(cls, backend) -> "_Running":
+        with cls._lock:
+            if not hasattr(backend, "_running"):
+                backend._running = cls()
+            return backend._running
+
+    def enter(self) -> None:
+        with self._lock:
+            self.count += 1
+
+    def leave(self) -> bool:
+        """True when no build is left running."""
+        with self._lock:
+            self.count -= 1
+            return self.count == 0
+
+
+_storage_locks: dict = {}
+
+
+def remove_leftovers(config, backend: backends.BuildahBackend, only_containers: bool = False) -> None:
+    """What killed builds leave: work directories and buildah working containers.
+
+    Done at worker start and when this worker has no build running, and only while no other process uses the
+    same build storage (an exclusive lock on it; every worker process holds it shared while it runs).
+    """
+    lock_path = backend.root / ".workers.lock"
+    fd = _storage_locks.get(str(lock_path))
+    if fd is None:
+        sandbox.owned_dir(backend.root, backend.user)
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        _storage_locks[str(lock_path)] = fd
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        fcntl.flock(fd, fcntl.LOCK_SH)
+        log.info("build workers: another process uses %s; leftovers are left to it", backend.root)
+        return
+    try:
+        removed_dirs = 0
+        if not only_containers:
+            for leftover in work_root_of(config).glob("build-*"):
+                shutil.rmtree(leftover, ignore_errors=True)
+                removed_dirs += 1
+        removed = backend.remove_containers()
+        if removed or removed_dirs:
+            log.info("build workers: removed %d working containers and %d work directories left by killed builds",
+                     removed, removed_dirs)
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_SH)
 
 
 def reap(config) -> int:

@@ -31,7 +31,9 @@ def best(*roles: str | None) -> str | None:
 def _granted_role(identity: Identity, repo: Repository) -> str | None:
     """The strongest role from grants, ignoring visibility and token scopes."""
     if identity.repositories is not None:  # a build credential: its repositories only
-        return "write" if repo.id in identity.repositories else None
+        if repo.id in identity.repositories:
+            return "write"
+        return "read" if repo.id in identity.read_repositories else None
     if identity.superuser:
         return "admin"
     if identity.kind == "user" and repo.namespace_id == identity.account_id:

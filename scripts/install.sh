@@ -8,9 +8,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 mode="${1:-runtime}"
 
-runtime_packages=(python3 python3-venv python3-pip git ca-certificates buildah fuse-overlayfs uidmap openssh-client)
+runtime_packages=(python3 python3-venv python3-pip git ca-certificates buildah fuse-overlayfs uidmap slirp4netns
+                  runc iproute2 util-linux openssh-client)
 client_packages=(skopeo podman curl)
-test_packages=(skopeo podman curl postgresql openssh-server busybox-static procps)
+test_packages=(skopeo podman curl postgresql openssh-server busybox-static procps gcc libc6-dev)
 bench_packages=(docker-registry wrk)
 
 packages=("${runtime_packages[@]}")
@@ -36,6 +37,17 @@ if [ "${#missing[@]}" -gt 0 ]; then
   # Wait (up to 10 min) for another apt/dpkg run to finish instead of failing at once.
   apt-get -o DPkg::Lock::Timeout=600 update -qq
   apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# Builds run buildah rootless as this unprivileged user, with a subordinate uid/gid range of its own
+# (uid 0 inside a build is an unprivileged uid on the host): see "Builds" in docs/ARCHITECTURE.md.
+build_user=slipway-build
+if [ "$(id -u)" -eq 0 ]; then
+  if ! id "$build_user" >/dev/null 2>&1; then
+    useradd --system --home-dir /var/lib/$build_user --create-home --shell /usr/sbin/nologin "$build_user"
+  fi
+  if ! grep -q "^$build_user:" /etc/subuid; then usermod --add-subuids 524288-589823 "$build_user"; fi
+  if ! grep -q "^$build_user:" /etc/subgid; then usermod --add-subgids 524288-589823 "$build_user"; fi
 fi
 
 # Debian's Python, not whatever python3 happens to be first on PATH.

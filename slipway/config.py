@@ -129,8 +129,21 @@ class BuildsConfig:
     registry_url: str = ""
     # buildah's storage (layers, cached steps); empty: <data_dir>/buildah.
     storage_root: str = ""
-    isolation: Literal["chroot", "oci", "rootless"] = "chroot"
-    storage_driver: Literal["vfs", "overlay", "btrfs", "zfs"] = "vfs"
+    # buildah runs as this unprivileged user (with a range in /etc/subuid and /etc/subgid), never as root.
+    user: str = "slipway-build"
+    # How RUN steps are isolated: chroot (works everywhere) or oci (runc/crun; better on cgroup v2 hosts).
+    isolation: Literal["chroot", "oci"] = "chroot"
+    # auto: the first of overlay, fuse-overlayfs, vfs that works here (probed at worker start).
+    storage_driver: Literal["auto", "overlay", "fuse-overlayfs", "vfs"] = "auto"
+    # What RUN steps reach: public (the internet, never the host's loopback or private ranges unless
+    # network.allow_private / network.allowlist) or none (loopback only).
+    network: Literal["public", "none"] = "public"
+    # Per-build limits (0: none). Memory and processes are capped through a cgroup; CPU time and the
+    # growth of the build storage's filesystem are watched, and the build is stopped past them.
+    max_memory_mb: int = 4096
+    max_processes: int = 4096
+    max_cpu_seconds: int = 3600
+    max_disk_mb: int = 20480
     # Commit every step as a layer (buildah --layers), so repeated builds reuse them. On vfs
     # storage this costs a copy of the filesystem per step (see docs/PERFORMANCE.md).
     layers: bool = True

@@ -49,6 +49,15 @@ def new_database_url(data_dir: Path) -> str:
 _STARTED: list = []
 
 
+def build_user_can_reach(path: Path) -> None:
+    """Build workers run buildah as the unprivileged build user, which must walk down to a server's data
+    directory (pytest makes its temporary directories private): make the way traversable, not listable."""
+    path = path.resolve()
+    while path != path.parent and path != Path("/tmp"):
+        path.chmod(path.stat().st_mode | 0o711)
+        path = path.parent
+
+
 @pytest.fixture(scope="session", autouse=True)
 def stop_leftover_servers():
     """Servers a failing fixture could not stop are stopped when the session ends."""
@@ -63,6 +72,7 @@ class SlipwayServer:
     def __init__(self, base: Path, extra_env: dict | None = None, processes: int = 1, tls: bool = False):
         self.data_dir = base / "data"
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        build_user_can_reach(self.data_dir)
         self.port = free_port()
         self.host = f"127.0.0.1:{self.port}"
         self.url = f"{'https' if tls else 'http'}://{self.host}"
