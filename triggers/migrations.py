@@ -50,7 +50,7 @@ def initial():
 
 
 def builds_know_their_trigger():
-    """Builds started by a trigger before builder step 2 get the trigger's uuid (their views show it)."""
+    """Builds started by a trigger before builder step 3 get the trigger's uuid (their views show it)."""
     database.execute_sql('UPDATE "build" SET trigger_uuid = (SELECT t.uuid FROM "trigger" t WHERE t.id = '
                          '"build".trigger_id) WHERE trigger_id IS NOT NULL AND trigger_uuid IS NULL')
 
