@@ -28,6 +28,11 @@ class BuildFailed(Exception):
     """The user's build failed (bad Dockerfile, failing RUN, unknown base image): shown as the build's error."""
 
 
+class NothingToBuild(Exception):
+    """The source, once fetched, asks for no build (a trigger's path filters): the build ends cancelled,
+    with this reason."""
+
+
 class Stopped(Exception):
     """The build was cancelled or ran out of time; ``reason`` says which."""
 
@@ -183,7 +188,8 @@ class BuildahBackend(Backend):
     name = "buildah"
 
     def __init__(self, storage_root: Path, isolation: str = "chroot", storage_driver: str = "auto",
-                 layers: bool = True, policy: sandbox_mod.Policy | None = None, limits: Limits | None = None):
+                 layers: bool = True, policy: sandbox_mod.Policy | None = None, limits: Limits | None = None,
+                 oci_runtime: str = "runc"):
         if isolation not in ("chroot", "oci"):
             raise ValueError(f"builds.isolation must be chroot or oci, not '{isolation}'")
         if storage_driver not in ("auto", *DRIVERS):
@@ -195,6 +201,7 @@ class BuildahBackend(Backend):
         self.policy = policy or sandbox_mod.Policy(user=None, network="public")
         self.user = self.policy.user if os.geteuid() == 0 else None
         self.limits = limits or Limits()
+        self.oci_runtime = oci_runtime
         self._driver: str | None = None
         self.notes: list[str] = []
 
@@ -224,7 +231,14 @@ class BuildahBackend(Backend):
                 raise sandbox_mod.SandboxError("no buildah storage driver works here: " + "; ".join(tried))
             self.notes = [f"storage driver {self._driver} (probed" + (f"; not usable: {'; '.join(tried)}" if tried
                                                                      else "") + ")"]
-        self.notes.append(f"isolation {self.isolation}, {self.policy.describe()}")
+        if self.isolation == "oci":
+            runtime = shutil.which(self.oci_runtime)
+            if runtime is None:
+                raise sandbox_mod.SandboxError(f"builds.isolation is oci but the runtime '{self.oci_runtime}' "
+                                               "(builds.oci_runtime) is not installed")
+            self.oci_runtime = runtime
+        isolation = f"oci ({self.oci_runtime})" if self.isolation == "oci" else self.isolation
+        self.notes.append(f"isolation {isolation}, {self.policy.describe()}")
 
     def describe(self) -> list[str]:
         """What this backend uses, for the worker's start-up log and each build log's first lines."""
@@ -307,7 +321,7 @@ class BuildahBackend(Backend):
         if self.isolation == "chroot":
             cmd += ["--cap-drop", "CAP_SYS_CHROOT"]  # the chroot(".") escape needs it
         else:
-            cmd += ["--network", "host"]  # the sandbox's own network namespace
+            cmd += ["--runtime", self.oci_runtime, "--network", "host"]  # host: the sandbox's own namespace
         for key, value in sorted(job.build_args.items()):
             cmd += ["--build-arg", f"{key}={value}"]
         if job.target:
@@ -479,7 +493,8 @@ def make_backend(config) -> Backend:
         return BuildahBackend(config.buildah_root, config.builds.isolation, config.builds.storage_driver,
                               config.builds.layers, policy=build_policy(config),
                               limits=Limits(config.builds.max_memory_mb, config.builds.max_processes,
-                                            config.builds.max_cpu_seconds, config.builds.max_disk_mb))
+                                            config.builds.max_cpu_seconds, config.builds.max_disk_mb),
+                              oci_runtime=config.builds.oci_runtime)
     if config.builds.backend == "docker":
         if not config.builds.docker_host:
             raise ValueError("builds.backend is docker but builds.docker_host is not set")

@@ -95,7 +95,7 @@ class BuildV3(BuildV2):
 def build_status():
     """The trigger's uuid on its builds; the build's current and total Dockerfile steps.
 
-    Builds of existing triggers get their uuid in the triggers package's step 2 (the trigger table is theirs).
+    Builds of existing triggers get their uuid in the triggers package's step 3 (the trigger table is theirs).
     """
     for name in ("trigger_uuid", "current_step", "total_steps"):
         add_column_if_missing(BuildV3, name)

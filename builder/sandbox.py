@@ -346,6 +346,11 @@ class RegistryRelay:
         upstream = None
         try:
             client.settimeout(300)
+            first = client.recv(1, socket.MSG_PEEK)
+            if first == b"\x16":
+                # A TLS ClientHello: buildah tries HTTPS first on an insecure registry. Closing at once makes
+                # it fall back to plain HTTP now instead of after its 10 s handshake timeout.
+                return
             parsed = self._read_head(client, self.MAX_HEAD)
             if parsed is None:
                 return

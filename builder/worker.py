@@ -165,6 +165,9 @@ class BuildRun:
             job = self._run(workdir)
         except (backends.BuildFailed, contexts.ContextError) as e:
             self._end(ERROR, str(e))
+        except backends.NothingToBuild as e:
+            self.writer.line(str(e))
+            queue.finish(self.build, self.worker.id, CANCELLED, self.writer, self.worker.base, error_message=str(e))
         except backends.Stopped as e:
             if e.reason == "cancelled":
                 self._end(CANCELLED, None)
@@ -282,19 +285,19 @@ class BuildRun:
             if robot is not None:
                 if not public and (repo is None or not can(identity_for(robot, via="robot_token"), "pull", repo)):
                     raise backends.BuildFailed(
-                        f"Cannot pull base image {base.name}: the pull robot {robot.name} cannot read repository "
+                        f"Could not pull base image {base.name}: the pull robot {robot.name} cannot read repository "
                         f"{base.path} (or it does not exist). Grant {robot.name} read access to {base.path}.")
             elif requester is not None:
                 if repo is None or not can(requester, "pull", repo):
                     raise backends.BuildFailed(
-                        f"Cannot pull base image {base.name}: repository {base.path} does not exist or "
+                        f"Could not pull base image {base.name}: repository {base.path} does not exist or "
                         f"{requester.name} (who started this build) cannot read it. Ask an administrator of "
                         f"{base.path.split('/')[0]} for read access, or make the repository public.")
                 readable.append(repo.id)
             elif not public:
                 trigger = self._trigger_hint()
                 raise backends.BuildFailed(
-                    f"Cannot pull base image {base.name}: repository {base.path} is private (or does not exist), "
+                    f"Could not pull base image {base.name}: repository {base.path} is private (or does not exist), "
                     f"and builds started by a trigger pull private base images as the trigger's pull robot. Set "
                     f"one with PUT /api/v1/repository/{self.repo.full_name}/trigger/{trigger} "
                     '{"pull_robot": "<namespace>+<robot>"} and grant that robot read access to '

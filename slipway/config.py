@@ -133,6 +133,8 @@ class BuildsConfig:
     user: str = "slipway-build"
     # How RUN steps are isolated: chroot (works everywhere) or oci (runc/crun; better on cgroup v2 hosts).
     isolation: Literal["chroot", "oci"] = "chroot"
+    # With isolation oci: the OCI runtime (runc works rootless on cgroup v1/hybrid hosts; crun needs cgroup v2).
+    oci_runtime: str = "runc"
     # auto: the first of overlay, fuse-overlayfs, vfs that works here (probed at worker start).
     storage_driver: Literal["auto", "overlay", "fuse-overlayfs", "vfs"] = "auto"
     # What RUN steps reach: public (the internet, never the host's loopback or private ranges unless
@@ -162,6 +164,9 @@ class TriggersConfig:
     max_internal_errors: int = 5
     # Let triggers clone file:// URLs (a path on the worker's disk): off, as it would expose local files.
     allow_file_urls: bool = False
+    # How long a handled webhook delivery (its retry key and its body's hash) is remembered, so a retry or a
+    # replay of a captured delivery builds nothing.
+    replay_window_seconds: int = 7 * 24 * 3600
 
 
 @dataclass

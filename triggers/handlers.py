@@ -21,7 +21,8 @@ CONFIG_SCHEMA = {"type": "object", "properties": {
     "default_tag_from_ref": {"type": "boolean"}, "latest_for_default_branch": {"type": "boolean"},
     "build_args": {"type": "object", "additionalProperties": {"type": "string"}},
     "included_paths": {"type": "array", "items": {"type": "string"}},
-    "ignored_paths": {"type": "array", "items": {"type": "string"}}}}
+    "ignored_paths": {"type": "array", "items": {"type": "string"}},
+    "default_branch": {"type": ["string", "null"]}}}
 
 
 def trigger_view(trigger: Trigger, base: str, with_secrets: bool) -> dict:
@@ -30,7 +31,7 @@ def trigger_view(trigger: Trigger, base: str, with_secrets: bool) -> dict:
               "tag_templates": json.loads(trigger.tag_templates), "default_tag_from_ref": trigger.default_tag_from_ref,
               "latest_for_default_branch": trigger.latest_for_default_branch,
               "build_args": json.loads(trigger.build_args), "included_paths": json.loads(trigger.included_paths),
-              "ignored_paths": json.loads(trigger.ignored_paths)}
+              "ignored_paths": json.loads(trigger.ignored_paths), "default_branch": trigger.default_branch}
     view = {"id": trigger.uuid, "service": trigger.kind, "is_active": trigger.activated, "enabled": trigger.enabled,
             "disabled_reason": trigger.disabled_reason, "build_source": trigger.build_source,
             "repository_url": trigger.build_source, "config": config, "can_invoke": True,
@@ -156,7 +157,7 @@ class WebhookHandler(ApiHandler):
             raise NotFound(f"Unknown trigger {trigger_uuid}")
         result = service.receive(trigger, self.request.headers, self.request.body, self.basic_auth(),
                                  self.config.builds.max_queued_per_namespace, builder_builds.base_url(self.config),
-                                 self.client_ip)
+                                 self.client_ip, self.config.triggers.replay_window_seconds)
         if result["status"] == "queued":
             wake()
         self.send(result)

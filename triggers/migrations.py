@@ -4,7 +4,7 @@ from peewee import BooleanField, CharField, ForeignKeyField, IntegerField, Model
 from accounts.migrations import AccountV1
 from registry.migrations import RepositoryV1
 from slipway.db import TimestampField, database, now_ms
-from slipway.migrate import frozen_meta
+from slipway.migrate import add_column_if_missing, frozen_meta
 
 
 class TriggerV1(Model):
@@ -49,6 +49,21 @@ def initial():
     database.create_tables([TriggerV1, DeliveryV1], safe=True)
 
 
+class TriggerDefaultBranchV2(TriggerV1):
+    default_branch = CharField(max_length=255, null=True)
+    Meta = frozen_meta("trigger")
+
+
+class DeliveryBuildsV2(DeliveryV1):
+    build_uuids = TextField(default="[]")
+    Meta = frozen_meta("delivery", ((("trigger", "delivery_id"), True),))
+
+
+def default_branch_and_delivery_builds():
+    add_column_if_missing(TriggerDefaultBranchV2, "default_branch")
+    add_column_if_missing(DeliveryBuildsV2, "build_uuids")
+
+
 def builds_know_their_trigger():
     """Builds started by a trigger before builder step 3 get the trigger's uuid (their views show it)."""
     database.execute_sql('UPDATE "build" SET trigger_uuid = (SELECT t.uuid FROM "trigger" t WHERE t.id = '
@@ -57,5 +72,6 @@ def builds_know_their_trigger():
 
 MIGRATIONS = [
     (1, "triggers", initial),
-    (2, "build trigger uuids", builds_know_their_trigger),
+    (2, "trigger default branch, builds per delivery", default_branch_and_delivery_builds),
+    (3, "build trigger uuids", builds_know_their_trigger),
 ]
