@@ -73,12 +73,11 @@ def reachable(path: Path) -> None:
 class SandboxSlipway(Slipway):
     def __init__(self, workdir: Path, port: int, driver: str):
         super().__init__(workdir, port, storage_driver=driver)
-        self.storage_root = ""
+        self.storage_root = str(workdir / "build")  # removed with the workdir
 
     def env(self, workers: int) -> dict:
         env = super().env(workers)
-        if self.storage_root:
-            env["SLIPWAY_BUILDS__STORAGE_ROOT"] = self.storage_root
+        env["SLIPWAY_BUILDS__STORAGE_ROOT"] = self.storage_root
         return env
 
 
@@ -160,7 +159,7 @@ def run_driver(driver: str, reps: int, context_mb: int, keep: bool) -> dict:
                 slipway, "admin/app", context_files(data, base, unique, "third"), f"warm2-{n}", watch=False)["total_s"])
             log(f"  {driver} rep {n + 1}/{reps} warm, second worker: {rows['warm_second_worker'][-1]:.2f} s")
             slipway.stop()
-            slipway.storage_root = ""
+            slipway.storage_root = str(workdir / "build")
             slipway.start(separate_worker=False)
         medians = {k: statistics.median(v) for k, v in rows.items()}
         return {"driver": driver, "driver_line": driver_line, "runs_s": rows, "median_s": medians,
@@ -187,8 +186,19 @@ def main() -> int:
         return 2
     report = {"commit": slipway_commit(), "machine": f"{platform.node()} {os.cpu_count()} cores",
               "reps": args.reps, "context_mb": args.context_mb, "drivers": []}
-    for driver in args.drivers.split(","):
-        report["drivers"].append(run_driver(driver, args.reps, args.context_mb, args.keep))
+    fuse = Path("/dev/fuse")
+    fuse_mode = fuse.stat().st_mode & 0o777 if fuse.exists() else None
+    try:
+        if "fuse-overlayfs" in args.drivers and fuse_mode is not None and fuse_mode != 0o666:
+            # Debian's udev makes /dev/fuse 0666; a machine without udev leaves it 0600, and rootless
+            # fuse-overlayfs cannot open it. Measured as on a stock host, put back afterwards.
+            log(f"/dev/fuse is {oct(fuse_mode)}: 0666 (Debian's default) while fuse-overlayfs is measured")
+            fuse.chmod(0o666)
+        for driver in args.drivers.split(","):
+            report["drivers"].append(run_driver(driver, args.reps, args.context_mb, args.keep))
+    finally:
+        if fuse_mode is not None:
+            fuse.chmod(fuse_mode)
     print()
     print(f"Slipway {report['commit']}, {report['machine']}, {args.reps} reps, {args.context_mb} MB context")
     print(f"{'driver':16} {'cold':>7} {'plain':>7} {'warm':>7} {'warm 2nd':>8} {'cold/plain':>10} {'warm/cold':>9} "

@@ -7,6 +7,7 @@ is stopped and ``Stopped`` is raised.
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import selectors
 import shlex
@@ -490,8 +491,9 @@ class DockerBackend(Backend):
 
 def make_backend(config) -> Backend:
     if config.builds.backend == "buildah":
-        return BuildahBackend(config.buildah_root, config.builds.isolation, config.builds.storage_driver,
-                              config.builds.layers, policy=build_policy(config),
+        policy = build_policy(config)
+        return BuildahBackend(build_root(config, policy.user), config.builds.isolation, config.builds.storage_driver,
+                              config.builds.layers, policy=policy,
                               limits=Limits(config.builds.max_memory_mb, config.builds.max_processes,
                                             config.builds.max_cpu_seconds, config.builds.max_disk_mb),
                               oci_runtime=config.builds.oci_runtime)
@@ -500,6 +502,18 @@ def make_backend(config) -> Backend:
             raise ValueError("builds.backend is docker but builds.docker_host is not set")
         return DockerBackend(config.builds.docker_host)
     raise ValueError(f"unknown build backend '{config.builds.backend}' (use buildah or docker)")
+
+
+def build_root(config, user: sandbox_mod.BuildUser | None) -> Path:
+    """The build storage: ``builds.storage_root``; else, with a build user, a directory of this Slipway's in
+    its home (``/var/lib/slipway-build/slipway-<hash of the data directory>``), so the data directory stays
+    private to the service account wherever it is; else ``<data>/buildah``."""
+    if config.builds.storage_root:
+        return Path(config.builds.storage_root).resolve()
+    if user is not None:
+        digest = hashlib.sha256(str(config.data_path).encode()).hexdigest()[:12]
+        return Path(user.home) / f"slipway-{digest}"
+    return config.data_path / "buildah"
 
 
 def build_policy(config) -> sandbox_mod.Policy:

@@ -435,7 +435,8 @@ class Policy:
                 network = ipaddress.ip_network(entry, strict=False)
             except ValueError:
                 continue  # host names in the allowlist cannot be routed; they stay blocked inside builds
-            if network.version == 4:
+            # (the host's loopback is never reachable from a build: slirp4netns has it switched off)
+            if network.version == 4 and not network.overlaps(ipaddress.ip_network("127.0.0.0/8")):
                 commands.append(["ip", "route", "add", str(network), "via", "10.0.2.2"])
         return commands
 

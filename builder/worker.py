@@ -154,7 +154,7 @@ class BuildRun:
         beat.start()
         backend = self.worker.backend
         user = getattr(backend, "user", None)
-        work_root = work_root_of(self.config)
+        work_root = work_root_of(self.config, backend)
         workdir = sandbox.owned_dir(Path(tempfile.mkdtemp(prefix=f"build-{self.build.uuid}-", dir=work_root)), user)
         job = None
         running = _Running.of(backend)
@@ -380,10 +380,13 @@ class WorkerPool:
             try:
                 backend = backends.make_backend(config)
                 if isinstance(backend, backends.BuildahBackend):
-                    work_root_of(config)
-                    sandbox.check_reachable(work_root_of(config) / "x", backend.user)
+                    sandbox.check_reachable(work_root_of(config, backend) / "x", backend.user)
                     for line in backend.describe():
                         log.info("build workers: %s", line)
+                    if not backend.policy.namespaces:
+                        log.warning("build workers: Slipway is not running as root, so RUN steps are not fenced "
+                                    "off (no build user, no namespaces): run it as root, or use workers you "
+                                    "trust every builder with")
                     remove_leftovers(config, backend)
             except (sandbox.SandboxError, ValueError) as e:
                 # Builds are never run outside the sandbox: they wait in the queue until this is fixed.
@@ -407,12 +410,13 @@ class WorkerPool:
             thread.join(timeout)
 
 
-def work_root_of(config) -> Path:
-    """``<data>/builder-work``: one private directory per running build, owned by the build user."""
+def work_root_of(config, backend) -> Path:
+    """Where each running build gets a private directory: ``<build storage>/work`` (the build user's) for
+    buildah, ``<data>/builder-work`` for a Docker engine."""
+    if isinstance(backend, backends.BuildahBackend):
+        return sandbox.owned_dir(backend.root / "work", backend.user)
     root = config.data_path / "builder-work"
     root.mkdir(parents=True, exist_ok=True)
-    root.chmod(0o711)
-    config.data_path.chmod(0o711)  # traversable by the build user; everything in it stays private
     return root
 
 
@@ -466,7 +470,7 @@ def remove_leftovers(config, backend: backends.BuildahBackend, only_containers: 
     try:
         removed_dirs = 0
         if not only_containers:
-            for leftover in work_root_of(config).glob("build-*"):
+            for leftover in work_root_of(config, backend).glob("build-*"):
                 shutil.rmtree(leftover, ignore_errors=True)
                 removed_dirs += 1
         removed = backend.remove_containers()

@@ -127,7 +127,9 @@ class BuildsConfig:
     lease_seconds: int = 30
     # How workers reach this Slipway's registry; empty: http://127.0.0.1:<server.port>.
     registry_url: str = ""
-    # buildah's storage (layers, cached steps); empty: <data_dir>/buildah.
+    # buildah's storage (layers, cached steps) and the builds' work directories; empty: a directory of this
+    # Slipway's in the build user's home (/var/lib/slipway-build/slipway-<hash>), or <data_dir>/buildah
+    # when Slipway does not run as root. The build user must be able to reach it.
     storage_root: str = ""
     # buildah runs as this unprivileged user (with a range in /etc/subuid and /etc/subgid), never as root.
     user: str = "slipway-build"
@@ -218,10 +220,6 @@ class Config:
     @property
     def build_registry_url(self) -> str:
         return (self.builds.registry_url or f"http://127.0.0.1:{self.server.port}").rstrip("/")
-
-    @property
-    def buildah_root(self) -> Path:
-        return Path(self.builds.storage_root).resolve() if self.builds.storage_root else self.data_path / "buildah"
 
     def secret_key(self) -> str:
         """The server secret; generated and kept in the data directory if unset."""

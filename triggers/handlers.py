@@ -9,7 +9,7 @@ from builder.worker import wake
 from registry.handlers_api import REPO_PATH, RepositoryBase
 from registry.permissions import can
 from slipway.api import ApiHandler
-from slipway.errors import NotFound
+from slipway.errors import DomainError, NotFound
 
 from . import clone, service
 from .models import Trigger
@@ -135,7 +135,7 @@ class TriggerBuildsHandler(TriggerBase):
         """The builds this trigger started, newest first."""
         trigger = self.trigger()
         rows = (Build.select().where(Build.trigger_id == trigger.id).order_by(Build.created_at.desc())
-                .limit(min(int(self.get_argument("limit", "25") or 25), 100)))
+                .limit(self.int_argument("limit", 25, minimum=1, maximum=100, clamp=True)))
         writer = can(self.identity, "write", trigger.repository)
         views = []
         for build in rows:
@@ -147,14 +147,20 @@ class TriggerBuildsHandler(TriggerBase):
 class WebhookHandler(ApiHandler):
     """POST /webhooks/push/trigger/<id>: git hosts and custom git hooks announce pushes here."""
 
+    max_body = 8 * 1024 * 1024  # push payloads are small; the cap bounds what anyone can make us buffer
+
     async def prepare(self) -> None:
-        pass  # no API login: the webhook credential and signature are checked by the trigger
+        # No API login: the webhook credential and signature are checked by the trigger. An unknown
+        # trigger or an oversized body is refused before the body is read.
+        self.trigger = Trigger.get_or_none(Trigger.uuid == self.path_kwargs["trigger_uuid"])
+        if self.trigger is None:
+            raise NotFound(f"Unknown trigger {self.path_kwargs['trigger_uuid']}")
+        self.refuse_large_body(lambda limit: DomainError(
+            f"The payload is larger than the limit of {limit} bytes", status=413))
 
     async def post(self, trigger_uuid: str) -> None:
         """Receive a push (custom git JSON, GitHub, GitLab, Bitbucket or Gitea payloads)."""
-        trigger = Trigger.get_or_none(Trigger.uuid == trigger_uuid)
-        if trigger is None:
-            raise NotFound(f"Unknown trigger {trigger_uuid}")
+        trigger = self.trigger
         result = service.receive(trigger, self.request.headers, self.request.body, self.basic_auth(),
                                  self.config.builds.max_queued_per_namespace, builder_builds.base_url(self.config),
                                  self.client_ip, self.config.triggers.replay_window_seconds)

@@ -99,7 +99,9 @@ def decode(headers, body: bytes):
         text = body or b"null"
     try:
         return json.loads(text)
-    except (ValueError, RecursionError) as e:
+    except RecursionError:
+        raise Invalid("The webhook body is nested too deeply") from None
+    except ValueError as e:
         raise Invalid(f"The webhook body is not valid JSON: {e}") from None
 
 

@@ -211,7 +211,7 @@ def test_layer_cache_in_the_registry_is_reused_by_the_next_build(builds):
     import shutil
 
     builds.wait_worker_idle()  # its `buildah rmi` must not write the storage back while we wipe it
-    shutil.rmtree(builds.server.data_dir / "buildah")  # a fresh worker: no local layers
+    shutil.rmtree(builds.server.build_root / "overlay")  # a fresh worker: no local layers
     second = builds.wait(repo, builds.start_dockerfile(repo, content)["id"])
     log = builds.log_text(repo, second["id"])
     assert second["phase"] == "complete", log

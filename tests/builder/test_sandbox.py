@@ -3,11 +3,13 @@ or read Slipway's secrets; buildah never runs as root; killed builds leave nothi
 Slipway under any of its names, with the requester's or the pull robot's rights."""
 from __future__ import annotations
 
+import hashlib
 import json
 import signal
 import subprocess
 import time
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -29,6 +31,7 @@ ATTACK_C = r"""
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 int main(int argc, char **argv) {
@@ -62,13 +65,20 @@ int main(int argc, char **argv) {
     while (d && (e = readdir(d))) if (e->d_name[0] >= '0' && e->d_name[0] <= '9') count++;
     if (d) closedir(d);
     printf("PROCESSES %d\n", count);
-    int s = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {0};
-    a.sin_family = AF_INET;
-    a.sin_port = htons(port);
-    inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
-    if (connect(s, (struct sockaddr *)&a, sizeof a) == 0) printf("CONNECTED 127.0.0.1:%d\n", port);
-    else printf("CONNECT-FAILED 127.0.0.1:%d %s\n", port, strerror(errno));
+    /* the host's loopback, directly and through slirp4netns's gateway, and a private address */
+    const char *hosts[] = {"127.0.0.1", "10.0.2.2", "192.168.1.1"};
+    for (int h = 0; h < 3; h++) {
+        int s = socket(AF_INET, SOCK_STREAM, 0);
+        struct timeval tv = {2, 0};
+        setsockopt(s, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+        struct sockaddr_in a = {0};
+        a.sin_family = AF_INET;
+        a.sin_port = htons(port);
+        inet_pton(AF_INET, hosts[h], &a.sin_addr);
+        if (connect(s, (struct sockaddr *)&a, sizeof a) == 0) printf("CONNECTED %s:%d\n", hosts[h], port);
+        else printf("CONNECT-FAILED %s:%d %s\n", hosts[h], port, strerror(errno));
+        close(s);
+    }
     return 0;
 }
 """
@@ -104,6 +114,7 @@ def test_a_run_step_cannot_escape_read_secrets_signal_or_reach_the_host(builds, 
     cmd = json.dumps(["/attack", str(server.port), *map(str, pids), "--", *files])
     repo = builds.repo("attacked")
     archive = tar_gz({"Dockerfile": "\n".join([f"FROM {builds.base}", "COPY attack /attack", f"RUN {cmd}",
+                                                'RUN ["/bin/busybox", "ip", "route"]',
                                                 'RUN ["/bin/busybox", "sh", "-c", "echo normal > /normal"]', ""]),
                       "attack": attack_binary}, modes={"attack": 0o755})
     build = builds.start_archive(repo, archive)
@@ -119,9 +130,12 @@ def test_a_run_step_cannot_escape_read_secrets_signal_or_reach_the_host(builds, 
     processes = int(log.split("PROCESSES ")[1].split()[0])
     assert processes < 10, log  # only the build's own processes
     assert f"CONNECT-FAILED 127.0.0.1:{server.port}" in log, log
+    assert f"CONNECT-FAILED 10.0.2.2:{server.port}" in log, log  # slirp4netns's way to the host loopback: off
+    assert f"CONNECT-FAILED 192.168.1.1:{server.port}" in log and "blackhole 192.168.0.0/16" in log, log
+    assert "CONNECTED" not in log
     assert server_pids(server) == pids  # all still running
     # buildah itself never ran as root: its storage belongs to the build user.
-    storage = server.data_dir / "buildah"
+    storage = server.build_root
     assert storage.stat().st_uid != 0 and storage.owner() == "slipway-build"
 
 
@@ -150,12 +164,11 @@ def test_storage_driver_and_isolation_are_logged(builds):
                             "network namespaces, network public") for m in first), first
 
 
-def test_the_build_user_may_pass_through_the_data_directory_but_not_list_it(builds):
-    data = builds.server.data_dir
-    assert data.stat().st_mode & 0o777 == 0o711
-    assert (data / "secret.key").stat().st_mode & 0o077 == 0
-    work = data / "builder-work"
-    assert work.stat().st_mode & 0o777 == 0o711
+def test_build_storage_belongs_to_the_build_user_outside_the_data_directory(builds):
+    root = builds.server.build_root
+    assert root.owner() == "slipway-build" and root.stat().st_mode & 0o777 == 0o700
+    assert builds.server.data_dir not in root.parents
+    assert (builds.server.data_dir / "secret.key").stat().st_mode & 0o077 == 0
 
 
 # -- base images from this Slipway ------------------------------------------------------------------------
@@ -234,9 +247,9 @@ def env_triggers(tmp_path_factory):
 
 
 def buildah_containers(server: SlipwayServer) -> list[str]:
-    root = server.data_dir / "buildah" / "overlay"
+    root = server.build_root / "overlay"
     out = subprocess.run(["setpriv", "--reuid=slipway-build", "--regid=slipway-build", "--clear-groups", "--",
-                          "env", f"XDG_RUNTIME_DIR={server.data_dir / 'buildah' / 'xdg'}", "HOME=/var/lib/slipway-build",
+                          "env", f"XDG_RUNTIME_DIR={server.build_root / 'xdg'}", "HOME=/var/lib/slipway-build",
                           "buildah", "--root", str(root / "storage"), "--runroot", str(root / "run"),
                           "--storage-driver", "overlay", "containers", "--quiet", "--all"],
                          capture_output=True, text=True, timeout=60)
@@ -245,7 +258,12 @@ def buildah_containers(server: SlipwayServer) -> list[str]:
 
 
 def test_a_killed_build_leaves_nothing_after_the_next_worker_start(tmp_path):
-    srv = SlipwayServer(tmp_path / "srv", extra_env=FAST_QUEUE).start()
+    # The default build storage (in the build user's home), with a data directory private to root.
+    srv = SlipwayServer(tmp_path / "srv", extra_env={**FAST_QUEUE, "SLIPWAY_BUILDS__STORAGE_ROOT": ""})
+    srv.data_dir.chmod(0o700)
+    digest = hashlib.sha256(str(srv.data_dir.resolve()).encode()).hexdigest()[:12]
+    srv.build_root = Path("/var/lib/slipway-build") / f"slipway-{digest}"
+    srv.start()
     try:
         builds = Builds(srv, ContainerTools(tmp_path / "tools", srv.host)).setup(tmp_path)
         repo = builds.repo("crash")
@@ -254,7 +272,7 @@ def test_a_killed_build_leaves_nothing_after_the_next_worker_start(tmp_path):
         while "STEP 2/2" not in builds.log_text(repo, build["id"]):
             assert time.time() < deadline, builds.log_text(repo, build["id"])
             time.sleep(0.2)
-        work = srv.data_dir / "builder-work"
+        work = srv.build_root / "work"
         left_dirs, left_containers = list(work.glob("build-*")), buildah_containers(srv)
         assert left_dirs and left_containers
         srv.stop(signal.SIGKILL)  # the whole server, its workers and buildah with it
@@ -275,6 +293,7 @@ def test_a_killed_build_leaves_nothing_after_the_next_worker_start(tmp_path):
             time.sleep(0.2)
     finally:
         srv.stop()
+        subprocess.run(["rm", "-rf", str(srv.build_root)])
 
 
 @pytest.fixture(scope="module")
