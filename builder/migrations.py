@@ -85,7 +85,24 @@ def base_repositories():
     add_column_if_missing(BuildV2, "base_repositories")
 
 
+class BuildV3(BuildV2):
+    trigger_uuid = CharField(max_length=36, null=True)
+    current_step = IntegerField(null=True)
+    total_steps = IntegerField(null=True)
+    Meta = frozen_meta("build")
+
+
+def build_status():
+    """The trigger's uuid on its builds; the build's current and total Dockerfile steps.
+
+    Builds of existing triggers get their uuid in the triggers package's step 3 (the trigger table is theirs).
+    """
+    for name in ("trigger_uuid", "current_step", "total_steps"):
+        add_column_if_missing(BuildV3, name)
+
+
 MIGRATIONS = [
     (1, "builds", initial),
     (2, "build base repositories", base_repositories),
+    (3, "build status", build_status),
 ]

@@ -208,7 +208,8 @@ class BuildRun:
         sandbox.give_tree(root, user)  # buildah reads the context as the build user
         context_dir, dockerfile_path = contexts.select_context(root, build.context, build.dockerfile_path)
         build_args = json.loads(build.build_args or "{}")
-        parsed = dockerfile.read(dockerfile_path.read_text(errors="replace"), build_args)
+        parsed = dockerfile.read(dockerfile_path.read_text(errors="replace"), build_args, build.target)
+        self.writer.expect_steps(parsed.steps)
         if parsed.required_args:
             raise backends.BuildFailed(
                 f"The Dockerfile declares ARG {', '.join(parsed.required_args)} without a default, and the build "

@@ -64,7 +64,14 @@ def default_branch_and_delivery_builds():
     add_column_if_missing(DeliveryBuildsV2, "build_uuids")
 
 
+def builds_know_their_trigger():
+    """Builds started by a trigger before builder step 3 get the trigger's uuid (their views show it)."""
+    database.execute_sql('UPDATE "build" SET trigger_uuid = (SELECT t.uuid FROM "trigger" t WHERE t.id = '
+                         '"build".trigger_id) WHERE trigger_id IS NOT NULL AND trigger_uuid IS NULL')
+
+
 MIGRATIONS = [
     (1, "triggers", initial),
     (2, "trigger default branch, builds per delivery", default_branch_and_delivery_builds),
+    (3, "build trigger uuids", builds_know_their_trigger),
 ]

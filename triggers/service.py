@@ -171,6 +171,10 @@ def authenticate_webhook(trigger: Trigger, headers, body: bytes, credentials: tu
     if credentials is not None:
         user, code = credentials
         expected = crypto.decrypt(trigger.credential_encrypted)
+        if user == "" and crypto.same(code, expected):
+            # The code is right but the user name is gone: a shell emptied an unquoted $token.
+            raise Forbidden("Invalid webhook credentials: the user name must be $token (in a shell, put the "
+                            "webhook URL in single quotes, or $token is replaced by an empty variable)")
         if user != "$token" or not crypto.same(code, expected):
             raise Forbidden("Invalid webhook credentials")
     if trigger.webhook_secret_encrypted:
@@ -230,7 +234,7 @@ def receive(trigger: Trigger, headers, body: bytes, credentials: tuple | None, m
     authenticate_webhook(trigger, headers, body, credentials)
     if not trigger.enabled:
         raise Invalid(f"This trigger is disabled: {trigger.disabled_reason or 'no reason given'}")
-    performer = Identity(kind="trigger", name=f"trigger/{trigger.uuid}", via="webhook")
+    performer = Identity(kind="trigger", name=f"{builds.TRIGGER_PERFORMER_PREFIX}{trigger.uuid}", via="webhook")
 
     def outcome(result: dict, pushes: list | None = None) -> dict:
         metadata = {"trigger_id": trigger.uuid, **result}
@@ -310,7 +314,7 @@ def start_build(trigger: Trigger, metadata: dict, requester: Identity, max_queue
         build_args=json.loads(trigger.build_args or "{}"),
         pull_robot=trigger.pull_robot.name if trigger.pull_robot_id else None,
         git={"url": url, "commit": metadata["commit"], "ref": metadata.get("ref")},
-        trigger_id=trigger.id, trigger_kind=trigger.kind, trigger_metadata=metadata)
+        trigger_id=trigger.id, trigger_uuid=trigger.uuid, trigger_kind=trigger.kind, trigger_metadata=metadata)
     return builds.request_build(repo, requester, request, max_queued, base, ip, trusted_pull_robot=True)
 
 
