@@ -122,6 +122,15 @@ def run_driver(driver: str, reps: int, context_mb: int, keep: bool) -> dict:
     reachable(workdir)
     slipway = SandboxSlipway(workdir, free_port(), driver)
     rows: dict[str, list[float]] = {"cold": [], "plain": [], "warm": [], "warm_second_worker": []}
+    phases: dict[str, list[dict]] = {"cold": [], "warm": [], "warm_second_worker": []}
+
+    def timed(kind: str, result: dict) -> float:
+        """Keep where a Slipway build's time went: request to start, context and pull, build, push."""
+        p = result["phases_s"]
+        phases[kind].append({"queued_s": p["build-scheduled"], "context_and_pull_s": p["building"] - p["build-scheduled"],
+                             "build_s": p["pushing"] - p["building"], "push_s": p["complete"] - p["pushing"]})
+        return result["total_s"]
+
     try:
         slipway.start(separate_worker=False)
         base = push_base(slipway, workdir)
@@ -140,29 +149,33 @@ def run_driver(driver: str, reps: int, context_mb: int, keep: bool) -> dict:
         for n in range(reps):
             unique = uuid.uuid4().hex
             cold_files = context_files(data, base, unique, "first")
-            sides = [("cold", lambda: slipway_build(slipway, "admin/app", cold_files, f"cold{n}", watch=False)["total_s"]),
+            sides = [("cold", lambda: timed("cold", slipway_build(slipway, "admin/app", cold_files, f"cold{n}",
+                                                                   watch=False))),
                      ("plain", lambda: plain.build(context_files(data, base, uuid.uuid4().hex, "first"), f"p{n}"))]
             for name, fn in (sides if n % 2 == 0 else sides[::-1]):
                 subprocess.run(["sync"])
                 rows[name].append(fn())
                 log(f"  {driver} rep {n + 1}/{reps} {name}: {rows[name][-1]:.2f} s")
             subprocess.run(["sync"])
-            rows["warm"].append(slipway_build(slipway, "admin/app", context_files(data, base, unique, "second"),
-                                              f"warm{n}", watch=False)["total_s"])
+            rows["warm"].append(timed("warm", slipway_build(slipway, "admin/app", context_files(
+                data, base, unique, "second"), f"warm{n}", watch=False)))
             log(f"  {driver} rep {n + 1}/{reps} warm: {rows['warm'][-1]:.2f} s")
             # A second worker with an empty local store: the same database and registry, new build storage.
             slipway.stop()
             slipway.storage_root = str(workdir / f"second-worker-{n}")
             slipway.start(separate_worker=False)
             subprocess.run(["sync"])
-            rows["warm_second_worker"].append(slipway_build(
-                slipway, "admin/app", context_files(data, base, unique, "third"), f"warm2-{n}", watch=False)["total_s"])
+            rows["warm_second_worker"].append(timed("warm_second_worker", slipway_build(
+                slipway, "admin/app", context_files(data, base, unique, "third"), f"warm2-{n}", watch=False)))
             log(f"  {driver} rep {n + 1}/{reps} warm, second worker: {rows['warm_second_worker'][-1]:.2f} s")
             slipway.stop()
             slipway.storage_root = str(workdir / "build")
             slipway.start(separate_worker=False)
         medians = {k: statistics.median(v) for k, v in rows.items()}
+        breakdown = {kind: {part: statistics.median(r[part] for r in runs) for part in runs[0]}
+                     for kind, runs in phases.items() if runs}
         return {"driver": driver, "driver_line": driver_line, "runs_s": rows, "median_s": medians,
+                "slipway_parts_median_s": breakdown,
                 "ratios": {"cold/plain": medians["cold"] / medians["plain"],
                            "warm/cold": medians["warm"] / medians["cold"],
                            "warm_second_worker/cold": medians["warm_second_worker"] / medians["cold"]},
@@ -207,6 +220,9 @@ def main() -> int:
         m, r = d["median_s"], d["ratios"]
         print(f"{d['driver']:16} {m['cold']:7.2f} {m['plain']:7.2f} {m['warm']:7.2f} {m['warm_second_worker']:8.2f} "
               f"{r['cold/plain']:10.2f} {r['warm/cold']:9.2f} {r['warm_second_worker/cold']:10.2f}")
+    for d in report["drivers"]:
+        for kind, parts in d["slipway_parts_median_s"].items():
+            print(f"{d['driver']} {kind}: " + ", ".join(f"{k[:-2]} {v:.2f} s" for k, v in parts.items()))
     for d in report["drivers"]:
         met = d["ratios"]["cold/plain"] <= 1.10 and d["ratios"]["warm/cold"] <= 0.5 \
             and d["ratios"]["warm_second_worker/cold"] <= 0.5

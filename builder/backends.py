@@ -17,6 +17,7 @@ import subprocess
 import time
 from abc import ABC, abstractmethod
 from collections import deque
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -362,9 +363,21 @@ class BuildahBackend(Backend):
 
     def push(self, job: Job, destination: str) -> str:
         digest_file = (job.workdir or job.context_dir.parent) / "digest"
+        sandbox = None
+        if self.policy.namespaces and job.cache_repo and self.layers:
+            # Through the relay, under the registry name the layer cache was pushed to: buildah then knows
+            # which blobs the cache holds and mounts them instead of compressing and uploading them again.
+            # No user code runs here; the sandbox (without a network) only gives the relay's address.
+            destination = f"{sandbox_mod.RELAY_HOST}/{destination.split('/', 1)[1]}"
+            sandbox = sandbox_mod.Sandboxed(dataclasses.replace(self.policy, network="none"),
+                                            name=job.image.rsplit("/", 1)[-1] + "-push", hide=job.hide)
         cmd = self._base() + ["push", *self._auth(job), "--digestfile", str(digest_file), job.image,
                               f"docker://{destination}"]
-        code, lines = run_streaming(cmd, self._env(job), job, run_as=self.user)
+        try:
+            code, lines = run_streaming(cmd, self._env(job), job, run_as=self.user, sandbox=sandbox)
+        finally:
+            if sandbox is not None:
+                sandbox.close()
         if code != 0:
             raise RuntimeError(f"pushing to {destination} failed: {failure_reason(lines, f'exit code {code}')}")
         return digest_file.read_text().strip()
