@@ -22,6 +22,8 @@ class Identity:
     token_id: int | None = None
     # A robot's namespace (user or organization account id).
     namespace_id: int | None = None
+    # The account's credential epoch when it authenticated (accounts.revocation).
+    epoch: int = 0
 
     @property
     def anonymous(self) -> bool:

@@ -3,7 +3,7 @@ definitions below), so upgrading an old database and installing fresh give the s
 from peewee import BooleanField, CharField, ForeignKeyField, IntegerField, Model, TextField
 
 from slipway.db import TimestampField, database, now_ms
-from slipway.migrate import add_column_if_missing, frozen_meta
+from slipway.migrate import add_column_if_missing, frozen_meta, sqlite_autoincrement
 
 from . import models
 
@@ -87,7 +87,27 @@ def tenancy():
     database.create_tables([TeamV2, TeamMemberV2, TokenV2, PrototypeV2, LogEntryV2], safe=True)
 
 
+class AuthGenerationV3(Model):
+    value = IntegerField(default=0)
+    Meta = frozen_meta("auth_generation")
+
+
+def revocation():
+    """Credential epochs, the revocation counter, and account ids that never come back.
+
+    SQLite gives a new row the highest deleted id unless the table is AUTOINCREMENT; the
+    sequence starts above every account id the audit log remembers, so an upgraded database
+    does not hand out an id a deleted account once had.
+    """
+    add_column_if_missing(models.Account, "credential_epoch")
+    database.create_tables([AuthGenerationV3], safe=True)
+    if not AuthGenerationV3.select().exists():
+        AuthGenerationV3.create(id=1, value=0)
+    sqlite_autoincrement("account", [("log_entry", "namespace_id"), ("log_entry", "performer_id")])
+
+
 MIGRATIONS = [
     (1, "accounts", initial),
     (2, "tenancy", tenancy),
+    (3, "revocation", revocation),
 ]

@@ -31,6 +31,9 @@ class Account(BaseModel):
     token_encrypted = TextField(null=True)
     time_machine_s = IntegerField(default=DEFAULT_TIME_MACHINE)
     last_accessed = TimestampField(null=True)
+    # Raised when the account's credentials are replaced (a robot's token regenerated): registry
+    # tokens carry the epoch they were issued under and stop counting when it moves.
+    credential_epoch = IntegerField(default=0)
 
     @property
     def is_namespace(self) -> bool:
@@ -115,4 +118,13 @@ class LogEntry(BaseModel):
         )
 
 
-MODELS = [Account, Team, TeamMember, Token, Prototype, LogEntry]
+class AuthGeneration(BaseModel):
+    """One row: raised by every change that takes rights away (``accounts.revocation``)."""
+
+    value = IntegerField(default=0)
+
+    class Meta:
+        table_name = "auth_generation"
+
+
+MODELS = [Account, Team, TeamMember, Token, Prototype, LogEntry, AuthGeneration]

@@ -8,7 +8,7 @@ from peewee import IntegrityError
 from slipway.db import database
 from slipway.errors import Conflict, Invalid, NotFound
 
-from . import audit
+from . import audit, revocation
 from .identity import Identity
 from .models import ORG, ROBOT, TEAM_ROLES, TIME_MACHINE_CHOICES, USER, Account, Team, TeamMember
 from .users import check_new_namespace
@@ -72,6 +72,7 @@ def delete_org(org: Account, performer: Identity, ip: str | None = None) -> None
     with database.atomic():
         audit.record("org_delete", performer, namespace=(org.id, org.name), ip=ip, metadata={"org": org.name})
         org.delete_instance()
+        revocation.bump()
 
 
 # -- teams ---------------------------------------------------------------------------------------------
@@ -121,6 +122,7 @@ def set_team(org: Account, name: str, performer: Identity, role: str | None = No
             if team.role == "admin":
                 _refuse_if_no_admin_left(org, without_team=team.id)
             Team.update(role=role).where(Team.id == team.id).execute()
+            revocation.bump()
             audit.record("org_set_team_role", performer, namespace=org, ip=ip, metadata={"team": name, "role": role})
         if description is not None and description != team.description:
             Team.update(description=description).where(Team.id == team.id).execute()
@@ -134,6 +136,7 @@ def delete_team(org: Account, team: Team, performer: Identity, ip: str | None = 
         if team.role == "admin":
             _refuse_if_no_admin_left(org, without_team=team.id)
         team.delete_instance()
+        revocation.bump()
         audit.record("org_delete_team", performer, namespace=org, ip=ip, metadata={"team": team.name})
 
 
@@ -171,6 +174,7 @@ def remove_member(org: Account, team: Team, member_name: str, performer: Identit
         if team.role == "admin":
             _refuse_if_no_admin_left(org, without_member=(team.id, member.id))
         link.delete_instance()
+        revocation.bump()
         audit.record("org_remove_team_member", performer, namespace=org, ip=ip,
                      metadata={"team": team.name, "member": member.name})
 

@@ -11,7 +11,7 @@ from slipway import crypto
 from slipway.db import database
 from slipway.errors import Conflict, Forbidden, Invalid, NotFound
 
-from . import audit
+from . import audit, revocation
 from .identity import Identity
 from .models import ROBOT, Account
 
@@ -80,6 +80,7 @@ def regenerate(robot: Account, performer: Identity, ip: str | None = None) -> st
     token, token_hash, encrypted = _new_secret()
     with database.atomic():
         Account.update(token_hash=token_hash, token_encrypted=encrypted).where(Account.id == robot.id).execute()
+        revocation.new_credentials(robot)
         audit.record("regenerate_robot_token", performer, namespace=robot.owner, ip=ip,
                      metadata={"robot": robot.name})
     return token
@@ -90,6 +91,7 @@ def delete_robot(robot: Account, performer: Identity, ip: str | None = None) -> 
         audit.record("delete_robot", performer, namespace=robot.owner, ip=ip,
                      metadata={"robot": robot.name})
         robot.delete_instance()
+        revocation.bump()
 
 
 def check_robot_token(robot: Account, token: str) -> bool:

@@ -9,7 +9,7 @@ from slipway import crypto
 from slipway.db import database, now_ms
 from slipway.errors import Forbidden, Invalid, NotFound
 
-from . import audit
+from . import audit, revocation
 from .identity import Identity
 from .models import Account, Token
 
@@ -99,5 +99,6 @@ def get(owner: Account, kind: str, token_id: int) -> Token:
 def revoke(row: Token, performer: Identity, ip: str | None = None) -> None:
     with database.atomic():
         Token.update(revoked_at=now_ms()).where(Token.id == row.id).execute()
+        revocation.bump()
         audit.record("revoke_app_specific_token" if row.kind == APP else "revoke_api_token", performer,
                      namespace=row.owner, ip=ip, metadata={"title": row.title, "token_id": row.id})

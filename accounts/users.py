@@ -11,7 +11,7 @@ from peewee import IntegrityError
 from slipway.db import database
 from slipway.errors import Conflict, DomainError, Forbidden, Invalid, NotFound
 
-from . import audit
+from . import audit, revocation
 from .identity import Identity
 from .models import ORG, USER, Account, Team, TeamMember
 from .names import namespace_name_problem
@@ -74,7 +74,7 @@ def get_user_or_robot(name: str) -> Account:
 
 def identity_for(account: Account, via: str, scopes: frozenset | None = None, token_id: int | None = None) -> Identity:
     return Identity(kind=account.kind, account_id=account.id, name=account.name, superuser=account.superuser,
-                    via=via, scopes=scopes, token_id=token_id,
+                    via=via, scopes=scopes, token_id=token_id, epoch=account.credential_epoch,
                     namespace_id=account.owner_id if account.kind == "robot" else None)
 
 
@@ -159,6 +159,7 @@ def delete_user(user: Account, performer: Identity, ip: str | None = None) -> No
     with database.atomic():
         audit.record("user_delete", performer, namespace=(user.id, user.name), ip=ip, metadata={"username": user.name})
         user.delete_instance(recursive=False)
+        revocation.bump()
 
 
 def ensure_admin(name: str, password: str | None) -> tuple[Account, str | None]:

@@ -7,6 +7,7 @@ is stopped and ``Stopped`` is raised.
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import selectors
 import shlex
@@ -16,6 +17,7 @@ import subprocess
 import time
 from abc import ABC, abstractmethod
 from collections import deque
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -26,6 +28,11 @@ from . import sandbox as sandbox_mod
 
 class BuildFailed(Exception):
     """The user's build failed (bad Dockerfile, failing RUN, unknown base image): shown as the build's error."""
+
+
+class NothingToBuild(Exception):
+    """The source, once fetched, asks for no build (a trigger's path filters): the build ends cancelled,
+    with this reason."""
 
 
 class Stopped(Exception):
@@ -183,7 +190,8 @@ class BuildahBackend(Backend):
     name = "buildah"
 
     def __init__(self, storage_root: Path, isolation: str = "chroot", storage_driver: str = "auto",
-                 layers: bool = True, policy: sandbox_mod.Policy | None = None, limits: Limits | None = None):
+                 layers: bool = True, policy: sandbox_mod.Policy | None = None, limits: Limits | None = None,
+                 oci_runtime: str = "runc"):
         if isolation not in ("chroot", "oci"):
             raise ValueError(f"builds.isolation must be chroot or oci, not '{isolation}'")
         if storage_driver not in ("auto", *DRIVERS):
@@ -195,6 +203,7 @@ class BuildahBackend(Backend):
         self.policy = policy or sandbox_mod.Policy(user=None, network="public")
         self.user = self.policy.user if os.geteuid() == 0 else None
         self.limits = limits or Limits()
+        self.oci_runtime = oci_runtime
         self._driver: str | None = None
         self.notes: list[str] = []
 
@@ -224,7 +233,14 @@ class BuildahBackend(Backend):
                 raise sandbox_mod.SandboxError("no buildah storage driver works here: " + "; ".join(tried))
             self.notes = [f"storage driver {self._driver} (probed" + (f"; not usable: {'; '.join(tried)}" if tried
                                                                      else "") + ")"]
-        self.notes.append(f"isolation {self.isolation}, {self.policy.describe()}")
+        if self.isolation == "oci":
+            runtime = shutil.which(self.oci_runtime)
+            if runtime is None:
+                raise sandbox_mod.SandboxError(f"builds.isolation is oci but the runtime '{self.oci_runtime}' "
+                                               "(builds.oci_runtime) is not installed")
+            self.oci_runtime = runtime
+        isolation = f"oci ({self.oci_runtime})" if self.isolation == "oci" else self.isolation
+        self.notes.append(f"isolation {isolation}, {self.policy.describe()}")
 
     def describe(self) -> list[str]:
         """What this backend uses, for the worker's start-up log and each build log's first lines."""
@@ -307,7 +323,7 @@ class BuildahBackend(Backend):
         if self.isolation == "chroot":
             cmd += ["--cap-drop", "CAP_SYS_CHROOT"]  # the chroot(".") escape needs it
         else:
-            cmd += ["--network", "host"]  # the sandbox's own network namespace
+            cmd += ["--runtime", self.oci_runtime, "--network", "host"]  # host: the sandbox's own namespace
         for key, value in sorted(job.build_args.items()):
             cmd += ["--build-arg", f"{key}={value}"]
         if job.target:
@@ -347,9 +363,21 @@ class BuildahBackend(Backend):
 
     def push(self, job: Job, destination: str) -> str:
         digest_file = (job.workdir or job.context_dir.parent) / "digest"
+        sandbox = None
+        if self.policy.namespaces and job.cache_repo and self.layers:
+            # Through the relay, under the registry name the layer cache was pushed to: buildah then knows
+            # which blobs the cache holds and mounts them instead of compressing and uploading them again.
+            # No user code runs here; the sandbox (without a network) only gives the relay's address.
+            destination = f"{sandbox_mod.RELAY_HOST}/{destination.split('/', 1)[1]}"
+            sandbox = sandbox_mod.Sandboxed(dataclasses.replace(self.policy, network="none"),
+                                            name=job.image.rsplit("/", 1)[-1] + "-push", hide=job.hide)
         cmd = self._base() + ["push", *self._auth(job), "--digestfile", str(digest_file), job.image,
                               f"docker://{destination}"]
-        code, lines = run_streaming(cmd, self._env(job), job, run_as=self.user)
+        try:
+            code, lines = run_streaming(cmd, self._env(job), job, run_as=self.user, sandbox=sandbox)
+        finally:
+            if sandbox is not None:
+                sandbox.close()
         if code != 0:
             raise RuntimeError(f"pushing to {destination} failed: {failure_reason(lines, f'exit code {code}')}")
         return digest_file.read_text().strip()
@@ -476,15 +504,29 @@ class DockerBackend(Backend):
 
 def make_backend(config) -> Backend:
     if config.builds.backend == "buildah":
-        return BuildahBackend(config.buildah_root, config.builds.isolation, config.builds.storage_driver,
-                              config.builds.layers, policy=build_policy(config),
+        policy = build_policy(config)
+        return BuildahBackend(build_root(config, policy.user), config.builds.isolation, config.builds.storage_driver,
+                              config.builds.layers, policy=policy,
                               limits=Limits(config.builds.max_memory_mb, config.builds.max_processes,
-                                            config.builds.max_cpu_seconds, config.builds.max_disk_mb))
+                                            config.builds.max_cpu_seconds, config.builds.max_disk_mb),
+                              oci_runtime=config.builds.oci_runtime)
     if config.builds.backend == "docker":
         if not config.builds.docker_host:
             raise ValueError("builds.backend is docker but builds.docker_host is not set")
         return DockerBackend(config.builds.docker_host)
     raise ValueError(f"unknown build backend '{config.builds.backend}' (use buildah or docker)")
+
+
+def build_root(config, user: sandbox_mod.BuildUser | None) -> Path:
+    """The build storage: ``builds.storage_root``; else, with a build user, a directory of this Slipway's in
+    its home (``/var/lib/slipway-build/slipway-<hash of the data directory>``), so the data directory stays
+    private to the service account wherever it is; else ``<data>/buildah``."""
+    if config.builds.storage_root:
+        return Path(config.builds.storage_root).resolve()
+    if user is not None:
+        digest = hashlib.sha256(str(config.data_path).encode()).hexdigest()[:12]
+        return Path(user.home) / f"slipway-{digest}"
+    return config.data_path / "buildah"
 
 
 def build_policy(config) -> sandbox_mod.Policy:

@@ -25,6 +25,8 @@ EVENT_FOR_PHASE = {COMPLETE: events.BUILD_SUCCESS, ERROR: events.BUILD_FAILURE,
                    INTERNAL_ERROR: events.BUILD_FAILURE, CANCELLED: events.BUILD_CANCELLED}
 CACHE_SUFFIX = repos.CACHE_SEGMENT
 BUILD_USER = "$build"
+# Builds a push starts are requested by the trigger itself: Identity(kind="trigger", name="trigger/<uuid>").
+TRIGGER_PERFORMER_PREFIX = "trigger/"
 
 
 @dataclass
@@ -41,6 +43,7 @@ class BuildRequest:
     archive_url: str | None = None
     git: dict | None = None  # {"url", "commit", "ref"} for trigger builds
     trigger_id: int | None = None
+    trigger_uuid: str | None = None
     trigger_kind: str | None = None
     trigger_metadata: dict = field(default_factory=dict)
 
@@ -106,7 +109,7 @@ def request_build(repo: Repository, requester: Identity, req: BuildRequest, max_
             dockerfile_path=req.dockerfile_path or "Dockerfile", context=req.context or "",
             build_args=json.dumps(req.build_args, sort_keys=True), target=req.target or None, pull_robot=robot,
             source=source, resource_key=req.file_id, archive_url=req.archive_url,
-            trigger_id=req.trigger_id, trigger_kind=req.trigger_kind,
+            trigger_id=req.trigger_id, trigger_uuid=req.trigger_uuid, trigger_kind=req.trigger_kind,
             trigger_metadata=json.dumps(req.trigger_metadata or ({"git": req.git} if req.git else {})),
             requested_by=requester.account_id, requested_by_name=requester.name or None)
         BuildJob.create(build=build, repository_id=repo.id, namespace_id=repo.namespace_id)
@@ -136,6 +139,21 @@ def history(repo: Repository, limit: int = 25) -> list[Build]:
 
 # -- shapes ---------------------------------------------------------------------------------------------
 
+def manual_user(build: Build) -> str | None:
+    """Who started the build by hand (an upload, an archive URL, or a trigger run from the API), as Quay;
+    None for a build a git push started (its requester is the trigger itself)."""
+    name = build.requested_by_name
+    if not name or name.startswith(TRIGGER_PERFORMER_PREFIX):
+        return None
+    return name
+
+
+def status(build: Build) -> dict:
+    """Quay's build status: Dockerfile steps in all (``total_commands``) and the step running or last run
+    (``current_command``, from 1; None before the first)."""
+    return {"total_commands": build.total_steps or 0, "current_command": build.current_step or None}
+
+
 def view(build: Build, can_write: bool) -> dict:
     """A build in Quay's shape, plus Slipway's timings, build args and results."""
     quay_date = audit.quay_date
@@ -149,14 +167,14 @@ def view(build: Build, can_write: bool) -> dict:
         "phase": phase,
         "started": quay_date(build.created_at),
         "display_name": build.uuid[:7] if not trigger_metadata.get("commit") else trigger_metadata["commit"][:7],
-        "status": {},
+        "status": status(build),
         "subdirectory": build.context or "",
         "dockerfile_path": build.dockerfile_path,
         "context": build.context or "/",
         "tags": json.loads(build.docker_tags),
-        "manual_user": build.requested_by_name if build.trigger_id is None else None,
+        "manual_user": manual_user(build),
         "is_writer": can_write,
-        "trigger": {"id": str(build.trigger_id), "service": build.trigger_kind} if build.trigger_id else None,
+        "trigger": {"id": build.trigger_uuid, "service": build.trigger_kind} if build.trigger_id else None,
         "trigger_metadata": trigger_metadata if can_write else {},
         "resource_key": build.resource_key if can_write else None,
         "archive_url": redact.url(build.archive_url) if can_write else None,
@@ -184,7 +202,7 @@ def event_payload(build: Build, base: str) -> dict:
         "build_name": build.uuid[:7],
         "docker_tags": json.loads(build.docker_tags),
         "trigger_kind": build.trigger_kind,
-        "trigger_id": str(build.trigger_id) if build.trigger_id else None,
+        "trigger_id": build.trigger_uuid if build.trigger_id else None,
         "trigger_metadata": json.loads(build.trigger_metadata or "{}"),
         "repository": repo.full_name,
         "namespace": repo.namespace.name,
@@ -193,8 +211,8 @@ def event_payload(build: Build, base: str) -> dict:
         "homepage": f"{base}/repository/{repo.full_name}/build/{build.uuid}",
     }
     if build.phase in (WAITING, *RUNNING):
-        payload.update(repo=repo.name, is_manual=build.trigger_id is None,
-                       manual_user=build.requested_by_name if build.trigger_id is None else None)
+        user = manual_user(build)
+        payload.update(repo=repo.name, is_manual=user is not None, manual_user=user)
     if build.phase == COMPLETE:
         payload["image_id"] = build.image_id
         payload["manifest_digests"] = [f"{host}/{repo.full_name}@{d}" for d in json.loads(build.manifest_digests or "[]")]

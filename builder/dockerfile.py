@@ -15,6 +15,7 @@ VAR_RE = re.compile(r"\$(?:\{([A-Za-z_][A-Za-z0-9_]*)(?::?-([^}]*))?\}|([A-Za-z_
 class Dockerfile:
     base_images: list = field(default_factory=list)  # external images FROM names, after ARG substitution
     required_args: list = field(default_factory=list)  # ARGs declared without a default
+    steps: int = 0  # instructions of the stages the build runs (the target and what it copies from)
 
 
 def instructions(text: str) -> list[tuple[str, str]]:
@@ -47,12 +48,24 @@ def substitute(text: str, values: dict) -> str:
     return VAR_RE.sub(replace, text)
 
 
-def read(text: str, build_args: dict) -> Dockerfile:
+def read(text: str, build_args: dict, target: str | None = None) -> Dockerfile:
     result = Dockerfile()
     global_args: dict = {}
     stages: set = set()
     seen_from = False
+    counted: list[dict] = []  # per stage: its name, its instructions, the stages it uses
     for keyword, rest in instructions(text):
+        if keyword == "FROM":
+            words = [w for w in rest.split() if not w.startswith("--")]
+            name = words[2].lower() if len(words) >= 3 and words[1].lower() == "as" else None
+            base = substitute(words[0], global_args).lower() if words else ""
+            counted.append({"name": name, "steps": 1, "uses": {base} & stages})
+        elif counted:
+            counted[-1]["steps"] += 1
+            for word in rest.split():
+                if keyword in ("COPY", "ADD") and word.startswith("--from="):
+                    source = substitute(word[len("--from="):], global_args).lower()
+                    counted[-1]["uses"].add(int(source) if source.isdigit() else source)
         if keyword == "ARG":
             name, has_default, default = rest.partition("=")
             name = name.strip()
@@ -77,4 +90,24 @@ def read(text: str, build_args: dict) -> Dockerfile:
                     source = substitute(word[len("--from="):], global_args)
                     if source.lower() not in stages and not source.isdigit() and source not in result.base_images:
                         result.base_images.append(source)
+    result.steps = _steps(counted, target)
     return result
+
+
+def _steps(counted: list[dict], target: str | None) -> int:
+    """Instructions of the stages a build runs: the target (else the last stage) and the stages it uses."""
+    if not counted:
+        return 0
+    index = {stage["name"]: i for i, stage in enumerate(counted) if stage["name"]}
+    start = index.get(target.lower(), len(counted) - 1) if target else len(counted) - 1
+    needed, todo = set(), [start]
+    while todo:
+        i = todo.pop()
+        if i in needed:
+            continue
+        needed.add(i)
+        for used in counted[i]["uses"]:
+            j = used if isinstance(used, int) else index.get(used)
+            if j is not None and j < len(counted):
+                todo.append(j)
+    return sum(counted[i]["steps"] for i in needed)

@@ -114,10 +114,17 @@ class BuildListHandler(RepositoryBase):
         "build_args": {"type": "object", "additionalProperties": {"type": "string"}},
         "target": {"type": ["string", "null"]}}}}
 
+    def body_limit(self) -> int:
+        # A build context sent as a multipart upload may be large; only a logged-in caller may send one.
+        if (self.request.method == "POST" and not self.identity.anonymous
+                and self.request.headers.get("Content-Type", "").startswith("multipart/form-data")):
+            return self.config.builds.max_context_bytes
+        return super().body_limit()
+
     async def get(self, namespace: str, repository: str) -> None:
         """Build history, newest first (?limit=, at most 100)."""
         repo = self.repository("read")
-        limit = min(int(self.get_argument("limit", "25") or 25), 100)
+        limit = self.int_argument("limit", 25, minimum=1, maximum=100, clamp=True)
         writer = can(self.identity, "write", repo)
         self.send({"builds": [builds.view(b, writer) for b in builds.history(repo, limit)]})
 
@@ -221,7 +228,8 @@ class BuildLogStreamHandler(BuildBase):
         """Follow a build's log live (Server-Sent Events; resume with Last-Event-ID or ?start=N)."""
         build = self.log_build()
         last_id = self.request.headers.get("Last-Event-ID")
-        position = int(last_id) + 1 if last_id and last_id.isdigit() else _int_arg(self, "start", 0)
+        position = (self.int_argument_value(last_id, "Last-Event-ID") + 1 if last_id and last_id.isdigit()
+                    else _int_arg(self, "start", 0))
         self.set_header("Content-Type", "text/event-stream")
         self.set_header("Cache-Control", "no-cache")
         self.set_header("X-Accel-Buffering", "no")
@@ -263,12 +271,7 @@ class BuildLogStreamHandler(BuildBase):
 
 
 def _int_arg(handler, name: str, default: int) -> int:
-    raw = handler.get_argument(name, None)
-    if raw in (None, ""):
-        return default
-    if not raw.isdigit():
-        raise Invalid(f"{name} must be a non-negative number")
-    return int(raw)
+    return handler.int_argument(name, default)
 
 
 default_handlers = [

@@ -1,7 +1,8 @@
 """Build logs: numbered entries written durably as a build runs, read back by number.
 
 An entry is Quay's ``{"message", "type"?, "data"?}``: ``phase`` for phase changes
-(data: the time), ``command`` for Dockerfile steps (``STEP 2/5: RUN ...``), ``error``
+(data: the time), ``command`` for Dockerfile steps (buildah's ``STEP 2/5: RUN ...``, in
+multi-stage builds ``[1/2] STEP 2/5: ...``; docker's ``Step 2/5 : RUN ...``), ``error``
 for errors, and no type for other output. Entries are numbered from 0 per build,
 so a reader can resume after the last number it saw without losing or repeating
 a line.
@@ -19,7 +20,8 @@ from slipway.db import database, now_ms
 
 from .models import Build, BuildLog
 
-STEP_RE = re.compile(r"^STEP \d+(/\d+)?: ")
+# Groups: the stage prefix of a multi-stage buildah build ("[1/2] "), the step number, the steps in all.
+STEP_RE = re.compile(r"^(\[\d+/\d+\] )?(?:STEP|Step) (\d+)(?:/(\d+))? ?: ")
 FLUSH_SECONDS = 0.05
 FLUSH_LINES = 200
 
@@ -63,14 +65,36 @@ class LogWriter:
         self.seq = total(build.id)
         self.bytes = build.log_bytes or 0
         self.truncated = bool(build.log_truncated)
+        # Dockerfile steps started in this attempt, and in all (once the Dockerfile is read).
+        self.steps = 0
+        self.total_steps: int | None = None
         self.pending: list[dict] = []
         self.last_flush = 0.0
         self.lock = threading.Lock()
 
     def line(self, text: str) -> None:
         text = text.rstrip("\n")
-        kind = "command" if STEP_RE.match(text) else ""
-        self._add(text, kind, None, force=False)
+        step = STEP_RE.match(text)
+        if step:
+            with self.lock:
+                self._count_step(step)
+        self._add(text, "command" if step else "", None, force=False)
+
+    def _count_step(self, step: re.Match) -> None:
+        stage, number, total = step.groups()
+        if stage is None and total:
+            # One stage (buildah) or numbered across stages (docker): the line says where the build is.
+            self.steps, self.total_steps = int(number), int(total)
+        else:
+            # buildah numbers steps per stage: count them, against the total read from the Dockerfile.
+            self.steps += 1
+            self.total_steps = max(self.total_steps or 0, self.steps)
+
+    def expect_steps(self, total: int) -> None:
+        """The Dockerfile has ``total`` steps (the build's status shows them; steps restart at 0)."""
+        with self.lock:
+            self.total_steps, self.steps = total, 0
+            self._flush(always=True)
 
     def phase(self, phase: str) -> None:
         stamp = datetime.now(timezone.utc).isoformat()
@@ -101,12 +125,14 @@ class LogWriter:
         with self.lock:
             self._flush()
 
-    def _flush(self) -> None:
-        if not self.pending:
+    def _flush(self, always: bool = False) -> None:
+        if not self.pending and not always:
             return
         rows, self.pending = self.pending, []
         with database.atomic():
-            BuildLog.insert_many(rows).execute()
-            Build.update(log_count=self.seq, log_bytes=self.bytes, log_truncated=self.truncated).where(
+            if rows:
+                BuildLog.insert_many(rows).execute()
+            Build.update(log_count=self.seq, log_bytes=self.bytes, log_truncated=self.truncated,
+                         current_step=self.steps or None, total_steps=self.total_steps).where(
                 Build.id == self.build_id).execute()
         self.last_flush = time.monotonic()

@@ -86,6 +86,22 @@ def base_repositories():
     add_column_if_missing(BuildV2, "base_repositories")
 
 
+class BuildV3(BuildV2):
+    trigger_uuid = CharField(max_length=36, null=True)
+    current_step = IntegerField(null=True)
+    total_steps = IntegerField(null=True)
+    Meta = frozen_meta("build")
+
+
+def build_status():
+    """The trigger's uuid on its builds; the build's current and total Dockerfile steps.
+
+    Builds of existing triggers get their uuid in the triggers package's step 3 (the trigger table is theirs).
+    """
+    for name in ("trigger_uuid", "current_step", "total_steps"):
+        add_column_if_missing(BuildV3, name)
+
+
 def encrypt_secrets():
     """build_args and archive_url were plaintext: encrypt them. A manual trigger run copied the
     trigger's source, password and all, into the build's metadata and its events: redact it there."""
@@ -98,5 +114,6 @@ def encrypt_secrets():
 MIGRATIONS = [
     (1, "builds", initial),
     (2, "build base repositories", base_repositories),
-    (3, "encrypt_secrets", encrypt_secrets),
+    (3, "build status", build_status),
+    (4, "encrypt_secrets", encrypt_secrets),
 ]

@@ -45,6 +45,9 @@ class Build(BaseModel):
     credential_hash = CharField(max_length=128, null=True, index=True)  # the $build login, while running
     # Repositories of base images (FROM) the build credential may pull: JSON list of ids.
     base_repositories = TextField(default="[]")
+    trigger_uuid = CharField(max_length=36, null=True)  # the trigger's id as the trigger API shows it
+    current_step = IntegerField(null=True)  # Dockerfile steps started in this attempt (Quay: current_command)
+    total_steps = IntegerField(null=True)  # Dockerfile steps in all (Quay: total_commands)
 
 
 class BuildJob(BaseModel):

@@ -346,6 +346,11 @@ class RegistryRelay:
         upstream = None
         try:
             client.settimeout(300)
+            first = client.recv(1, socket.MSG_PEEK)
+            if first == b"\x16":
+                # A TLS ClientHello: buildah tries HTTPS first on an insecure registry. Closing at once makes
+                # it fall back to plain HTTP now instead of after its 10 s handshake timeout.
+                return
             parsed = self._read_head(client, self.MAX_HEAD)
             if parsed is None:
                 return
@@ -430,7 +435,8 @@ class Policy:
                 network = ipaddress.ip_network(entry, strict=False)
             except ValueError:
                 continue  # host names in the allowlist cannot be routed; they stay blocked inside builds
-            if network.version == 4:
+            # (the host's loopback is never reachable from a build: slirp4netns has it switched off)
+            if network.version == 4 and not network.overlaps(ipaddress.ip_network("127.0.0.0/8")):
                 commands.append(["ip", "route", "add", str(network), "via", "10.0.2.2"])
         return commands
 

@@ -144,7 +144,7 @@ class BuildRun:
         beat.start()
         backend = self.worker.backend
         user = getattr(backend, "user", None)
-        work_root = work_root_of(self.config)
+        work_root = work_root_of(self.config, backend)
         workdir = sandbox.owned_dir(Path(tempfile.mkdtemp(prefix=f"build-{self.build.uuid}-", dir=work_root)), user)
         job = None
         running = _Running.of(backend)
@@ -155,6 +155,9 @@ class BuildRun:
             job = self._run(workdir)
         except (backends.BuildFailed, contexts.ContextError) as e:
             self._end(ERROR, str(e))
+        except backends.NothingToBuild as e:
+            self.writer.line(str(e))
+            queue.finish(self.build, self.worker.id, CANCELLED, self.writer, self.worker.base, error_message=str(e))
         except backends.Stopped as e:
             if e.reason == "cancelled":
                 self._end(CANCELLED, None)
@@ -197,7 +200,8 @@ class BuildRun:
         sandbox.give_tree(root, user)  # buildah reads the context as the build user
         context_dir, dockerfile_path = contexts.select_context(root, build.context, build.dockerfile_path)
         build_args = json.loads(build.build_args or "{}")
-        parsed = dockerfile.read(dockerfile_path.read_text(errors="replace"), build_args)
+        parsed = dockerfile.read(dockerfile_path.read_text(errors="replace"), build_args, build.target)
+        self.writer.expect_steps(parsed.steps)
         if parsed.required_args:
             raise backends.BuildFailed(
                 f"The Dockerfile declares ARG {', '.join(parsed.required_args)} without a default, and the build "
@@ -273,19 +277,19 @@ class BuildRun:
             if robot is not None:
                 if not public and (repo is None or not can(identity_for(robot, via="robot_token"), "pull", repo)):
                     raise backends.BuildFailed(
-                        f"Cannot pull base image {base.name}: the pull robot {robot.name} cannot read repository "
+                        f"Could not pull base image {base.name}: the pull robot {robot.name} cannot read repository "
                         f"{base.path} (or it does not exist). Grant {robot.name} read access to {base.path}.")
             elif requester is not None:
                 if repo is None or not can(requester, "pull", repo):
                     raise backends.BuildFailed(
-                        f"Cannot pull base image {base.name}: repository {base.path} does not exist or "
+                        f"Could not pull base image {base.name}: repository {base.path} does not exist or "
                         f"{requester.name} (who started this build) cannot read it. Ask an administrator of "
                         f"{base.path.split('/')[0]} for read access, or make the repository public.")
                 readable.append(repo.id)
             elif not public:
                 trigger = self._trigger_hint()
                 raise backends.BuildFailed(
-                    f"Cannot pull base image {base.name}: repository {base.path} is private (or does not exist), "
+                    f"Could not pull base image {base.name}: repository {base.path} is private (or does not exist), "
                     f"and builds started by a trigger pull private base images as the trigger's pull robot. Set "
                     f"one with PUT /api/v1/repository/{self.repo.full_name}/trigger/{trigger} "
                     '{"pull_robot": "<namespace>+<robot>"} and grant that robot read access to '
@@ -368,10 +372,13 @@ class WorkerPool:
             try:
                 backend = backends.make_backend(config)
                 if isinstance(backend, backends.BuildahBackend):
-                    work_root_of(config)
-                    sandbox.check_reachable(work_root_of(config) / "x", backend.user)
+                    sandbox.check_reachable(work_root_of(config, backend) / "x", backend.user)
                     for line in backend.describe():
                         log.info("build workers: %s", line)
+                    if not backend.policy.namespaces:
+                        log.warning("build workers: Slipway is not running as root, so RUN steps are not fenced "
+                                    "off (no build user, no namespaces): run it as root, or use workers you "
+                                    "trust every builder with")
                     remove_leftovers(config, backend)
             except (sandbox.SandboxError, ValueError) as e:
                 # Builds are never run outside the sandbox: they wait in the queue until this is fixed.
@@ -395,12 +402,13 @@ class WorkerPool:
             thread.join(timeout)
 
 
-def work_root_of(config) -> Path:
-    """``<data>/builder-work``: one private directory per running build, owned by the build user."""
+def work_root_of(config, backend) -> Path:
+    """Where each running build gets a private directory: ``<build storage>/work`` (the build user's) for
+    buildah, ``<data>/builder-work`` for a Docker engine."""
+    if isinstance(backend, backends.BuildahBackend):
+        return sandbox.owned_dir(backend.root / "work", backend.user)
     root = config.data_path / "builder-work"
     root.mkdir(parents=True, exist_ok=True)
-    root.chmod(0o711)
-    config.data_path.chmod(0o711)  # traversable by the build user; everything in it stays private
     return root
 
 
@@ -454,7 +462,7 @@ def remove_leftovers(config, backend: backends.BuildahBackend, only_containers: 
     try:
         removed_dirs = 0
         if not only_containers:
-            for leftover in work_root_of(config).glob("build-*"):
+            for leftover in work_root_of(config, backend).glob("build-*"):
                 shutil.rmtree(leftover, ignore_errors=True)
                 removed_dirs += 1
         removed = backend.remove_containers()

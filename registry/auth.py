@@ -1,7 +1,10 @@
 """Token grants: which of the requested actions an identity gets (the Docker token spec's downscoping)."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 from accounts.identity import Identity
+from accounts.models import Account, Token
 
 from . import repos
 from .errors import RegistryError
@@ -9,7 +12,7 @@ from .names import split_name
 from accounts.permissions import can_create_in
 
 from .permissions import can
-from .tokens import Scope
+from .tokens import Claims, Scope
 
 REPOSITORY_ACTIONS = ("pull", "push", "delete", "*")
 
@@ -39,3 +42,25 @@ def _repository_actions(identity: Identity, scope: Scope) -> tuple:
     if can_create_in(identity, repos.namespace_account(namespace)):
         return tuple(wanted)
     return ()
+
+
+def recheck(claims: Claims, generation: int) -> Claims | None:
+    """A token issued before a revocation, checked again: None if its identity is gone (deleted,
+    disabled, credentials replaced, API token revoked), else its access narrowed to what the
+    identity may still do. Runs once per token per revocation, never per request."""
+    identity = claims.identity
+    if identity.kind in ("user", "robot"):
+        account = Account.get_or_none(Account.id == identity.account_id)
+        if (account is None or account.kind != identity.kind or account.name != identity.name
+                or not account.enabled or account.credential_epoch != identity.epoch):
+            return None
+        if identity.token_id is not None:
+            row = Token.get_or_none(Token.id == identity.token_id)
+            if row is None or row.revoked_at is not None or row.owner_id != account.id:
+                return None
+        identity = replace(identity, superuser=identity.superuser and account.superuser)
+    held = [Scope(type_, name, tuple(actions)) for (type_, name), actions in claims.access.items()]
+    access = {}
+    for scope in grant(identity, held):
+        access[(scope.type, scope.name)] = frozenset(scope.actions) & claims.access[(scope.type, scope.name)]
+    return replace(claims, access=access, identity=identity, generation=generation)

@@ -2,9 +2,12 @@
 
 An upload session is a row (for its repository and offset) plus staged bytes in
 storage, both keyed by the upload id, so it survives a restart and works on any
-node. The running sha256 state is kept in memory between chunks as a shortcut;
-when it is missing (restart, another process, sha512) the staged bytes are
-hashed again at the end.
+node. One request at a time writes to a session (``claim``: the storage's writer
+lock, across processes). The running sha256 state is kept in memory between
+chunks as a shortcut, together with the fingerprint of the staged bytes its
+writer left; it is trusted at commit only while the staged bytes still have that
+fingerprint. Otherwise (restart, another process, sha512, anything else touched
+the bytes) the staged bytes themselves are hashed again at the end.
 """
 from __future__ import annotations
 
@@ -17,15 +20,15 @@ from slipway.db import database, is_postgres, now_ms
 
 from . import digests
 from .errors import RegistryError, blob_unknown, upload_unknown
-from .models import Blob, Repository, RepositoryBlob, Upload
-from .storage import Storage, UploadMissing
+from .models import Blob, Manifest, ManifestBlob, Repository, RepositoryBlob, Upload
+from .storage import Storage, UploadBusy, UploadLock, UploadMissing
 
-_HASHERS: "OrderedDict[str, tuple[int, object]]" = OrderedDict()
+_HASHERS: "OrderedDict[str, tuple[int, object, object]]" = OrderedDict()
 _HASHER_LIMIT = 1000
 
 
-def _remember(upload_id: str, offset: int, hasher) -> None:
-    _HASHERS[upload_id] = (offset, hasher)
+def _remember(upload_id: str, offset: int, hasher, fingerprint) -> None:
+    _HASHERS[upload_id] = (offset, hasher, fingerprint)
     _HASHERS.move_to_end(upload_id)
     while len(_HASHERS) > _HASHER_LIMIT:
         _HASHERS.popitem(last=False)
@@ -46,6 +49,18 @@ def find_upload(repo: Repository, upload_id: str) -> Upload:
     if upload is None:
         raise upload_unknown(upload_id)
     return upload
+
+
+def claim(storage: Storage, upload_id: str) -> UploadLock:
+    """The session's writer lock; a second writer is refused at once (409), never interleaved."""
+    try:
+        return storage.upload_lock(upload_id)
+    except UploadMissing:
+        raise upload_unknown(upload_id) from None
+    except UploadBusy:
+        raise RegistryError("BLOB_UPLOAD_INVALID",
+                            "another request is writing to this upload session; send the next chunk "
+                            "when it has finished", status=409, detail={"uuid": upload_id}) from None
 
 
 class ChunkReceiver:
@@ -78,7 +93,7 @@ class ChunkReceiver:
         """Make the chunk durable; returns the upload's new size."""
         size = self.writer.close()
         if self.hasher is not None:
-            _remember(self.upload_id, size, self.hasher)
+            _remember(self.upload_id, size, self.hasher, self.writer.fingerprint)
         return size
 
     def abort(self) -> None:
@@ -95,11 +110,13 @@ def verify_and_commit(storage: Storage, repo: Repository, upload_id: str, digest
     """Check the staged bytes against ``digest``; if they match, they become a blob linked to ``repo``.
 
     On a mismatch the staged bytes are discarded and DIGEST_INVALID is raised, so
-    a bad push leaves nothing behind.
+    a bad push leaves nothing behind. The caller holds the session's writer lock (or
+    the session is private to its request), so the bytes checked are the bytes committed.
     """
     algorithm, hexpart = digests.parse(digest)
     cached = _HASHERS.pop(upload_id, None)
-    if algorithm == "sha256" and cached is not None and cached[0] == size:
+    if (algorithm == "sha256" and cached is not None and cached[0] == size and cached[2] is not None
+            and cached[2] == _fingerprint(storage, upload_id)):
         actual = cached[1].hexdigest()
     else:
         hasher = digests.new_hasher(algorithm)
@@ -121,14 +138,20 @@ def verify_and_commit(storage: Storage, repo: Repository, upload_id: str, digest
         if blob is None:  # two pushes of a new blob may race here: one inserts, both then lock that row
             Blob.insert(digest=digest, size=size).on_conflict_ignore().execute()
             blob = locked_blob(digest)
-        if storage.blob_size(digest) == size:
-            storage.upload_delete(upload_id)  # identical bytes are already stored
-        else:
-            storage.upload_commit(upload_id, digest)
+        # Always the verified bytes, even when a blob of that digest is already stored: a stored
+        # copy is never trusted to be intact, a re-push repairs it.
+        storage.upload_commit(upload_id, digest)
         link(repo, blob)
         if upload is not None:
             Upload.delete().where(Upload.id == upload.id).execute()
     return blob
+
+
+def _fingerprint(storage: Storage, upload_id: str) -> object:
+    try:
+        return storage.upload_fingerprint(upload_id)
+    except UploadMissing:
+        raise upload_unknown(upload_id) from None
 
 
 def locked_blob(digest: str) -> Blob | None:
@@ -166,10 +189,20 @@ def mount(repo: Repository, source: Repository, digest: str) -> Blob | None:
 
 
 def unlink(repo: Repository, digest: str) -> None:
-    blob = Blob.get_or_none(Blob.digest == digest)
-    deleted = 0
-    if blob is not None:
-        deleted = RepositoryBlob.delete().where(
-            (RepositoryBlob.repository == repo) & (RepositoryBlob.blob == blob)).execute()
-    if not deleted:
-        raise blob_unknown(digest)
+    """DELETE .../blobs/<digest>: the blob leaves the repository, unless a tagged manifest uses it."""
+    from .content import held_by_tag, in_use
+
+    with database.atomic():
+        blob = Blob.get_or_none(Blob.digest == digest)
+        deleted = 0
+        if blob is not None:
+            users = {m.id for m in Manifest.select(Manifest.id).join(ManifestBlob, on=(ManifestBlob.manifest == Manifest.id))
+                     .where((ManifestBlob.blob == blob.id) & (Manifest.repository == repo)
+                            & Manifest.deleted_at.is_null())}
+            holder = held_by_tag(repo, users) if users else None
+            if holder is not None:
+                raise in_use("blob", digest, holder)
+            deleted = RepositoryBlob.delete().where(
+                (RepositoryBlob.repository == repo) & (RepositoryBlob.blob == blob)).execute()
+        if not deleted:
+            raise blob_unknown(digest)

@@ -114,26 +114,32 @@ def put_manifest(repo: Repository, parsed: ParsedManifest, tag: str | None, stor
     blob_ids = {}
     if parsed.blobs:
         wanted = set(parsed.blobs)
-        rows = (Blob.select(Blob.id, Blob.digest)
+        rows = (Blob.select(Blob.id, Blob.digest, Blob.size)
                 .join(RepositoryBlob, on=(RepositoryBlob.blob == Blob.id))
                 .where((RepositoryBlob.repository == repo) & (Blob.digest.in_(list(wanted)))))
-        blob_ids = {b.digest: b.id for b in rows}
+        blob_ids, stored = {}, {}
+        for b in rows:
+            blob_ids[b.digest], stored[b.digest] = b.id, b.size
         for digest in parsed.blobs:
             if digest not in blob_ids:
                 raise RegistryError("MANIFEST_BLOB_UNKNOWN",
                                     f"manifest references blob {digest}, which is not in repository "
                                     f"{repo.full_name}: push the blob first", detail={"digest": digest})
+            _check_size(parsed, digest, stored[digest], "blob")
     child_ids = {}
     if parsed.children:
-        rows = Manifest.select(Manifest.id, Manifest.digest).where(
+        rows = Manifest.select(Manifest.id, Manifest.digest, Manifest.size).where(
             (Manifest.repository == repo) & Manifest.digest.in_(list(set(parsed.children)))
             & Manifest.deleted_at.is_null())
-        child_ids = {m.digest: m.id for m in rows}
+        child_ids, stored = {}, {}
+        for m in rows:
+            child_ids[m.digest], stored[m.digest] = m.id, m.size
         for digest in parsed.children:
             if digest not in child_ids:
                 raise RegistryError("MANIFEST_BLOB_UNKNOWN",
                                     f"index references manifest {digest}, which is not in repository "
                                     f"{repo.full_name}: push it first", detail={"digest": digest})
+            _check_size(parsed, digest, stored[digest], "manifest")
     if tag is not None:
         check_tag(tag)
     found_labels = labels.extract(parsed, storage) if parsed.blobs or parsed.annotations else {}
@@ -183,6 +189,38 @@ def put_manifest(repo: Repository, parsed: ParsedManifest, tag: str | None, stor
     return result
 
 
+def _check_size(parsed: ParsedManifest, digest: str, size: int, what: str) -> None:
+    stated = parsed.sizes.get(digest)
+    if stated is not None and stated != size:
+        raise RegistryError("MANIFEST_INVALID", f"manifest invalid: the descriptor of {what} {digest} gives size "
+                            f"{stated}, the stored {what} has {size} bytes",
+                            detail={"digest": digest, "size": stated, "stored_size": size})
+
+
+def held_by_tag(repo: Repository, manifest_ids: set) -> tuple[str, str] | None:
+    """(tag, manifest digest) of an alive tag that keeps one of ``manifest_ids`` in use: a tag on
+    one of them, or on an index that references one of them (at any depth); None if nothing does."""
+    now = now_ms()
+    seen, frontier = set(), set(manifest_ids)
+    while frontier:
+        tag = (Tag.select(Tag.name, Manifest.digest).join(Manifest)
+               .where((Tag.repository == repo) & Tag.manifest.in_(list(frontier)) & alive(now)).first())
+        if tag is not None:
+            return tag.name, tag.manifest.digest
+        seen |= frontier
+        parents = (ManifestChild.select(ManifestChild.manifest).join(Manifest, on=(ManifestChild.manifest == Manifest.id))
+                   .where(ManifestChild.child.in_(list(frontier)) & Manifest.deleted_at.is_null()))
+        frontier = {p.manifest_id for p in parents} - seen
+    return None
+
+
+def in_use(what: str, digest: str, holder: tuple[str, str]) -> RegistryError:
+    # 405 is the spec's answer for a deletion the registry does not allow; it says which tag holds it.
+    tag, manifest = holder
+    return RegistryError("UNSUPPORTED", f"{what} {digest} is in use: tag '{tag}' ({manifest}) references it; "
+                         "delete or move that tag first", status=405, detail={"digest": digest, "tag": tag})
+
+
 def delete_reference(repo: Repository, reference: str) -> list[str]:
     """DELETE .../manifests/<reference>: a tag ends; a digest ends its tags and hides the manifest.
 
@@ -195,6 +233,12 @@ def delete_reference(repo: Repository, reference: str) -> list[str]:
                                             & Manifest.deleted_at.is_null())
             if manifest is None:
                 raise manifest_unknown(reference)
+            parents = {c.manifest_id for c in ManifestChild.select(ManifestChild.manifest)
+                       .join(Manifest, on=(ManifestChild.manifest == Manifest.id))
+                       .where((ManifestChild.child == manifest.id) & Manifest.deleted_at.is_null())}
+            holder = held_by_tag(repo, parents) if parents else None
+            if holder is not None:  # its own tags end with it; an index's would dangle
+                raise in_use("manifest", reference, holder)
             tags = list(Tag.select().where((Tag.manifest == manifest) & alive(now)))
             Manifest.update(deleted_at=now).where(Manifest.id == manifest.id).execute()
         else:

@@ -11,10 +11,12 @@ from tornado.web import HTTPError, stream_request_body
 
 from accounts import audit
 from accounts import login as accounts_login
+from accounts import revocation
 from accounts.identity import ANONYMOUS
+from slipway.api import int_query
 from slipway.web import BaseHandler
 
-from . import auth, blobs, content, digests, manifests, repos
+from . import auth, basic, blobs, content, digests, manifests, repos
 from .errors import RegistryError, blob_unknown, name_unknown
 from .names import check_tag, split_name
 from .permissions import can, visible_repositories
@@ -49,8 +51,17 @@ class RegistryHandler(BaseHandler):
         self.set_status(error.status)
         for key, value in error.headers.items():
             self.set_header(key, value)
+        if self._body_unread():
+            # Answered before the request body was read (an upload refused in prepare): tornado closes
+            # the connection after this answer, so say so, or the client sends its next request down a
+            # closed connection and gets a reset (the conformance suites did, after a 416).
+            self.set_header("Connection", "close")
         self.set_header("Content-Type", "application/json")
         self.finish(json.dumps(error.body()))
+
+    def _body_unread(self) -> bool:
+        body = getattr(self.request, "_body_future", None)  # only handlers that stream their body have one
+        return body is not None and not body.done()
 
     def log_exception(self, typ, value, tb) -> None:
         if isinstance(value, RegistryError):
@@ -58,11 +69,49 @@ class RegistryHandler(BaseHandler):
         super().log_exception(typ, value, tb)
 
     # -- authorization ---------------------------------------------------------
-    def claims(self) -> Claims | None:
+    basic_claims: basic.BasicClaims | None = None
+
+    def prepare(self):
+        self.refuse_large_body(_too_large)
+        # Only a request with basic credentials gets a coroutine: token users' pulls pay nothing for it.
+        if self._sends_basic():
+            return self.resolve_basic()
+        return None
+
+    def _sends_basic(self) -> bool:
+        return self.request.headers.get("Authorization", "")[:6].lower() == "basic "
+
+    async def resolve_basic(self) -> None:
+        """Basic credentials sent with the request itself (curl -u, CI scripts): what a token would grant."""
+        if not self._sends_basic():
+            return
+        credentials = self.basic_auth()
+        if credentials is None:
+            raise RegistryError("UNAUTHORIZED", "malformed basic authorization header",
+                                headers={"WWW-Authenticate": self.challenge_header(None)})
+        claims = basic.cached(*credentials)
+        if claims is None:
+            try:
+                identity = await self.in_thread(accounts_login.authenticate, credentials[0], credentials[1],
+                                                self.client_ip, self.config.auth.robots_enabled)
+            except accounts_login.LoginError as e:
+                raise RegistryError("UNAUTHORIZED", str(e),
+                                    headers={"WWW-Authenticate": self.challenge_header(None)}) from None
+            claims = basic.remember(credentials[0], credentials[1], identity)
+        self.basic_claims = claims
+
+    def claims(self) -> Claims | basic.BasicClaims | None:
         header = self.request.headers.get("Authorization", "")
         if header[:7].lower() != "bearer ":
-            return None
-        return self.services.tokens.verify(header[7:].strip())
+            return self.basic_claims
+        token = header[7:].strip()
+        claims = self.services.tokens.verify(token)
+        if claims is not None:
+            generation = revocation.current()
+            if claims.generation < generation:  # something was revoked since: check this token once more
+                claims = auth.recheck(claims, generation)
+                self.services.tokens.remember(token, claims)
+        return claims
 
     def challenge_header(self, scope: str | None, error: str | None = None) -> str:
         header = f'Bearer realm="{self.base_url()}/v2/auth",service="{self.service_name()}"'
@@ -75,13 +124,14 @@ class RegistryHandler(BaseHandler):
     def service_name(self) -> str:
         return self.request.host
 
-    def authorize(self, name: str, action: str) -> Claims:
-        """The caller's token if it grants ``action`` on repository ``name``; else the right challenge."""
+    def authorize(self, name: str, action: str, or_action: str | None = None) -> Claims:
+        """The caller's token if it grants ``action`` (or ``or_action``) on repository ``name``; else the
+        right challenge (naming ``action``)."""
         split_name(name)  # NAME_INVALID before anything else
         claims = self.claims()
         if claims is not None:
             actions = claims.actions("repository", name)
-            if action in actions or "*" in actions:
+            if action in actions or "*" in actions or (or_action is not None and or_action in actions):
                 return claims
         scope = f"repository:{name}:{'pull,push' if action == 'push' else action}"
         if claims is None or claims.identity.anonymous:
@@ -110,6 +160,10 @@ async def _done(value):
     return value
 
 
+def _too_large(limit: int) -> RegistryError:
+    return RegistryError("SIZE_INVALID", f"the request body is larger than the limit of {limit} bytes", status=413)
+
+
 class BaseCheckHandler(RegistryHandler):
     def get(self) -> None:
         if self.claims() is None:
@@ -121,6 +175,9 @@ class BaseCheckHandler(RegistryHandler):
 
 class TokenHandler(RegistryHandler):
     """GET /v2/auth (Docker token spec) and POST /v2/auth (OAuth2 password grant)."""
+
+    def prepare(self) -> None:
+        self.refuse_large_body(_too_large)  # basic credentials here are this endpoint's own business (_answer)
 
     async def get(self) -> None:
         credentials = self.basic_auth()
@@ -145,8 +202,10 @@ class TokenHandler(RegistryHandler):
                 raise RegistryError("UNAUTHORIZED", str(e),
                                     headers={"WWW-Authenticate": self.challenge_header(None)}) from None
         requested = [s for s in (parse_scope(t) for t in scope_texts) if s is not None]
+        generation = revocation.current()  # read before the grant is decided
         granted = await self.in_thread(auth.grant, identity, requested)
-        token, ttl = self.services.tokens.issue(identity, granted, self.get_argument("service", self.service_name()))
+        token, ttl = self.services.tokens.issue(identity, granted, self.get_argument("service", self.service_name()),
+                                                generation)
         issued = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
         body = {"token": token, "access_token": token, "expires_in": ttl, "issued_at": issued}
         if oauth:
@@ -184,19 +243,30 @@ class TagsHandler(RegistryHandler):
 
 
 def _page_args(handler) -> tuple[int | None, str | None]:
-    raw = handler.get_query_argument("n", None)
-    n = None
-    if raw not in (None, ""):
-        try:
-            n = int(raw)
-        except ValueError:
-            raise RegistryError("UNSUPPORTED", f"n must be a number, got '{raw}'", status=400) from None
-        if n < 0:
-            raise RegistryError("UNSUPPORTED", "n must not be negative", status=400)
+    n = int_query(handler.get_query_argument("n", None), "n", None, 0, None, False,
+                  lambda message: RegistryError("UNSUPPORTED", message, status=400))
     return n, handler.get_query_argument("last", None)
 
 
 class ManifestHandler(RegistryHandler):
+    def prepare(self):
+        if self._sends_basic():
+            return self._prepare_with_basic()
+        self._may_push()
+        return super().prepare()
+
+    async def _prepare_with_basic(self) -> None:
+        await self.resolve_basic()
+        self._may_push()
+        self.refuse_large_body(_too_large)
+
+    def _may_push(self) -> None:
+        if self.request.method == "PUT":  # who may push, before a byte of the body is read
+            self.authorize(self.path_kwargs["name"], "push")
+
+    def body_limit(self) -> int:
+        return self.config.registry.max_manifest_bytes
+
     def get(self, name: str, reference: str) -> None:
         self._serve(name, reference, with_body=True)
 
@@ -370,6 +440,7 @@ class UploadStartHandler(RegistryHandler):
         self.request.connection.set_max_body_size(MAX_BLOB_BODY)
         if self.request.method != "POST":
             return
+        await self.resolve_basic()
         name = self.path_kwargs["name"]
         claims = self.authorize(name, "push")
         self.repo = repos.find_or_create_for_push(name, claims.identity, self.client_ip)
@@ -448,11 +519,20 @@ class UploadHandler(RegistryHandler):
 
     receiver = None
     upload = None
+    lock = None
 
     async def prepare(self) -> None:
         self.request.connection.set_max_body_size(MAX_BLOB_BODY)
+        await self.resolve_basic()
         name, upload_id = self.path_kwargs["name"], self.path_kwargs["upload_id"]
-        self.authorize(name, "push")
+        # Reading a session's status needs only pull (as distribution): clients check it with the token
+        # they pull with, e.g. after a 416. Changing the session needs push; cancelling it push or delete
+        # (distribution asks delete for every DELETE; both need the write role here).
+        method = self.request.method
+        if method in ("GET", "HEAD"):
+            self.authorize(name, "pull")
+        else:
+            self.authorize(name, "push", or_action="delete" if method == "DELETE" else None)
         self.repo = self.existing_repo(name)
         self.upload = blobs.find_upload(self.repo, upload_id)
         method = self.request.method
@@ -461,6 +541,11 @@ class UploadHandler(RegistryHandler):
             if not self.digest:
                 raise RegistryError("DIGEST_INVALID", "the digest query parameter is required to finish an upload")
             digests.parse(self.digest)
+        if method in ("PATCH", "PUT", "DELETE"):
+            # One writer at a time: the lock is taken before the offset is read, and held until
+            # the chunk is recorded (PATCH) or the blob committed (PUT).
+            self.lock = await self.blocking(blobs.claim, self.services.storage, self.upload.uuid)
+            self.upload = blobs.find_upload(self.repo, upload_id)
         if method in ("PATCH", "PUT"):
             start = self.upload.offset
             content_range = self.request.headers.get("Content-Range")
@@ -496,8 +581,16 @@ class UploadHandler(RegistryHandler):
         await self.blocking(blobs.record_progress, self.upload, size)
         return size
 
+    def _release(self) -> None:
+        if self.lock is not None:
+            self.lock.release()
+            self.lock = None
+
     async def patch(self, name: str, upload_id: str) -> None:
-        await self._take_chunk()
+        try:
+            await self._take_chunk()
+        finally:
+            self._release()
         self.set_status(202)
         for key, value in self._progress_headers(name).items():
             self.set_header(key, value)
@@ -505,11 +598,14 @@ class UploadHandler(RegistryHandler):
         self.finish()
 
     async def put(self, name: str, upload_id: str) -> None:
-        size = await self._take_chunk()
-        # Off the event loop: without the running hash (another process took a chunk, a restart,
-        # sha512) the whole upload is hashed again.
-        await self.in_thread(blobs.verify_and_commit, self.services.storage, self.repo, self.upload.uuid,
-                             self.digest, size, self.upload)
+        try:
+            size = await self._take_chunk()
+            # Off the event loop: without the running hash (another process took a chunk, a restart,
+            # sha512) the whole upload is hashed again.
+            await self.in_thread(blobs.verify_and_commit, self.services.storage, self.repo, self.upload.uuid,
+                                 self.digest, size, self.upload)
+        finally:
+            self._release()
         self.set_status(201)
         self.set_header("Location", f"/v2/{name}/blobs/{self.digest}")
         self.set_header("Docker-Content-Digest", self.digest)
@@ -522,8 +618,13 @@ class UploadHandler(RegistryHandler):
             self.set_header(key, value)
         self.finish()
 
+    head = get
+
     async def delete(self, name: str, upload_id: str) -> None:
-        await self.blocking(blobs.discard, self.services.storage, self.upload.uuid, self.upload)
+        try:
+            await self.blocking(blobs.discard, self.services.storage, self.upload.uuid, self.upload)
+        finally:
+            self._release()
         self.set_status(204)
         self.finish()
 
@@ -531,20 +632,24 @@ class UploadHandler(RegistryHandler):
         if self.receiver is not None:  # a dropped chunk: the next one starts again at the recorded offset
             self.receiver.abort()
             self.receiver = None
+            self._release()  # (a commit under way releases the lock itself when it ends)
 
     def on_finish(self) -> None:
         if self.receiver is not None:
             self.receiver.abort()
             self.receiver = None
+        self._release()
 
 
 class ReferrersHandler(RegistryHandler):
     def get(self, name: str, digest: str) -> None:
         self.authorize(name, "pull")
         digests.parse(digest)
-        repo = self.existing_repo(name)
+        # The spec forbids a 404 here: a repository that does not exist (yet) has no referrers.
+        # Only a caller whose token grants pull gets this far, so this says nothing about private names.
+        repo = repos.find(name)
         artifact_type = self.get_query_argument("artifactType", None)
-        entries = content.referrers(repo, digest, artifact_type)
+        entries = content.referrers(repo, digest, artifact_type) if repo is not None else []
         if artifact_type:
             self.set_header("OCI-Filters-Applied", "artifactType")
         self.set_header("Content-Type", manifests.OCI_INDEX)

@@ -14,12 +14,15 @@ from . import permissions, repos
 from .content import alive
 from .errors import RegistryError
 from .models import PRIVATE, PUBLIC, Repository, Tag
+from .names import COMPONENT
 from .permissions import can
 
 NAME = r"[^/]+"
 # A repository path segment is never build, trigger or tag (Quay's reserved words), so a path like
-# .../app/build/<id>/logs cannot be read as the logs of a repository "app/build/<id>".
-SEGMENT = r"(?!(?:build|trigger|tag)(?:/|$))[^/?#]+"
+# .../app/build/<id>/logs cannot be read as the logs of a repository "app/build/<id>". It follows the
+# name grammar, so a path that names no repository and no route (.../manifest/sha256:.../security)
+# falls through to the API's 404 instead of being read as an invalid repository name.
+SEGMENT = rf"(?!(?:build|trigger|tag)(?:/|$)){COMPONENT}"
 REPO_PATH = rf"{API}/repository/(?P<namespace>{NAME})/(?P<repository>(?:{SEGMENT}/)*?{SEGMENT})"
 ACTION_SCOPE = {"read": "repo:read", "write": "repo:write", "admin": "repo:admin"}
 
@@ -30,8 +33,8 @@ class RepositoryBase(ApiHandler):
         full = f"{self.path_kwargs['namespace']}/{self.path_kwargs['repository']}"
         try:
             repo = repos.find(full)
-        except RegistryError as e:
-            raise Invalid(e.message) from None
+        except RegistryError as e:  # a path naming no possible repository: nothing there
+            raise NotFound(e.message) from None
         if repo is None or not can(self.identity, "read", repo):
             if self.identity.anonymous:  # the same answer whether it is private or missing
                 raise self.deny()

@@ -21,8 +21,8 @@ class TagListHandler(RepositoryBase):
         """Tags, newest first, with history (?onlyActiveTags=false), ?specificTag=, ?page=, ?limit= (at most 100)."""
         repo = self.repository("read")
         only_active = self.get_argument("onlyActiveTags", "false").lower() == "true"
-        page = max(1, _int(self.get_argument("page", "1"), "page"))
-        limit = min(max(1, _int(self.get_argument("limit", "50"), "limit")), 100)
+        page = self.int_argument("page", 1, minimum=1, maximum=1_000_000)
+        limit = self.int_argument("limit", 50, minimum=1, maximum=100, clamp=True)
         rows, more = tags.list_tags(repo, self.get_argument("specificTag", None), only_active, page, limit)
         self.send({"tags": rows, "page": page, "has_additional": more})
 
@@ -148,12 +148,6 @@ class LabelHandler(ManifestBase):
         audit.record("manifest_label_delete", self.identity, manifest.repository.namespace, manifest.repository,
                      self.client_ip, {"key": label.key, "manifest_digest": manifest.digest})
         self.send(None, 204)
-
-
-def _int(value: str, name: str) -> int:
-    if not value.isdigit():
-        raise Invalid(f"{name} must be a positive number")
-    return int(value)
 
 
 default_handlers = [

@@ -26,6 +26,7 @@ class ParsedManifest:
     media_type: str
     blobs: list = field(default_factory=list)  # digests of config + layers that must be in the repository
     children: list = field(default_factory=list)  # digests of manifests an index references
+    sizes: dict = field(default_factory=dict)  # digest -> the size its descriptors state
     subject: str | None = None
     artifact_type: str | None = None
     annotations: dict | None = None
@@ -60,6 +61,13 @@ def _descriptor(value, where: str) -> dict:
     return value
 
 
+def _state_size(parsed: ParsedManifest, descriptor: dict, where: str) -> None:
+    stated = parsed.sizes.setdefault(descriptor["digest"], descriptor["size"])
+    if stated != descriptor["size"]:
+        raise invalid(f"{where} gives {descriptor['digest']} size {descriptor['size']}, "
+                      f"another descriptor gives it size {stated}")
+
+
 def parse(raw: bytes, content_type: str | None) -> ParsedManifest:
     """Parse and check the structure of a pushed manifest; raise MANIFEST_INVALID with the reason."""
     content_type = (content_type or "").split(";", 1)[0].strip()
@@ -71,6 +79,8 @@ def parse(raw: bytes, content_type: str | None) -> ParsedManifest:
         doc = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as e:
         raise invalid(f"not valid JSON ({e})") from None
+    except RecursionError:
+        raise invalid("the JSON document is nested too deeply") from None
     if not isinstance(doc, dict):
         raise invalid("the document must be a JSON object")
     if doc.get("schemaVersion") != 2:
@@ -110,6 +120,7 @@ def parse(raw: bytes, content_type: str | None) -> ParsedManifest:
 
     if media_type in IMAGE_TYPES:
         config = _descriptor(doc.get("config"), "config")
+        _state_size(parsed, config, "config")
         parsed.config_digest = config["digest"]
         parsed.blobs.append(config["digest"])
         layers = doc.get("layers", [])
@@ -119,6 +130,7 @@ def parse(raw: bytes, content_type: str | None) -> ParsedManifest:
             layer = _descriptor(layer, f"layers[{i}]")
             if layer.get("urls"):  # non-distributable (foreign) layers live elsewhere
                 continue
+            _state_size(parsed, layer, f"layers[{i}]")
             parsed.blobs.append(layer["digest"])
         parsed.artifact_type = artifact_type or config["mediaType"]
     else:
@@ -126,7 +138,9 @@ def parse(raw: bytes, content_type: str | None) -> ParsedManifest:
         if not isinstance(children, list):
             raise invalid("manifests must be a list")
         for i, child in enumerate(children):
-            parsed.children.append(_descriptor(child, f"manifests[{i}]")["digest"])
+            child = _descriptor(child, f"manifests[{i}]")
+            _state_size(parsed, child, f"manifests[{i}]")
+            parsed.children.append(child["digest"])
         parsed.artifact_type = artifact_type
 
     subject = doc.get("subject")

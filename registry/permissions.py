@@ -8,7 +8,7 @@ Scoped API tokens are capped by their scopes.
 """
 from __future__ import annotations
 
-from accounts import audit
+from accounts import audit, revocation
 from accounts.identity import Identity
 from accounts.models import ORG, ROBOT, USER, Account, Team, TeamMember
 from slipway.db import database, is_postgres
@@ -150,6 +150,7 @@ def set_account_role(repo: Repository, account: Account, role: str, performer: I
         RepositoryPermission.delete().where((RepositoryPermission.repository == repo.id)
                                             & (RepositoryPermission.account == account.id)).execute()
         RepositoryPermission.create(repository=repo, account=account, role=role)
+        revocation.bump()  # a lower role takes rights away
         audit.record("change_repo_permission", performer, namespace=repo.namespace, repository=repo, ip=ip,
                      metadata={"username": account.name, "role": role, "is_robot": account.kind == ROBOT})
 
@@ -162,6 +163,7 @@ def set_team_role(repo: Repository, team: Team, role: str, performer: Identity, 
         RepositoryPermission.delete().where((RepositoryPermission.repository == repo.id)
                                             & (RepositoryPermission.team == team.id)).execute()
         RepositoryPermission.create(repository=repo, team=team, role=role)
+        revocation.bump()
         audit.record("change_repo_permission", performer, namespace=repo.namespace, repository=repo, ip=ip,
                      metadata={"team": team.name, "role": role})
 
@@ -172,6 +174,7 @@ def remove_account_role(repo: Repository, account: Account, performer: Identity,
                                                       & (RepositoryPermission.account == account.id)).execute()
         if not deleted:
             raise NotFound(f"'{account.name}' has no permission on {repo.full_name}")
+        revocation.bump()
         audit.record("delete_repo_permission", performer, namespace=repo.namespace, repository=repo, ip=ip,
                      metadata={"username": account.name, "is_robot": account.kind == ROBOT})
 
@@ -182,6 +185,7 @@ def remove_team_role(repo: Repository, team: Team, performer: Identity, ip: str 
                                                       & (RepositoryPermission.team == team.id)).execute()
         if not deleted:
             raise NotFound(f"Team '{team.name}' has no permission on {repo.full_name}")
+        revocation.bump()
         audit.record("delete_repo_permission", performer, namespace=repo.namespace, repository=repo, ip=ip,
                      metadata={"team": team.name})
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from peewee import IntegrityError
 
-from accounts import audit
+from accounts import audit, revocation
 from accounts.identity import Identity
 from accounts.models import ORG, USER, Account, Prototype
 from accounts.permissions import can_create_in
@@ -90,6 +90,8 @@ def set_visibility(repo: Repository, visibility: str, performer: Identity, ip: s
         raise Invalid(f"Invalid visibility '{visibility}': use public or private")
     with database.atomic():
         Repository.update(visibility=visibility).where(Repository.id == repo.id).execute()
+        if visibility == PRIVATE:
+            revocation.bump()
         audit.record("change_repo_visibility", performer, namespace=repo.namespace, repository=repo, ip=ip,
                      metadata={"visibility": visibility})
     repo.visibility = visibility
@@ -108,3 +110,4 @@ def delete(repo: Repository, performer: Identity, ip: str | None = None) -> None
         audit.record("delete_repo", performer, namespace=repo.namespace, repository=repo, ip=ip,
                      metadata={"repo": repo.name, "namespace": repo.namespace.name})
         repo.delete_instance()
+        revocation.bump()

@@ -7,7 +7,9 @@ visible partial blob.
 """
 from __future__ import annotations
 
+import fcntl
 import os
+import threading
 import time
 from abc import ABC, abstractmethod
 from pathlib import Path
@@ -20,8 +22,41 @@ class UploadMissing(Exception):
     """The upload's staged bytes are gone (cancelled, committed or cleaned up)."""
 
 
+class UploadBusy(Exception):
+    """Another request holds the upload's writer lock."""
+
+
+class UploadLock(ABC):
+    @abstractmethod
+    def release(self) -> None: ...
+
+
+class _ProcessLock(UploadLock):
+    """A lock held within this process only (the default for drivers without a shared one)."""
+
+    _held: set = set()
+    _guard = threading.Lock()
+
+    def __init__(self, upload_id: str):
+        with self._guard:
+            if upload_id in self._held:
+                raise UploadBusy(upload_id)
+            self._held.add(upload_id)
+        self.upload_id = upload_id
+
+    def release(self) -> None:
+        with self._guard:
+            self._held.discard(self.upload_id)
+
+
 class BlobWriter(ABC):
-    """Appends to an upload; ``close`` makes the bytes durable and returns the upload's size."""
+    """Appends to an upload; ``close`` makes the bytes durable and returns the upload's size.
+
+    After ``close``, ``fingerprint`` names the staged bytes as this writer left them; it
+    equals ``Storage.upload_fingerprint`` for as long as nothing else changed them.
+    """
+
+    fingerprint: object = None
 
     @abstractmethod
     def write(self, data: bytes) -> None: ...
@@ -67,6 +102,14 @@ class Storage(ABC):
     @abstractmethod
     def upload_read(self, upload_id: str) -> Iterator[bytes]: ...
 
+    def upload_lock(self, upload_id: str) -> UploadLock:
+        """The upload's writer lock, or UploadBusy at once if another request holds it."""
+        return _ProcessLock(upload_id)
+
+    def upload_fingerprint(self, upload_id: str) -> object:
+        """What the staged bytes are now (cheap: metadata, not content); None if unknown."""
+        return None
+
     @abstractmethod
     def upload_commit(self, upload_id: str, digest: str) -> None: ...
 
@@ -83,6 +126,30 @@ def blob_key(digest: str) -> str:
     return f"blobs/{algorithm}/{hexpart[:2]}/{hexpart}"
 
 
+def _file_fingerprint(st: os.stat_result) -> tuple:
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+class _FileLock(UploadLock):
+    """flock(2) on the staged file: across processes, released by the kernel if the holder dies."""
+
+    def __init__(self, path: Path):
+        try:
+            self.fd = os.open(path, os.O_RDONLY)
+        except FileNotFoundError:
+            raise UploadMissing(path.name) from None
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(self.fd)
+            raise UploadBusy(path.name) from None
+
+    def release(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)  # closing the descriptor releases the lock
+            self.fd = None
+
+
 class _FileWriter(BlobWriter):
     def __init__(self, path: Path, offset: int):
         self.path = path
@@ -95,6 +162,8 @@ class _FileWriter(BlobWriter):
 
     def close(self) -> int:
         size = self.file.tell()
+        self.file.flush()
+        self.fingerprint = _file_fingerprint(os.fstat(self.file.fileno()))
         self.file.close()
         return size
 
@@ -163,6 +232,15 @@ class FilesystemStorage(Storage):
     def upload_writer(self, upload_id: str, offset: int) -> BlobWriter:
         try:
             return _FileWriter(self._upload_path(upload_id), offset)
+        except FileNotFoundError:
+            raise UploadMissing(upload_id) from None
+
+    def upload_lock(self, upload_id: str) -> UploadLock:
+        return _FileLock(self._upload_path(upload_id))
+
+    def upload_fingerprint(self, upload_id: str) -> object:
+        try:
+            return _file_fingerprint(os.stat(self._upload_path(upload_id)))
         except FileNotFoundError:
             raise UploadMissing(upload_id) from None
 

@@ -21,10 +21,11 @@ PART_SIZE = 16 * 1024 * 1024  # S3 parts must be >= 5 MiB except the last
 class _ChunkWriter(BlobWriter):
     """Spools one request's bytes to a temporary file, then stores them as one chunk object."""
 
-    def __init__(self, storage: "S3Storage", upload_id: str, offset: int):
+    def __init__(self, storage: "S3Storage", upload_id: str, offset: int, earlier: tuple = ()):
         self.storage = storage
         self.upload_id = upload_id
         self.offset = offset
+        self.earlier = earlier  # ETags of the chunks before this one
         self.spool = tempfile.TemporaryFile()
         self.written = 0
 
@@ -34,12 +35,15 @@ class _ChunkWriter(BlobWriter):
 
     def close(self) -> int:
         try:
+            self.fingerprint = self.earlier
             if self.written:
                 self.spool.seek(0)
-                self.storage.client.put_object(
+                response = self.storage.client.put_object(
                     Bucket=self.storage.bucket,
                     Key=self.storage._chunk_key(self.upload_id, self.offset),
                     Body=self.spool, ContentLength=self.written)
+                # Our own object's ETag: if another writer's object replaced it, the fingerprints differ.
+                self.fingerprint = self.earlier + (response["ETag"],)
         finally:
             self.spool.close()
         return self.offset + self.written
@@ -88,15 +92,15 @@ class S3Storage(Storage):
         for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
             yield from page.get("Contents", [])
 
-    def _chunks(self, upload_id: str) -> list[tuple[int, int, str]]:
-        """(offset, size, key) of every chunk, in order; the marker object has offset -1."""
+    def _chunks(self, upload_id: str, etags: bool = False) -> list[tuple]:
+        """(offset, size, key) of every chunk, in order (with its ETag last if ``etags``)."""
         chunks = []
         prefix = self._upload_prefix(upload_id)
         for obj in self._list(prefix):
             name = obj["Key"][len(prefix):]
             if name == "created":
                 continue
-            chunks.append((int(name), obj["Size"], obj["Key"]))
+            chunks.append((int(name), obj["Size"], obj["Key"]) + ((obj["ETag"],) if etags else ()))
         return sorted(chunks)
 
     # -- blobs -----------------------------------------------------------------
@@ -153,10 +157,17 @@ class S3Storage(Storage):
     def upload_writer(self, upload_id: str, offset: int) -> BlobWriter:
         self._require(upload_id)
         # Drop chunks at or beyond the offset: a retried chunk replaces what a failed try left.
-        for chunk_offset, _, key in self._chunks(upload_id):
+        earlier = []
+        for chunk_offset, _, key, etag in self._chunks(upload_id, etags=True):
             if chunk_offset >= offset:
                 self.client.delete_object(Bucket=self.bucket, Key=key)
-        return _ChunkWriter(self, upload_id, offset)
+            else:
+                earlier.append(etag)
+        return _ChunkWriter(self, upload_id, offset, tuple(earlier))
+
+    def upload_fingerprint(self, upload_id: str) -> object:
+        self._require(upload_id)
+        return tuple(etag for *_, etag in self._chunks(upload_id, etags=True))
 
     def upload_read(self, upload_id: str) -> Iterator[bytes]:
         self._require(upload_id)

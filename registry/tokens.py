@@ -49,6 +49,7 @@ class Claims:
     access: dict  # (type, name) -> frozenset(actions)
     expires: int
     identity: Identity
+    generation: int = 0  # accounts.revocation's counter when these claims were last checked
 
     def actions(self, type_: str, name: str) -> frozenset:
         return self.access.get((type_, name), frozenset())
@@ -60,7 +61,8 @@ class TokenService:
         self.ttl = ttl
         self._cache: dict[str, Claims] = {}
 
-    def issue(self, identity: Identity, granted: list[Scope], service: str) -> tuple[str, int]:
+    def issue(self, identity: Identity, granted: list[Scope], service: str, generation: int = 0) -> tuple[str, int]:
+        """A signed token; ``generation`` is the revocation counter read before ``granted`` was decided."""
         now = int(time.time())
         payload = {
             "iss": ISSUER,
@@ -80,6 +82,8 @@ class TokenService:
                 "tid": identity.token_id,
                 "ns": identity.namespace_id,
                 "sc": sorted(identity.scopes) if identity.scopes is not None else None,
+                "ep": identity.epoch,
+                "gen": generation,
             },
         }
         return jwt.encode(payload, self.secret, algorithm=ALGORITHM), self.ttl
@@ -88,6 +92,8 @@ class TokenService:
         """The token's claims if it is ours, intact and current; else None."""
         claims = self._cache.get(token)
         if claims is not None:
+            if claims is _REVOKED:
+                return None
             if claims.expires > time.time():
                 return claims
             self._cache.pop(token, None)
@@ -98,10 +104,14 @@ class TokenService:
         except jwt.PyJWTError:
             return None
         claims = _claims_from(payload)
+        self.remember(token, claims)
+        return claims
+
+    def remember(self, token: str, claims: Claims | None) -> None:
+        """Cache ``claims`` (checked again after a revocation) for ``token``; None forgets it for good."""
         if len(self._cache) >= CACHE_LIMIT:
             self._cache.clear()
-        self._cache[token] = claims
-        return claims
+        self._cache[token] = claims if claims is not None else _REVOKED
 
 
 def _claims_from(payload: dict) -> Claims:
@@ -116,5 +126,10 @@ def _claims_from(payload: dict) -> Claims:
         identity = Identity(kind=ctx["kind"], account_id=ctx.get("aid"), name=payload.get("sub", ""),
                             superuser=bool(ctx.get("su")), via=ctx.get("via", ""),
                             repositories=tuple(ctx["rid"]) if ctx.get("rid") is not None else None,
-                            scopes=frozenset(ctx["sc"]) if ctx.get("sc") is not None else None, token_id=ctx.get("tid"), namespace_id=ctx.get("ns"))
-    return Claims(subject=payload.get("sub", ""), access=access, expires=int(payload["exp"]), identity=identity)
+                            scopes=frozenset(ctx["sc"]) if ctx.get("sc") is not None else None, token_id=ctx.get("tid"),
+                            namespace_id=ctx.get("ns"), epoch=int(ctx.get("ep") or 0))
+    return Claims(subject=payload.get("sub", ""), access=access, expires=int(payload["exp"]), identity=identity,
+                  generation=int(ctx.get("gen") or 0))
+
+
+_REVOKED = Claims(subject="", access={}, expires=0, identity=ANONYMOUS)

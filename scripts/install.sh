@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install what Slipway needs on Debian 12 (run as root), then the Python environment in .venv.
 #   scripts/install.sh runtime   - to run Slipway (embedded default: SQLite + local files)
+#   scripts/install.sh clients   - runtime, plus the clients the README's tour uses (podman, skopeo, curl)
 #   scripts/install.sh test      - to run the test suite (adds skopeo, podman, PostgreSQL, sshd, ...)
 #   scripts/install.sh bench     - to run the benchmarks (adds docker-registry, wrk)
 set -euo pipefail
@@ -9,15 +10,17 @@ mode="${1:-runtime}"
 
 runtime_packages=(python3 python3-venv python3-pip git ca-certificates buildah fuse-overlayfs uidmap slirp4netns
                   runc iproute2 util-linux openssh-client)
-test_packages=(skopeo podman postgresql openssh-server busybox-static procps gcc libc6-dev)
+client_packages=(skopeo podman curl)
+test_packages=(skopeo podman curl postgresql openssh-server busybox-static procps gcc libc6-dev)
 bench_packages=(docker-registry wrk)
 
 packages=("${runtime_packages[@]}")
 case "$mode" in
   runtime) ;;
+  clients) packages+=("${client_packages[@]}") ;;
   test) packages+=("${test_packages[@]}") ;;
   bench) packages+=("${test_packages[@]}" "${bench_packages[@]}") ;;
-  *) echo "usage: $0 runtime|test|bench" >&2; exit 2 ;;
+  *) echo "usage: $0 runtime|clients|test|bench" >&2; exit 2 ;;
 esac
 
 missing=()
@@ -31,8 +34,9 @@ if [ "${#missing[@]}" -gt 0 ]; then
   fi
   echo "Installing Debian packages: ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  # Wait (up to 10 min) for another apt/dpkg run to finish instead of failing at once.
+  apt-get -o DPkg::Lock::Timeout=600 update -qq
+  apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
 # Builds run buildah rootless as this unprivileged user, with a subordinate uid/gid range of its own
@@ -52,7 +56,7 @@ if [ ! -x .venv/bin/python ]; then
   "$python" -m venv .venv
 fi
 extras=""
-[ "$mode" != runtime ] && extras="[test]"
+case "$mode" in test|bench) extras="[test]" ;; esac
 stamp=".venv/.installed-$mode-$(sha256sum pyproject.toml | cut -c1-16)"
 if [ ! -f "$stamp" ]; then
   .venv/bin/pip install -q --upgrade pip

@@ -37,6 +37,30 @@ def schema_error(schema: dict, document):
     return jsonschema.exceptions.best_match(entry[1].iter_errors(document))
 
 
+#: The largest number any paging argument may be (offsets beyond it overflow SQL integers).
+MAX_QUERY_INT = 2 ** 31 - 1
+
+
+def int_query(raw: str | None, name: str, default: int, minimum: int, maximum: int | None, clamp: bool, error):
+    """The one rule for whole-number query arguments, for every API family (``error`` builds its error)."""
+    if raw is None or raw.strip() == "":
+        return default
+    raw = raw.strip()
+    top = MAX_QUERY_INT if maximum is None or clamp else maximum
+    if not raw.isdigit() and not (raw.startswith("-") and raw[1:].isdigit()):
+        raise error(f"{name} must be a whole number, got '{raw[:40]}'")
+    if raw.startswith("-") or int(raw) < minimum:  # (minimum is never negative)
+        raise error(f"{name} must be at least {minimum}")
+    if len(raw) > 12 or int(raw) > top:
+        if clamp:
+            return maximum
+        raise error(f"{name} must be at most {top}")
+    value = int(raw)
+    if clamp and maximum is not None:
+        value = min(value, maximum)
+    return value
+
+
 class ApiHandler(BaseHandler):
     """Base of /api/v1 handlers. Subclasses may set ``schemas = {"put": {...}}`` to validate bodies,
     ``scopes = {"get": "repo:read"}`` to name the token scope each method needs (documented), and
@@ -73,6 +97,12 @@ class ApiHandler(BaseHandler):
         method = self.request.method.lower()
         if method in self.scopes:
             self.require_scope(self.scopes[method])
+        self.refuse_large_body(self._too_large)
+
+    def _too_large(self, limit: int) -> DomainError:
+        if self.identity.anonymous:  # may be more once logged in (a build context): ask for that first
+            return Unauthenticated("Authentication required: use HTTP basic auth or an API token")
+        return DomainError(f"The request body is larger than the limit of {limit} bytes", status=413)
 
     # -- who may do what ----------------------------------------------------------------------------
     def require_login(self) -> Identity:
@@ -96,7 +126,17 @@ class ApiHandler(BaseHandler):
             return Unauthenticated("Authentication required: use HTTP basic auth or an API token")
         return Forbidden(message)
 
-    # -- bodies and answers ---------------------------------------------------------------------------
+    # -- query arguments, bodies and answers ----------------------------------------------------------
+    def int_argument(self, name: str, default: int, minimum: int = 0, maximum: int | None = None,
+                     clamp: bool = False) -> int:
+        """A whole-number query argument in [minimum, maximum]; 400 otherwise (or, with ``clamp``,
+        a larger value lowered to ``maximum``, as Quay does for page sizes)."""
+        return int_query(self.get_argument(name, None), name, default, minimum, maximum, clamp, Invalid)
+
+    def int_argument_value(self, raw: str, name: str) -> int:
+        """``int_argument``'s rule for a number given elsewhere (a header)."""
+        return int_query(raw, name, 0, 0, None, False, Invalid)
+
     def json_body(self) -> dict:
         if not self.request.body:
             body = {}
@@ -105,6 +145,8 @@ class ApiHandler(BaseHandler):
                 body = json.loads(self.request.body)
             except ValueError as e:
                 raise Invalid(f"The request body is not valid JSON: {e}") from None
+            except RecursionError:
+                raise Invalid("The request body is nested too deeply") from None
         schema = self.schemas.get(self.request.method.lower())
         if schema is not None:
             e = schema_error(schema, body)

@@ -12,6 +12,7 @@ from registry.tokens import TokenService
 
 from . import api, crypto, db, migrate
 from .config import Config
+from .web import SlipwayApplication
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 # Each module exports ``default_handlers`` (routed in this order) and may export
@@ -77,4 +78,4 @@ def make_app(services: Services) -> Application:
     }
     if not services.config.server.access_log:
         settings["log_function"] = lambda handler: None
-    return Application(handlers, **settings)
+    return SlipwayApplication(handlers, **settings)

@@ -3,38 +3,63 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import secrets
 import sys
+from pathlib import Path
 
+from . import __version__
 from . import config as config_module
+
+NO_DATA = "no Slipway data in {path}; pass --data-dir or set SLIPWAY_DATA_DIR"
+
+
+def _data_dir_option(parser: argparse.ArgumentParser) -> None:
+    # SUPPRESS: given after the command it wins; not given, the one before the command (if any) stays.
+    parser.add_argument("--data-dir", default=argparse.SUPPRESS,
+                        help="the data directory (default: $SLIPWAY_DATA_DIR, else ./slipway-data)")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="slipway", description="Slipway: a container registry with builds")
+    parser.add_argument("--version", action="version", version=f"slipway {__version__}")
     parser.add_argument("--config", "-c", help="YAML config file (default: $SLIPWAY_CONFIG, else built-in defaults)")
+    parser.add_argument("--data-dir", help="the data directory (default: $SLIPWAY_DATA_DIR, else ./slipway-data)")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p_serve = sub.add_parser("serve", help="run the HTTP server (registry, API, webhooks) and workers")
     p_serve.add_argument("--host")
     p_serve.add_argument("--port", type=int)
     p_serve.add_argument("--processes", type=int, help="HTTP processes (0: one per core)")
-    p_serve.add_argument("--data-dir")
+    _data_dir_option(p_serve)
     p_serve.add_argument("--no-workers", action="store_true", help="no in-process build workers or scheduler")
 
     p_worker = sub.add_parser("worker", help="run build workers (and no HTTP server) against the same database")
     p_worker.add_argument("--workers", type=int, help="build worker threads (default: builds.workers, at least 1)")
-    p_worker.add_argument("--data-dir")
+    _data_dir_option(p_worker)
 
-    sub.add_parser("migrate", help="create or upgrade the database schema, then exit")
+    p_migrate = sub.add_parser("migrate", help="create or upgrade the database schema, then exit")
+    _data_dir_option(p_migrate)
 
-    p_admin = sub.add_parser("admin", help="administration")
+    p_admin = sub.add_parser("admin", help="administration (of an existing Slipway: its data directory or database)")
+    _data_dir_option(p_admin)
     admin = p_admin.add_subparsers(dest="admin_command", required=True)
     p_user = admin.add_parser("create-user", help="create a user")
     p_user.add_argument("name")
     p_user.add_argument("--email")
     p_user.add_argument("--superuser", action="store_true")
     p_user.add_argument("--password", help="the password (default: asked for, or read from stdin if not a tty)")
+    _data_dir_option(p_user)
+    p_list = admin.add_parser("list-users", help="list the users (name, e-mail, superuser, enabled)")
+    _data_dir_option(p_list)
+    p_reset = admin.add_parser("reset-password", help="set a new password for a user (e.g. a lost admin password)")
+    p_reset.add_argument("name")
+    way = p_reset.add_mutually_exclusive_group()
+    way.add_argument("--password", help="the new password (default: asked for, or read from stdin if not a tty)")
+    way.add_argument("--generate", action="store_true", help="generate a new password and print it")
+    _data_dir_option(p_reset)
     p_gc = admin.add_parser("gc", help="collect garbage now (expired tags, unreferenced manifests and blobs)")
     p_gc.add_argument("--grace", type=int, help="seconds (default: gc.grace_seconds) that young uploads are kept")
+    _data_dir_option(p_gc)
 
     args = parser.parse_args(argv)
     try:
@@ -42,8 +67,10 @@ def main(argv: list[str] | None = None) -> int:
     except config_module.ConfigError as e:
         print(f"slipway: configuration error: {e}", file=sys.stderr)
         return 2
-    if getattr(args, "data_dir", None):
+    if args.data_dir:
         config.data_dir = args.data_dir
+    # Resolved once, absolute: every process and command of this run means the same directory.
+    config.data_dir = str(config.data_path)
 
     if args.command == "serve":
         for key in ("host", "port", "processes"):
@@ -59,6 +86,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "worker":
         if args.workers is not None:
             config.builds.workers = args.workers
+        problem = _missing_data(config)
+        if problem:
+            print(f"slipway: {problem}", file=sys.stderr)
+            return 1
         from .server import run_worker
 
         run_worker(config)
@@ -67,16 +98,70 @@ def main(argv: list[str] | None = None) -> int:
     from .app import open_db
     from .server import make_private
 
-    make_private(config)  # `slipway migrate` may create the database
-    open_db(config)
     if args.command == "migrate":
-        print("database is up to date")
+        make_private(config)  # it may create the database
+        open_db(config)
+        print(f"database is up to date ({_where(config)})")
         return 0
-    if args.command == "admin" and args.admin_command == "create-user":
+    problem = _missing_data(config)
+    if problem:
+        print(f"slipway: {problem}", file=sys.stderr)
+        return 1
+    make_private(config)
+    open_db(config)
+    if args.admin_command == "create-user":
         return _create_user(args)
-    if args.command == "admin" and args.admin_command == "gc":
+    if args.admin_command == "list-users":
+        return _list_users()
+    if args.admin_command == "reset-password":
+        return _reset_password(args)
+    if args.admin_command == "gc":
         return _gc(config, args.grace)
     return 1
+
+
+def _where(config) -> str:
+    """The database, for messages: the SQLite file, or the PostgreSQL host and name without credentials."""
+    if not config.database.url:
+        return str(config.data_path / "slipway.db")
+    return config.database_url.rsplit("@", 1)[-1]
+
+
+def _missing_data(config) -> str | None:
+    """Why a command would act on no Slipway at all (administrative commands must not make a fresh one)."""
+    import peewee
+
+    from .db import open_database
+
+    url = config.database_url
+    if url.startswith("sqlite:///"):
+        path = Path(url[len("sqlite:///"):])
+        if not path.is_file():
+            if not config.database.url:
+                return NO_DATA.format(path=config.data_path)
+            return f"no Slipway database at {path}; check SLIPWAY_DATABASE_URL (database.url)"
+    database = open_database(url)
+    try:
+        if not database.table_exists("schema_migration"):
+            return (f"no Slipway data in the database {_where(config)}; start `slipway serve` or run "
+                    "`slipway migrate` against it first")
+    except peewee.OperationalError as e:
+        return f"cannot open the database {_where(config)}: {str(e).strip()}"
+    finally:
+        database.close()
+    return None
+
+
+def _read_password(given: str | None) -> str:
+    if given is not None:
+        return given
+    if not sys.stdin.isatty():
+        return sys.stdin.readline().rstrip("\n")
+    while True:
+        password = getpass.getpass("Password: ")
+        if getpass.getpass("Again: ") == password:
+            return password
+        print("The two passwords differ; try again.", file=sys.stderr)
 
 
 def _gc(config, grace: int | None) -> int:
@@ -97,15 +182,42 @@ def _gc(config, grace: int | None) -> int:
 def _create_user(args) -> int:
     from accounts.users import AccountError, create_user
 
-    password = args.password
-    if password is None:
-        password = getpass.getpass("Password: ") if sys.stdin.isatty() else sys.stdin.readline().rstrip("\n")
+    password = _read_password(args.password)
     try:
         user = create_user(args.name, password, email=args.email, superuser=args.superuser)
     except AccountError as e:
         print(f"slipway: {e.message}", file=sys.stderr)
         return 1
     print(f"created user {user.name}{' (superuser)' if user.superuser else ''}")
+    return 0
+
+
+def _list_users() -> int:
+    from accounts.models import USER, Account
+
+    users = list(Account.select().where(Account.kind == USER).order_by(Account.name))
+    rows = [("NAME", "EMAIL", "SUPERUSER", "ENABLED")]
+    rows += [(u.name, u.email or "-", "yes" if u.superuser else "no", "yes" if u.enabled else "no") for u in users]
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[3])
+    return 0
+
+
+def _reset_password(args) -> int:
+    from accounts.identity import Identity
+    from accounts.users import AccountError, change_password, get_user
+
+    # The audit log names the command line as the performer (no account: whoever runs it owns the data).
+    performer = Identity(kind="cli", name="slipway admin reset-password", via="cli")
+    try:
+        user = get_user(args.name)
+        password = secrets.token_urlsafe(12) if args.generate else _read_password(args.password)
+        change_password(user, password, performer)
+    except AccountError as e:
+        print(f"slipway: {e.message}", file=sys.stderr)
+        return 1
+    print(f"new password for {user.name}" + (f": {password}" if args.generate else " set"))
     return 0
 
 

@@ -11,9 +11,10 @@ import os
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, get_type_hints
+from typing import Any, Literal, get_args, get_origin, get_type_hints
 
 import yaml
+from pydantic import TypeAdapter, ValidationError
 
 
 class ConfigError(ValueError):
@@ -34,7 +35,7 @@ class ServerConfig:
     # Make (once) and use a self-signed certificate in the data directory.
     tls_self_signed: bool = False
     # Proxies whose X-Forwarded-For / X-Real-IP are believed for the client IP.
-    trusted_proxies: list = field(default_factory=lambda: ["127.0.0.1/32", "::1/128"])
+    trusted_proxies: list[str] = field(default_factory=lambda: ["127.0.0.1/32", "::1/128"])
     # Run the background process: scheduled jobs, notification delivery and build workers
     # (off for API-only nodes).
     workers: bool = True
@@ -52,7 +53,7 @@ class DatabaseConfig:
 
 @dataclass
 class StorageConfig:
-    driver: str = "filesystem"  # filesystem | s3
+    driver: Literal["filesystem", "s3"] = "filesystem"
     path: str = ""  # filesystem root; empty: <data_dir>/storage
     s3_bucket: str = ""
     s3_prefix: str = ""
@@ -105,12 +106,12 @@ class NetworkConfig:
     # Outgoing requests (archive_url, webhooks, git clones over http) to
     # loopback, private and link-local addresses are refused unless allowed.
     allow_private: bool = False
-    allowlist: list = field(default_factory=list)  # CIDRs or host names allowed anyway
+    allowlist: list[str] = field(default_factory=list)  # CIDRs or host names allowed anyway
 
 
 @dataclass
 class BuildsConfig:
-    backend: str = "buildah"  # buildah | docker
+    backend: Literal["buildah", "docker"] = "buildah"
     # Build worker threads `slipway serve` runs in-process (0: none; use `slipway worker`).
     workers: int = 1
     # Builds running at once across all workers of this database.
@@ -126,17 +127,21 @@ class BuildsConfig:
     lease_seconds: int = 30
     # How workers reach this Slipway's registry; empty: http://127.0.0.1:<server.port>.
     registry_url: str = ""
-    # buildah's storage (layers, cached steps); empty: <data_dir>/buildah.
+    # buildah's storage (layers, cached steps) and the builds' work directories; empty: a directory of this
+    # Slipway's in the build user's home (/var/lib/slipway-build/slipway-<hash>), or <data_dir>/buildah
+    # when Slipway does not run as root. The build user must be able to reach it.
     storage_root: str = ""
     # buildah runs as this unprivileged user (with a range in /etc/subuid and /etc/subgid), never as root.
     user: str = "slipway-build"
     # How RUN steps are isolated: chroot (works everywhere) or oci (runc/crun; better on cgroup v2 hosts).
-    isolation: str = "chroot"
+    isolation: Literal["chroot", "oci"] = "chroot"
+    # With isolation oci: the OCI runtime (runc works rootless on cgroup v1/hybrid hosts; crun needs cgroup v2).
+    oci_runtime: str = "runc"
     # auto: the first of overlay, fuse-overlayfs, vfs that works here (probed at worker start).
-    storage_driver: str = "auto"
+    storage_driver: Literal["auto", "overlay", "fuse-overlayfs", "vfs"] = "auto"
     # What RUN steps reach: public (the internet, never the host's loopback or private ranges unless
     # network.allow_private / network.allowlist) or none (loopback only).
-    network: str = "public"
+    network: Literal["public", "none"] = "public"
     # Per-build limits (0: none). Memory and processes are capped through a cgroup; CPU time and the
     # growth of the build storage's filesystem are watched, and the build is stopped past them.
     max_memory_mb: int = 4096
@@ -161,12 +166,15 @@ class TriggersConfig:
     max_internal_errors: int = 5
     # Let triggers clone file:// URLs (a path on the worker's disk): off, as it would expose local files.
     allow_file_urls: bool = False
+    # How long a handled webhook delivery (its retry key and its body's hash) is remembered, so a retry or a
+    # replay of a captured delivery builds nothing.
+    replay_window_seconds: int = 7 * 24 * 3600
 
 
 @dataclass
 class NotificationsConfig:
     # Delays (seconds) before each retry of a failed delivery; Quay retries 4 times, 30 s apart.
-    retry_delays: list = field(default_factory=lambda: [30, 30, 30, 30])
+    retry_delays: list[int] = field(default_factory=lambda: [30, 30, 30, 30])
     # After this many successive failed attempts a notification stops until it is reset (Quay: 3).
     max_failures: int = 3
     webhook_timeout: int = 10
@@ -174,7 +182,7 @@ class NotificationsConfig:
     expiry_scan_seconds: int = 300
     smtp_host: str = ""
     smtp_port: int = 25
-    smtp_tls: str = "none"  # none | starttls | ssl
+    smtp_tls: Literal["none", "starttls", "ssl"] = "none"
     smtp_username: str = ""
     smtp_password: str = ""
     mail_from: str = "slipway@localhost"
@@ -183,7 +191,7 @@ class NotificationsConfig:
 @dataclass
 class Config:
     data_dir: str = "./slipway-data"
-    log_level: str = "info"
+    log_level: Literal["debug", "info", "warning", "error", "critical"] = "info"
     server: ServerConfig = field(default_factory=ServerConfig)
     database: DatabaseConfig = field(default_factory=DatabaseConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)
@@ -213,10 +221,6 @@ class Config:
     def build_registry_url(self) -> str:
         return (self.builds.registry_url or f"http://127.0.0.1:{self.server.port}").rstrip("/")
 
-    @property
-    def buildah_root(self) -> Path:
-        return Path(self.builds.storage_root).resolve() if self.builds.storage_root else self.data_path / "buildah"
-
     def secret_key(self) -> str:
         """The server secret; generated and kept in the data directory if unset."""
         if self.auth.secret_key:
@@ -242,73 +246,139 @@ ENV_ALIASES = {
 
 
 def load(path: str | None = None, environ: dict | None = None) -> Config:
-    """Build the configuration from defaults, an optional YAML file and the environment."""
+    """Build the configuration from defaults, an optional YAML file and the environment.
+
+    Every value is read by the declared type of its setting (pydantic validates the sections):
+    a string setting keeps its text as given (``0755`` stays ``"0755"``, ``yes`` stays ``"yes"``),
+    numbers and booleans are parsed, a choice setting takes one of its listed values, a list
+    comes from YAML or a comma-separated environment value. Anything else stops the start with
+    the setting's name, what it must be and where the value came from.
+    """
     environ = os.environ if environ is None else environ
-    config = Config()
+    data: dict = {}
+    sources: dict[tuple, str] = {}
     path = path or environ.get("SLIPWAY_CONFIG")
     if path:
         try:
             with open(path) as f:
-                data = yaml.safe_load(f) or {}
+                text = f.read()
         except OSError as e:
             raise ConfigError(f"cannot read config file {path}: {e.strerror}") from None
+        try:
+            mapping = yaml.load(text, Loader=_TextScalarLoader) or {}
         except yaml.YAMLError as e:
             raise ConfigError(f"config file {path} is not valid YAML: {e}") from None
-        if not isinstance(data, dict):
+        if not isinstance(mapping, dict):
             raise ConfigError(f"config file {path} must hold a mapping of settings")
-        _apply_mapping(config, data, prefix="")
+        _read_mapping(data, sources, Config, mapping, ())
     for name, value in environ.items():
         if name in ENV_ALIASES:
-            _set(config, ENV_ALIASES[name], yaml.safe_load(value) if value else value, name)
+            keys = ENV_ALIASES[name]
         elif name.startswith(ENV_PREFIX) and "__" in name:
             keys = tuple(k.lower() for k in name[len(ENV_PREFIX):].split("__"))
-            _set(config, keys, yaml.safe_load(value) if value else value, name)
-    return config
-
-
-def _apply_mapping(target: Any, data: dict, prefix: str) -> None:
-    for key, value in data.items():
-        where = f"{prefix}{key}"
-        if isinstance(value, dict) and dataclasses.is_dataclass(getattr(target, key, None)):
-            _apply_mapping(getattr(target, key), value, prefix=f"{where}.")
         else:
-            _set(target, (key,), value, where)
-
-
-def _set(target: Any, keys: tuple, value: Any, where: str) -> None:
-    for key in keys[:-1]:
-        section = getattr(target, key, None)
-        if not dataclasses.is_dataclass(section):
-            raise ConfigError(f"unknown setting section '{key}' (from {where})")
-        target = section
-    key = keys[-1]
-    hints = get_type_hints(type(target))
-    if key not in hints or dataclasses.is_dataclass(hints[key]):
-        raise ConfigError(f"unknown setting '{key}' (from {where})")
-    setattr(target, key, _coerce(hints[key], value, where))
-
-
-def _coerce(kind: Any, value: Any, where: str) -> Any:
-    if value is None:
-        return "" if kind is str else value
+            continue
+        kind = _setting_type(keys, name)
+        if value == "" and kind is not str and get_origin(kind) is not list:
+            continue  # an empty number, switch or choice means "not set"
+        if get_origin(kind) is list:
+            value = _env_list(value, name)
+        _put(data, keys, _choice_case(kind, value))
+        sources[keys] = name
     try:
-        if kind is bool:
-            if isinstance(value, str):
-                if value.lower() in ("1", "true", "yes", "on"):
-                    return True
-                if value.lower() in ("0", "false", "no", "off", ""):
-                    return False
-                raise ValueError(value)
-            return bool(value)
-        if kind is int:
-            return int(value)
-        if kind is str:
-            return str(value)
-        if kind is list:
-            if isinstance(value, str):
-                return [v.strip() for v in value.split(",") if v.strip()]
-            return list(value)
-    except (TypeError, ValueError):
-        kinds = {bool: "true or false", int: "a whole number", list: "a list", str: "a string"}
-        raise ConfigError(f"setting {where} must be {kinds.get(kind, kind)}, got {value!r}") from None
+        return _ADAPTER.validate_python(data)
+    except ValidationError as e:
+        raise ConfigError(_describe(e, sources)) from None
+
+
+class _TextScalarLoader(yaml.SafeLoader):
+    """YAML whose scalars stay text (null aside): each setting's declared type decides what they mean."""
+
+
+for _tag in ("bool", "int", "float", "timestamp"):
+    _TextScalarLoader.add_constructor(f"tag:yaml.org,2002:{_tag}", yaml.SafeLoader.construct_scalar)
+
+_ADAPTER = TypeAdapter(Config)
+
+
+def _setting_type(keys: tuple, where: str) -> Any:
+    """The declared type of the setting at ``keys``; unknown names are refused."""
+    section: Any = Config
+    for key in keys[:-1]:
+        kind = get_type_hints(section).get(key)
+        if not dataclasses.is_dataclass(kind):
+            raise ConfigError(f"unknown setting section '{key}' (from {where})")
+        section = kind
+    kind = get_type_hints(section).get(keys[-1])
+    if kind is None or dataclasses.is_dataclass(kind):
+        raise ConfigError(f"unknown setting '{keys[-1]}' (from {where})")
+    return kind
+
+
+def _read_mapping(data: dict, sources: dict, section: type, mapping: dict, prefix: tuple) -> None:
+    hints = get_type_hints(section)
+    for key, value in mapping.items():
+        keys = prefix + (str(key),)
+        where = ".".join(keys)
+        kind = hints.get(str(key))
+        if kind is None:
+            raise ConfigError(f"unknown setting '{key}' (from {where})")
+        if dataclasses.is_dataclass(kind):
+            if value is None:
+                continue
+            if not isinstance(value, dict):
+                raise ConfigError(f"setting section {where} must be a mapping of settings, got {value!r}")
+            _read_mapping(data, sources, kind, value, keys)
+            continue
+        if value is None:
+            if kind is not str:
+                continue  # null: the default
+            value = ""
+        _put(data, keys, _choice_case(kind, value))
+        sources[keys] = where
+
+
+def _env_list(value: str, where: str) -> list:
+    """A list from the environment: YAML flow style (``[a, b]``) or comma-separated (``a, b``)."""
+    if value.strip().startswith("["):
+        try:
+            items = yaml.load(value, Loader=_TextScalarLoader)
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{where} is not a valid list: {e}") from None
+        return items if isinstance(items, list) else [items]
+    return [v.strip() for v in value.split(",") if v.strip()]
+
+
+def _choice_case(kind: Any, value: Any) -> Any:
+    """Choices are lower case; ``STARTTLS`` or ``DEBUG`` mean the same (a misspelling is still refused)."""
+    if get_origin(kind) is Literal and isinstance(value, str):
+        return value.strip().lower()
     return value
+
+
+def _put(data: dict, keys: tuple, value: Any) -> None:
+    for key in keys[:-1]:
+        data = data.setdefault(key, {})
+    data[keys[-1]] = value
+
+
+KIND_WORDS = {bool: "true or false", int: "a whole number", float: "a number", str: "a string"}
+
+
+def _describe(error: ValidationError, sources: dict) -> str:
+    """One line per wrong setting: its name, what it must be, the value given and where it came from."""
+    lines = []
+    for item in error.errors():
+        keys = tuple(str(k) for k in item["loc"] if not isinstance(k, int))
+        kind = _setting_type(keys, ".".join(keys))
+        if get_origin(kind) is Literal:
+            must = "one of " + ", ".join(str(v) for v in get_args(kind))
+        elif get_origin(kind) is list:
+            element = get_args(kind)[0] if get_args(kind) else str
+            must = f"a list of {'whole numbers' if element is int else 'strings'}"
+        else:
+            must = KIND_WORDS.get(kind, str(kind))
+        source = sources.get(keys, ".".join(keys))
+        origin = f" (from {source})" if source != ".".join(keys) else ""
+        lines.append(f"setting {'.'.join(keys)} must be {must}, got {item['input']!r}{origin}")
+    return "; ".join(lines)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import re
 
 from peewee import CharField, IntegerField, Model
 
@@ -135,6 +136,43 @@ def rewrite_column(table: str, column: str, fn, where: str = "", like: str | Non
             database.execute_sql(f'UPDATE "{table}" SET "{column}" = {p} WHERE id = {p}', (new, row_id))
             changed += 1
     return changed
+
+
+def sqlite_autoincrement(table: str, remembered: list[tuple[str, str]] = ()) -> None:
+    """Make ``table``'s integer primary key AUTOINCREMENT on SQLite (ids never reused); no-op elsewhere.
+
+    SQLite cannot alter a column, so the table is rebuilt from its own schema text (the
+    documented procedure: new table, copy, drop, rename, indexes), with foreign keys off
+    (``migrate`` turns them off, so dropping the old table cascades nowhere). The sequence
+    starts above the highest id found in the table or in the ``(table, column)`` pairs of
+    ``remembered`` (columns that keep ids of deleted rows).
+    """
+    if _pg():
+        return  # serial/identity sequences never hand out an id twice
+    row = database.execute_sql("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?", (table,)).fetchone()
+    if row is None or "AUTOINCREMENT" in row[0].upper():
+        return
+    new = f"{table}__autoincrement"
+    create, count = re.subn(r'("id"\s+INTEGER\s+NOT\s+NULL\s+PRIMARY\s+KEY)', r"\1 AUTOINCREMENT", row[0],
+                            count=1, flags=re.IGNORECASE)
+    if count != 1:
+        raise RuntimeError(f"cannot find the integer primary key of {table} in: {row[0]}")
+    create = create.replace(f'CREATE TABLE "{table}"', f'CREATE TABLE "{new}"', 1)
+    indexes = [r[0] for r in database.execute_sql(
+        "SELECT sql FROM sqlite_master WHERE type = 'index' AND tbl_name = ? AND sql IS NOT NULL", (table,))]
+    highest = database.execute_sql(f'SELECT COALESCE(MAX(id), 0) FROM "{table}"').fetchone()[0]
+    for other, column in remembered:
+        if column in column_names(other):
+            found = database.execute_sql(f'SELECT COALESCE(MAX("{column}"), 0) FROM "{other}"').fetchone()[0]
+            highest = max(highest, found or 0)
+    database.execute_sql(create)
+    database.execute_sql(f'INSERT INTO "{new}" SELECT * FROM "{table}"')
+    database.execute_sql(f'DROP TABLE "{table}"')
+    database.execute_sql(f'ALTER TABLE "{new}" RENAME TO "{table}"')
+    for sql in indexes:
+        database.execute_sql(sql)
+    database.execute_sql("DELETE FROM sqlite_sequence WHERE name = ?", (table,))
+    database.execute_sql("INSERT INTO sqlite_sequence (name, seq) VALUES (?, ?)", (table, highest))
 
 
 def _literal(value) -> str:

@@ -38,12 +38,19 @@ def check_url(url: str, network) -> None:
     shown = redact.url(url)
     if parsed.scheme not in ("http", "https") or not parsed.hostname:
         raise Invalid(f"URL '{shown}' must be an http:// or https:// URL with a host")
-    host = parsed.hostname
+    check_host(parsed.hostname, parsed.port or (443 if parsed.scheme == "https" else 80), network, url)
+
+
+def check_host(host: str, port: int, network, url: str) -> None:
+    """The one private-address rule (HTTP here, git over SSH in triggers): raise Invalid if ``host``
+    resolves to a loopback, private, link-local, multicast or otherwise non-public address that
+    ``network.allow_private`` / ``network.allowlist`` do not allow. ``url`` is named in the message,
+    without its credentials."""
+    shown = redact.url(url)
     try:
-        infos = socket.getaddrinfo(host, parsed.port or (443 if parsed.scheme == "https" else 80),
-                                   proto=socket.IPPROTO_TCP)
-    except socket.gaierror as e:
-        raise Invalid(f"Cannot resolve host '{host}' of {shown}: {e.strerror}") from None
+        infos = socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP)
+    except (socket.gaierror, UnicodeError) as e:
+        raise Invalid(f"Cannot resolve host '{host}' of {shown}: {getattr(e, 'strerror', None) or e}") from None
     addresses = [ipaddress.ip_address(info[4][0]) for info in infos]
     if network.allow_private or allowlisted(host, addresses, network.allowlist):
         return

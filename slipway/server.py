@@ -216,8 +216,8 @@ def serve(config: Config) -> None:
     server.add_sockets(sockets)
     if task == 0:
         scheme = "https" if ssl_ctx else "http"
-        log.info("Slipway listening on %s://%s:%d (%d HTTP process%s)", scheme, config.server.host,
-                 config.server.port, processes, "" if processes == 1 else "es")
+        log.info("Slipway listening on %s://%s:%d (%d HTTP process%s), data in %s", scheme, config.server.host,
+                 config.server.port, processes, "" if processes == 1 else "es", config.data_path)
     loop = IOLoop.current()
     audit_writer = audit.Writer().start()  # pull/push audit entries, written in batches off the event loop
 

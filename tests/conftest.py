@@ -72,6 +72,8 @@ class SlipwayServer:
     def __init__(self, base: Path, extra_env: dict | None = None, processes: int = 1, tls: bool = False):
         self.data_dir = base / "data"
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        # Build storage and work directories of its own, removed with the test's temporary directory.
+        self.build_root = base / "build"
         build_user_can_reach(self.data_dir)
         self.port = free_port()
         self.host = f"127.0.0.1:{self.port}"
@@ -87,6 +89,7 @@ class SlipwayServer:
             "SLIPWAY_SERVER__PORT": str(self.port),
             "SLIPWAY_SERVER__PROCESSES": str(processes),
             "PYTHONPATH": str(ROOT),
+            "SLIPWAY_BUILDS__STORAGE_ROOT": str(self.build_root),
         })
         if tls:
             self.env["SLIPWAY_SERVER__TLS_SELF_SIGNED"] = "true"

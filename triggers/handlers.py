@@ -10,7 +10,7 @@ from registry.handlers_api import REPO_PATH, RepositoryBase
 from registry.permissions import can
 from slipway import redact
 from slipway.api import ApiHandler
-from slipway.errors import NotFound
+from slipway.errors import DomainError, NotFound
 
 from . import clone, service
 from .models import Trigger
@@ -22,7 +22,8 @@ CONFIG_SCHEMA = {"type": "object", "properties": {
     "default_tag_from_ref": {"type": "boolean"}, "latest_for_default_branch": {"type": "boolean"},
     "build_args": {"type": "object", "additionalProperties": {"type": "string"}},
     "included_paths": {"type": "array", "items": {"type": "string"}},
-    "ignored_paths": {"type": "array", "items": {"type": "string"}}}}
+    "ignored_paths": {"type": "array", "items": {"type": "string"}},
+    "default_branch": {"type": ["string", "null"]}}}
 
 
 def trigger_view(trigger: Trigger, base: str, with_secrets: bool) -> dict:
@@ -32,7 +33,7 @@ def trigger_view(trigger: Trigger, base: str, with_secrets: bool) -> dict:
               "tag_templates": json.loads(trigger.tag_templates), "default_tag_from_ref": trigger.default_tag_from_ref,
               "latest_for_default_branch": trigger.latest_for_default_branch,
               "build_args": json.loads(trigger.build_args), "included_paths": json.loads(trigger.included_paths),
-              "ignored_paths": json.loads(trigger.ignored_paths)}
+              "ignored_paths": json.loads(trigger.ignored_paths), "default_branch": trigger.default_branch}
     view = {"id": trigger.uuid, "service": trigger.kind, "is_active": trigger.activated, "enabled": trigger.enabled,
             "disabled_reason": trigger.disabled_reason, "build_source": source,
             "repository_url": source, "config": config, "can_invoke": True,
@@ -136,7 +137,7 @@ class TriggerBuildsHandler(TriggerBase):
         """The builds this trigger started, newest first."""
         trigger = self.trigger()
         rows = (Build.select().where(Build.trigger_id == trigger.id).order_by(Build.created_at.desc())
-                .limit(min(int(self.get_argument("limit", "25") or 25), 100)))
+                .limit(self.int_argument("limit", 25, minimum=1, maximum=100, clamp=True)))
         writer = can(self.identity, "write", trigger.repository)
         views = []
         for build in rows:
@@ -148,17 +149,23 @@ class TriggerBuildsHandler(TriggerBase):
 class WebhookHandler(ApiHandler):
     """POST /webhooks/push/trigger/<id>: git hosts and custom git hooks announce pushes here."""
 
+    max_body = 8 * 1024 * 1024  # push payloads are small; the cap bounds what anyone can make us buffer
+
     async def prepare(self) -> None:
-        pass  # no API login: the webhook credential and signature are checked by the trigger
+        # No API login: the webhook credential and signature are checked by the trigger. An unknown
+        # trigger or an oversized body is refused before the body is read.
+        self.trigger = Trigger.get_or_none(Trigger.uuid == self.path_kwargs["trigger_uuid"])
+        if self.trigger is None:
+            raise NotFound(f"Unknown trigger {self.path_kwargs['trigger_uuid']}")
+        self.refuse_large_body(lambda limit: DomainError(
+            f"The payload is larger than the limit of {limit} bytes", status=413))
 
     async def post(self, trigger_uuid: str) -> None:
         """Receive a push (custom git JSON, GitHub, GitLab, Bitbucket or Gitea payloads)."""
-        trigger = Trigger.get_or_none(Trigger.uuid == trigger_uuid)
-        if trigger is None:
-            raise NotFound(f"Unknown trigger {trigger_uuid}")
+        trigger = self.trigger
         result = service.receive(trigger, self.request.headers, self.request.body, self.basic_auth(),
                                  self.config.builds.max_queued_per_namespace, builder_builds.base_url(self.config),
-                                 self.client_ip)
+                                 self.client_ip, self.config.triggers.replay_window_seconds)
         if result["status"] == "queued":
             wake()
         self.send(result)

@@ -5,7 +5,7 @@ from accounts.migrations import AccountV1
 from registry.migrations import RepositoryV1
 from slipway import crypto, redact
 from slipway.db import TimestampField, database, now_ms
-from slipway.migrate import frozen_meta, rewrite_column
+from slipway.migrate import add_column_if_missing, frozen_meta, rewrite_column
 
 
 class TriggerV1(Model):
@@ -50,6 +50,27 @@ def initial():
     database.create_tables([TriggerV1, DeliveryV1], safe=True)
 
 
+class TriggerDefaultBranchV2(TriggerV1):
+    default_branch = CharField(max_length=255, null=True)
+    Meta = frozen_meta("trigger")
+
+
+class DeliveryBuildsV2(DeliveryV1):
+    build_uuids = TextField(default="[]")
+    Meta = frozen_meta("delivery", ((("trigger", "delivery_id"), True),))
+
+
+def default_branch_and_delivery_builds():
+    add_column_if_missing(TriggerDefaultBranchV2, "default_branch")
+    add_column_if_missing(DeliveryBuildsV2, "build_uuids")
+
+
+def builds_know_their_trigger():
+    """Builds started by a trigger before builder step 3 get the trigger's uuid (their views show it)."""
+    database.execute_sql('UPDATE "build" SET trigger_uuid = (SELECT t.uuid FROM "trigger" t WHERE t.id = '
+                         '"build".trigger_id) WHERE trigger_id IS NOT NULL AND trigger_uuid IS NULL')
+
+
 def encrypt_secrets():
     """build_source (a git URL may hold a password) and build_args were plaintext: encrypt them, and
     redact the sources earlier versions copied into the audit log."""
@@ -61,5 +82,7 @@ def encrypt_secrets():
 
 MIGRATIONS = [
     (1, "triggers", initial),
-    (2, "encrypt_secrets", encrypt_secrets),
+    (2, "trigger default branch, builds per delivery", default_branch_and_delivery_builds),
+    (3, "build trigger uuids", builds_know_their_trigger),
+    (4, "encrypt_secrets", encrypt_secrets),
 ]

@@ -36,15 +36,22 @@ class Trigger(BaseModel):
     created_at = TimestampField(default=now_ms)
     successive_user_errors = IntegerField(default=0)
     successive_internal_errors = IntegerField(default=0)
+    # The source's default branch when pushes do not say (Bitbucket): set by the user, or learned from the
+    # clone's HEAD by the first build.
+    default_branch = CharField(max_length=255, null=True)
 
 
 class Delivery(BaseModel):
-    """A webhook delivery id already handled, so a redelivery does not build twice."""
+    """A delivery already handled, so a retry or a replay does not build twice (kept for a window).
+
+    ``delivery_id`` is ``retry:<forge>:<the forge's retry key>`` or ``body:<sha256 of the signed body>``.
+    """
 
     trigger = ForeignKeyField(Trigger, on_delete="CASCADE")
     delivery_id = CharField(max_length=255)
     received_at = TimestampField(default=now_ms)
     build_uuid = CharField(max_length=36, null=True)
+    build_uuids = TextField(default="[]")  # JSON: every build the delivery queued (one per ref)
 
     class Meta:
         indexes = ((("trigger", "delivery_id"), True),)

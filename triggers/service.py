@@ -1,6 +1,7 @@
 """Triggers: saving and activating them, receiving their webhooks, running them by hand, counting failures."""
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import uuid
@@ -16,16 +17,18 @@ from builder import builds
 from builder.models import COMPLETE, ERROR, INTERNAL_ERROR, Build
 from registry.models import Repository
 from slipway import crypto, redact
-from slipway.db import database
+from slipway.db import database, now_ms
 from slipway.errors import Forbidden, Invalid, NotFound, Unauthenticated
 
-from . import payloads, rules, signatures, templates
+from . import limits, payloads, rules, signatures, sources, templates
 from .models import KINDS, Delivery, Trigger
 
 CONFIG_FIELDS = ("build_source", "dockerfile_path", "context", "branchtag_regex", "tag_templates",
-                 "default_tag_from_ref", "latest_for_default_branch", "build_args", "included_paths", "ignored_paths")
+                 "default_tag_from_ref", "latest_for_default_branch", "build_args", "included_paths", "ignored_paths",
+                 "default_branch")
 JSON_FIELDS = ("tag_templates", "build_args", "included_paths", "ignored_paths")
 SHA_RE = re.compile(r"^[0-9a-fA-F]{7,40}\Z")
+BRANCH_RE = re.compile(r"^[^\s~^:?*\[\\]{1,255}\Z")  # what git allows in a branch name, roughly
 
 
 def get_trigger(repo: Repository, trigger_uuid: str) -> Trigger:
@@ -44,6 +47,8 @@ def _apply_config(trigger: Trigger, config: dict) -> None:
         templates.check_templates(config["tag_templates"])
     if "branchtag_regex" in config:
         rules.check_regex(config["branchtag_regex"])
+    if config.get("build_source"):  # refused now rather than when a build clones it
+        sources.classify(config["build_source"], bool(_settings and _settings.triggers.allow_file_urls))
     for name in ("included_paths", "ignored_paths"):
         if name in config and (not isinstance(config[name], list) or not all(isinstance(p, str) for p in config[name])):
             raise Invalid(f"{name} must be a list of glob patterns")
@@ -53,9 +58,13 @@ def _apply_config(trigger: Trigger, config: dict) -> None:
     for name in ("dockerfile_path", "context"):
         if ".." in str(config.get(name, "")).split("/"):
             raise Invalid(f"Invalid {name}: it may not contain '..'")
+    if config.get("default_branch") and not BRANCH_RE.match(config["default_branch"]):
+        raise Invalid(f"Invalid default_branch '{config['default_branch']}': give a branch name such as main")
     if trigger.build_source and config.get("build_source") == redact.url(trigger.build_source):
         config = {**config, "build_source": trigger.build_source}  # sent back as shown: keep its credentials
     for key, value in config.items():
+        if key == "default_branch":
+            value = value or None  # "" or null: unknown, found from the clone
         setattr(trigger, key, json.dumps(value) if key in JSON_FIELDS else value)
 
 
@@ -168,6 +177,10 @@ def authenticate_webhook(trigger: Trigger, headers, body: bytes, credentials: tu
     if credentials is not None:
         user, code = credentials
         expected = crypto.decrypt(trigger.credential_encrypted)
+        if user == "" and crypto.same(code, expected):
+            # The code is right but the user name is gone: a shell emptied an unquoted $token.
+            raise Forbidden("Invalid webhook credentials: the user name must be $token (in a shell, put the "
+                            "webhook URL in single quotes, or $token is replaced by an empty variable)")
         if user != "$token" or not crypto.same(code, expected):
             raise Forbidden("Invalid webhook credentials")
     if trigger.webhook_secret_encrypted:
@@ -179,48 +192,122 @@ def authenticate_webhook(trigger: Trigger, headers, body: bytes, credentials: tu
                               "(https://$token:<code>@host/webhooks/push/trigger/<id>)")
 
 
+def delivery_keys(event: payloads.Event, body: bytes, signed: bool) -> list[str]:
+    """What identifies a delivery for de-duplication: the forge's retry key (the same on a retry), and the
+    hash of the body, which is what a signature covers (the same when a captured delivery is replayed with
+    its delivery-id header changed or removed). An unsigned custom-git payload re-sent on purpose builds
+    again: its credential is in the URL, and re-sending is how a hook asks for a rebuild."""
+    keys = []
+    if event.retry_key:
+        key = event.retry_key.strip()
+        if len(key) > 180:
+            key = "sha256-" + hashlib.sha256(key.encode()).hexdigest()
+        keys.append(f"retry:{event.source}:{key}")
+    if signed or event.source != "custom-git":
+        keys.append("body:" + hashlib.sha256(body).hexdigest())
+    return keys
+
+
+def build_metadata(trigger: Trigger, push: payloads.Push) -> dict:
+    """The push's metadata, and under ``pending`` what only the clone can settle: the default branch when
+    neither the payload nor the trigger knows it, a tag's commit message and date, the changed files when
+    path filters are set and the payload does not list them (see ``clone.settle``)."""
+    if not push.default_branch and trigger.default_branch:
+        push.default_branch = trigger.default_branch
+    metadata = push.metadata()
+    pending = {}
+    if not push.default_branch:
+        pending["default_branch"] = True
+    info = metadata["commit_info"]
+    if not info.get("message") or not info.get("date"):
+        pending["commit_info"] = True
+    if push.changed_files is None and (json.loads(trigger.included_paths) or json.loads(trigger.ignored_paths)):
+        pending["paths"] = True
+        if push.before:
+            pending["before"] = push.before
+    if pending:
+        metadata["pending"] = pending
+    return metadata
+
+
 def receive(trigger: Trigger, headers, body: bytes, credentials: tuple | None, max_queued: int, base: str,
-            ip: str | None = None) -> dict:
-    """Handle one webhook delivery: build, or say why not. Every outcome is audited."""
+            ip: str | None = None, replay_window_seconds: int = 7 * 24 * 3600) -> dict:
+    """Handle one webhook delivery: build each pushed ref that passes the rules, or say why not.
+
+    Every outcome is audited."""
     repo = trigger.repository
+    limits.check_body(body)  # before the signature is computed or the JSON parsed
     authenticate_webhook(trigger, headers, body, credentials)
     if not trigger.enabled:
         raise Invalid(f"This trigger is disabled: {trigger.disabled_reason or 'no reason given'}")
-    performer = Identity(kind="trigger", name=f"trigger/{trigger.uuid}", via="webhook")
+    performer = Identity(kind="trigger", name=f"{builds.TRIGGER_PERFORMER_PREFIX}{trigger.uuid}", via="webhook")
 
-    def outcome(result: dict, push: payloads.Push | None = None) -> dict:
+    def outcome(result: dict, pushes: list | None = None) -> dict:
         metadata = {"trigger_id": trigger.uuid, **result}
-        if push is not None:
-            metadata.update(commit=push.commit, ref=push.ref)
-        audit.record("trigger_webhook", performer, repo.namespace, repo, ip, metadata)
+        if pushes and len(pushes) == 1:
+            metadata.update(commit=pushes[0].commit, ref=pushes[0].ref)
+        elif pushes:
+            metadata["refs"] = [p.ref for p in pushes]
+        audit.record("trigger_webhook", performer, repo.namespace, repo, ip, limits.bounded(metadata))
         return result
 
     try:
-        push = payloads.parse(headers, body)
+        event = payloads.parse(headers, body)
     except payloads.Skip as skip:
         return outcome({"status": "skipped", "reason": str(skip)})
-    reason = rules.skip_reason(push, trigger.branchtag_regex, json.loads(trigger.included_paths),
-                               json.loads(trigger.ignored_paths))
-    if reason:
-        return outcome({"status": "skipped", "reason": reason}, push)
+    skipped = [{"ref": ref, "reason": reason} for ref, reason in event.skipped]
+    to_build = []
+    included, ignored = json.loads(trigger.included_paths), json.loads(trigger.ignored_paths)
+    for push in event.pushes:
+        reason = rules.skip_reason(push, trigger.branchtag_regex, included, ignored)
+        if reason:
+            skipped.append({"ref": push.ref, "reason": reason})
+        else:
+            to_build.append(push)
+    several = len(event.pushes) + len(event.skipped) > 1
+    if not to_build:
+        reason = ("; ".join(f"{s['ref']}: {s['reason']}" for s in skipped) if several
+                  else skipped[0]["reason"] if skipped else "the push names no branch or tag to build")
+        return outcome({"status": "skipped", "reason": reason, **({"skipped": skipped} if several else {})},
+                       event.pushes)
+    keys = delivery_keys(event, body, bool(trigger.webhook_secret_encrypted))
     try:
         with database.atomic():
-            if push.delivery_id:
-                Delivery.create(trigger=trigger, delivery_id=push.delivery_id)
-            build = start_build(trigger, push.metadata(), performer, max_queued, base, ip)
-            if push.delivery_id:
-                Delivery.update(build_uuid=build.uuid).where((Delivery.trigger == trigger.id)
-                                                             & (Delivery.delivery_id == push.delivery_id)).execute()
+            # Remembered for a window: older rows go, so the table stays small and a key may come back.
+            Delivery.delete().where((Delivery.trigger == trigger.id)
+                                    & (Delivery.received_at < now_ms() - replay_window_seconds * 1000)).execute()
+            for key in keys:
+                Delivery.create(trigger=trigger, delivery_id=key)
+            built = [(push, start_build(trigger, build_metadata(trigger, push), performer, max_queued, base, ip))
+                     for push in to_build]
+            uuids = [build.uuid for _, build in built]
+            if keys:
+                Delivery.update(build_uuid=uuids[0], build_uuids=json.dumps(uuids)).where(
+                    (Delivery.trigger == trigger.id) & Delivery.delivery_id.in_(keys)).execute()
     except IntegrityError:
-        previous = Delivery.get((Delivery.trigger == trigger.id) & (Delivery.delivery_id == push.delivery_id))
-        return outcome({"status": "skipped", "reason": f"delivery {push.delivery_id} was already handled",
-                        "build": previous.build_uuid}, push)
-    return outcome({"status": "queued", "build": build.uuid, "tags": json.loads(build.docker_tags)}, push)
+        seen = {d.delivery_id: d for d in Delivery.select().where((Delivery.trigger == trigger.id)
+                                                                   & Delivery.delivery_id.in_(keys))}
+        previous = next((seen[k] for k in keys if k in seen), None)  # the retry key first, then the body
+        what = previous.delivery_id if previous else keys[0]
+        why = (f"delivery {what.split(':', 2)[2]} was already handled" if what.startswith("retry:")
+               else "the same signed payload was already handled (a retry or a replay)")
+        return outcome({"status": "skipped", "reason": why, "build": previous.build_uuid if previous else None,
+                        "builds": json.loads(previous.build_uuids) if previous else []}, to_build)
+    result = {"status": "queued", "build": uuids[0], "tags": json.loads(built[0][1].docker_tags),
+              "builds": [{"build": build.uuid, "ref": push.ref, "tags": json.loads(build.docker_tags)}
+                         for push, build in built]}
+    if skipped:
+        result["skipped"] = skipped
+    if any("pending" in json.loads(build.trigger_metadata) for _, build in built):
+        result["note"] = ("the tags may change when the build clones the source: it settles what the payload "
+                          "does not say (default branch, commit message, changed files for path filters)")
+    return outcome(result, to_build)
 
 
 def start_build(trigger: Trigger, metadata: dict, requester: Identity, max_queued: int, base: str,
                 ip: str | None = None) -> Build:
     repo = trigger.repository
+    metadata = limits.bounded(metadata)  # stored with the build and copied into its events
     tags = templates.tags_for(json.loads(trigger.tag_templates), metadata, trigger.default_tag_from_ref,
                               trigger.latest_for_default_branch)
     url = trigger.build_source or metadata.get("git_url")
@@ -233,7 +320,7 @@ def start_build(trigger: Trigger, metadata: dict, requester: Identity, max_queue
         build_args=json.loads(trigger.build_args or "{}"),
         pull_robot=trigger.pull_robot.name if trigger.pull_robot_id else None,
         git={"url": url, "commit": metadata["commit"], "ref": metadata.get("ref")},
-        trigger_id=trigger.id, trigger_kind=trigger.kind, trigger_metadata=metadata)
+        trigger_id=trigger.id, trigger_uuid=trigger.uuid, trigger_kind=trigger.kind, trigger_metadata=metadata)
     return builds.request_build(repo, requester, request, max_queued, base, ip, trusted_pull_robot=True)
 
 
@@ -260,7 +347,8 @@ def manual_metadata(trigger: Trigger, params: dict, remote_refs: dict, default_b
         raise Invalid(f"'{sha}' is not a commit id")
     # The metadata is shown with the build and sent with its events: the source without credentials
     # (the build clones trigger.build_source itself).
-    metadata = payloads.Push(commit=sha, ref=ref or "refs/unknown", default_branch=default_branch,
+    metadata = payloads.Push(commit=sha, ref=ref or "refs/unknown", default_branch=default_branch
+                             or trigger.default_branch,
                              git_url=redact.url(trigger.build_source)).metadata()
     if ref is None:
         metadata.pop("ref")
@@ -285,12 +373,12 @@ def record_outcome(build: Build, phase: str, config) -> None:
         trigger.successive_internal_errors += 1
     else:
         return
-    limits = config.triggers
-    if trigger.enabled and trigger.successive_user_errors >= limits.max_user_errors:
+    caps = config.triggers
+    if trigger.enabled and trigger.successive_user_errors >= caps.max_user_errors:
         trigger.enabled = False
         trigger.disabled_reason = (f"Disabled after {trigger.successive_user_errors} successive failed builds "
                                    "(errors in the build): fix the cause, then enable it again")
-    elif trigger.enabled and trigger.successive_internal_errors >= limits.max_internal_errors:
+    elif trigger.enabled and trigger.successive_internal_errors >= caps.max_internal_errors:
         trigger.enabled = False
         trigger.disabled_reason = (f"Disabled after {trigger.successive_internal_errors} successive internal "
                                    "errors: enable it again once the builds work")
@@ -301,6 +389,11 @@ def record_outcome(build: Build, phase: str, config) -> None:
                      {"trigger_id": trigger.uuid, "reason": trigger.disabled_reason})
 
 
+_settings = None  # the server's configuration, for the source rule when triggers are saved
+
+
 def install(config) -> None:
     """Count the outcome of every trigger build (called once per process by slipway.app)."""
+    global _settings
+    _settings = config
     builds.on_build_end(lambda build, phase: record_outcome(build, phase, config))

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import time
 from concurrent.futures import ThreadPoolExecutor, wait
 
@@ -20,8 +19,9 @@ from peewee import chunked
 
 from registry.content import alive
 from registry.models import Repository, Tag
-from slipway import events
+from slipway import events, patterns
 from slipway.db import database, is_postgres, now_ms
+from slipway.errors import Invalid
 
 from . import methods
 from .models import (FAILED, PENDING, SUCCESS, Attempt, Delivery, EventCursor, ExpiryNotice, InAppNotification,
@@ -40,7 +40,12 @@ def _matches(notification: Notification, kind: str, data: dict) -> bool:
     if kind in BUILD_EVENTS and event_config.get("ref-regex"):
         ref = (data.get("trigger_metadata") or {}).get("ref") or ""
         pattern = event_config["ref-regex"]
-        if not (re.fullmatch(pattern, ref) or re.fullmatch(pattern, ref.removeprefix("refs/"))):
+        try:
+            if not (patterns.fullmatch(pattern, ref, "ref-regex")
+                    or patterns.fullmatch(pattern, ref.removeprefix("refs/"), "ref-regex")):
+                return False
+        except Invalid as e:  # saved before patterns were RE2: matches nothing until it is changed
+            log.warning("notification %s: %s", notification.uuid, e.message)
             return False
     if kind == "vulnerability_found" and event_config.get("level") is not None:
         level = event_config["level"]

@@ -23,15 +23,17 @@ class NotificationListHandler(RepositoryBase):
         """The repository's notifications."""
         repo = self.repository("admin")
         rows = Notification.select().where(Notification.repository == repo.id).order_by(Notification.id)
-        self.send({"notifications": [notifications.view(n) for n in rows]})
+        limit = self.config.notifications.max_failures
+        self.send({"notifications": [notifications.view(n, max_failures=limit) for n in rows]})
 
     async def post(self, namespace: str, repository: str) -> None:
         """Create a notification: an event (repo_push, build_*, repo_image_expiry, vulnerability_found) and a
         method (webhook, slack, email, quay_notification). Webhook bodies are signed with the secret answered."""
         repo = self.repository("admin")
         notification, _ = notifications.create(repo, self.json_body(), self.identity, self.config.network,
-                                               self.client_ip)
-        self.send(notifications.view(notification, with_secret=True), 201)
+                                               self.client_ip, notes=self.config.notifications)
+        self.send(notifications.view(notification, with_secret=True,
+                                     max_failures=self.config.notifications.max_failures), 201)
 
 
 class NotificationBase(RepositoryBase):
@@ -42,7 +44,8 @@ class NotificationBase(RepositoryBase):
 class NotificationHandler(NotificationBase):
     async def get(self, namespace: str, repository: str, uuid: str) -> None:
         """One notification (with its webhook signing secret)."""
-        self.send(notifications.view(self.notification(), with_secret=True))
+        self.send(notifications.view(self.notification(), with_secret=True,
+                                     max_failures=self.config.notifications.max_failures))
 
     async def post(self, namespace: str, repository: str, uuid: str) -> None:
         """Reset the notification's failures to 0, so it sends again."""

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import re
 import uuid
 
 from accounts import audit, users
@@ -10,11 +9,11 @@ from accounts.identity import Identity
 from accounts.models import ORG, USER, Account, Team
 from registry.models import Repository
 from registry.permissions import can
-from slipway import crypto, outgoing, redact
+from slipway import crypto, outgoing, patterns, redact
 from slipway.db import database
 from slipway.errors import Invalid, NotFound
 
-from .models import EVENTS, METHODS, Delivery, Notification
+from .models import EVENTS, METHODS, Attempt, Delivery, Notification
 
 SEVERITIES = ["Unknown", "Negligible", "Low", "Medium", "High", "Critical"]
 
@@ -48,6 +47,13 @@ def sample(kind: str, full_name: str, config) -> dict:
     build = {"build_id": "00000000-0000-0000-0000-000000000000", "build_name": "0000000",
              "docker_tags": ["latest"], "trigger_kind": None, "trigger_id": None, "trigger_metadata": {}}
     return payload_for(kind, full_name, examples.get(kind, build), config)
+
+
+def check_can_send(method: str, notes) -> None:
+    """Refuse a method the server cannot send with (e-mail without an SMTP server), naming the setting."""
+    if method == "email" and not notes.smtp_host:
+        raise Invalid("E-mail notifications cannot be sent: no SMTP server is configured on this server (its "
+                      "operator sets notifications.smtp_host)")
 
 
 def _check_config(method: str, config: dict, repo: Repository, network) -> dict:
@@ -92,10 +98,7 @@ def _check_config(method: str, config: dict, repo: Repository, network) -> dict:
 
 def _check_event_config(event: str, event_config: dict) -> dict:
     if "ref-regex" in event_config:
-        try:
-            re.compile(event_config["ref-regex"])
-        except (re.error, TypeError) as e:
-            raise Invalid(f"Invalid ref-regex: {e}") from None
+        patterns.check(event_config["ref-regex"], "ref-regex")
     if event == "vulnerability_found" and "level" in event_config:
         if event_config["level"] not in SEVERITIES and not str(event_config["level"]).isdigit():
             raise Invalid(f"level must be one of {', '.join(SEVERITIES)}")
@@ -107,13 +110,15 @@ def _check_event_config(event: str, event_config: dict) -> dict:
     return event_config
 
 
-def create(repo: Repository, body: dict, performer: Identity, network, ip: str | None = None) -> tuple[Notification,
-                                                                                                         str]:
+def create(repo: Repository, body: dict, performer: Identity, network, ip: str | None = None,
+           notes=None) -> tuple[Notification, str]:
     event, method = body.get("event"), body.get("method")
     if event not in EVENTS:
         raise Invalid(f"Unknown event '{event}': use one of {', '.join(EVENTS)}")
     if method not in METHODS:
         raise Invalid(f"Unknown method '{method}': use one of {', '.join(METHODS)}")
+    if notes is not None:
+        check_can_send(method, notes)
     config = _check_config(method, dict(body.get("config") or {}), repo, network)
     event_config = _check_event_config(event, dict(body.get("eventConfig") or body.get("event_config") or {}))
     secret = crypto.new_token(40)
@@ -140,7 +145,7 @@ def secret(notification: Notification) -> str:
     return crypto.decrypt(notification.secret_encrypted)
 
 
-def view(notification: Notification, with_secret: bool = False) -> dict:
+def view(notification: Notification, with_secret: bool = False, max_failures: int | None = None) -> dict:
     config = json.loads(notification.config)
     if config.get("url"):  # a webhook or Slack URL is a credential: shown without its secrets
         config["url"] = redact.url(config["url"])
@@ -152,7 +157,22 @@ def view(notification: Notification, with_secret: bool = False) -> dict:
               "number_of_failures": notification.number_of_failures}
     if with_secret and notification.method == "webhook":
         result["signing_secret"] = secret(notification)
+    if max_failures is not None:
+        result.update(suspension(notification, max_failures))
     return result
+
+
+def suspension(notification: Notification, max_failures: int) -> dict:
+    """``suspended`` and, when it is, why: the failures that stopped it and the last error."""
+    if notification.number_of_failures < max_failures:
+        return {"suspended": False, "suspended_reason": None}
+    last = (Attempt.select(Attempt.error, Attempt.status_code).join(Delivery)
+            .where((Delivery.notification == notification.id) & Attempt.error.is_null(False))
+            .order_by(Attempt.id.desc()).first())
+    error = f" (last error: {last.error})" if last is not None else ""
+    return {"suspended": True, "suspended_reason": (
+        f"Stopped after {notification.number_of_failures} successive failed attempts{error}; nothing is sent "
+        f"until it is reset with POST .../notification/{notification.uuid}")}
 
 
 def reset(notification: Notification, performer: Identity, ip: str | None = None) -> None:
@@ -171,5 +191,6 @@ def delete(notification: Notification, performer: Identity, ip: str | None = Non
 
 
 def queue_test(notification: Notification, config) -> Delivery:
+    check_can_send(notification.method, config.notifications)
     payload = sample(notification.event, notification.repository.full_name, config)
     return Delivery.create(notification=notification, kind="test", payload=json.dumps(payload))

@@ -72,7 +72,7 @@ class Builds:
 
     def wait_worker_idle(self, timeout: float = 60) -> None:
         """Until no build work directory is left: a build is "complete" before its worker removes the image."""
-        work = self.server.data_dir / "builder-work"
+        work = self.server.build_root / "work"
         deadline = time.time() + timeout
         while time.time() < deadline:
             if not any(work.glob("build-*")):

@@ -29,7 +29,8 @@ def github_push(ref="refs/heads/main", deleted=False, message="Fix the thing", f
 
 
 def parse(doc, **headers):
-    return payloads.parse(headers, json.dumps(doc).encode())
+    [push] = payloads.parse(headers, json.dumps(doc).encode()).pushes
+    return push
 
 
 def test_github_push_becomes_quay_metadata():
@@ -40,7 +41,9 @@ def test_github_push_becomes_quay_metadata():
     assert meta["parsed_ref"] == {"branch": "main", "tag": None, "remote": None}
     assert meta["commit_info"]["short_sha"] == SHA[:7]
     assert meta["commit_info"]["author"]["username"] == "ada"
-    assert push.delivery_id == "d-1" and push.changed_files == ["src/app.py"]
+    assert push.changed_files == ["src/app.py"]
+    assert payloads.parse({"X-GitHub-Event": "push", "X-GitHub-Delivery": "d-1"},
+                          json.dumps(github_push()).encode()).retry_key == "d-1"
 
 
 def test_pings_and_deletions_are_skipped():
@@ -51,8 +54,9 @@ def test_pings_and_deletions_are_skipped():
     with pytest.raises(payloads.Skip, match="deleted"):
         parse({"object_kind": "push", "ref": "refs/heads/x", "checkout_sha": None, "after": "0" * 40},
               **{"X-Gitlab-Event": "Push Hook"})
-    with pytest.raises(payloads.Skip, match="deleted"):
-        parse({"push": {"changes": [{"new": None, "old": {"name": "x"}}]}}, **{"X-Event-Key": "repo:push"})
+    deleted = payloads.parse({"X-Event-Key": "repo:push"}, json.dumps(
+        {"push": {"changes": [{"new": None, "old": {"type": "branch", "name": "x"}}]}}).encode())
+    assert deleted.pushes == [] and deleted.skipped == [("refs/heads/x", "deleted: nothing to build")]
 
 
 def test_gitlab_bitbucket_gitea_and_custom_payloads():
@@ -83,8 +87,8 @@ def test_gitlab_bitbucket_gitea_and_custom_payloads():
     (json.dumps({"commit": "xyz", "ref": "refs/heads/main", "default_branch": "main"}).encode(), "commit"),
     (json.dumps({"commit": SHA, "ref": "main", "default_branch": "main"}).encode(), "ref"),
     (json.dumps({"hello": "world"}).encode(), "matches no known format"),
-    (json.dumps({"commit": SHA, "ref": "refs/heads/m", "default_branch": "m", "commit_info": {"url": "u"}}).encode(),
-     "message"),
+    (json.dumps({"commit": SHA, "ref": "refs/heads/m", "default_branch": "m", "commit_info": {"url": 5}}).encode(),
+     "commit_info.url: 5 is not of type 'string'"),
 ])
 def test_payloads_that_fit_no_schema_say_why(body, fragment):
     with pytest.raises(Invalid) as err:
@@ -141,3 +145,116 @@ def test_signatures():
     assert signatures.verify("s3cret", {"X-Gitlab-Token": "s3cret"}, body) is None
     assert "does not match" in signatures.verify("s3cret", {"X-Gitlab-Token": "nope"}, body)
     assert "not signed" in signatures.verify("s3cret", {}, body)
+
+
+def test_custom_git_minimal_payload_and_every_problem_at_once():
+    minimal = payloads.parse({}, json.dumps({"commit": SHA, "ref": "refs/heads/main", "default_branch": "main"})
+                             .encode())
+    assert minimal.source == "custom-git" and minimal.pushes[0].commit_info == {}
+    partial = parse({"commit": SHA, "ref": "refs/tags/v1", "default_branch": "main",
+                     "commit_info": {"message": "only a message", "author": {"username": "dev"}}})
+    assert partial.commit_info == {"message": "only a message",
+                                   "author": {"username": "dev", "url": "", "avatar_url": ""}}
+    with pytest.raises(Invalid) as err:
+        payloads.parse({}, json.dumps({"commit": "xyz", "ref": "main", "commit_info": {"url": 1, "author": "me"}})
+                       .encode())
+    message = err.value.message
+    for fragment in ("commit: 'xyz' does not match", "ref: 'main' does not match", "'default_branch' is a required",
+                     "commit_info.url: 1 is not of type 'string'", "commit_info.author: 'me' is not of type 'object'"):
+        assert fragment in message, message
+
+
+def test_form_encoded_bodies():
+    doc = github_push()
+    from urllib.parse import urlencode
+
+    form = urlencode({"payload": json.dumps(doc)}).encode()
+    event = payloads.parse({"X-GitHub-Event": "push", "Content-Type": "application/x-www-form-urlencoded"}, form)
+    assert event.pushes[0].commit == SHA
+    with pytest.raises(Invalid, match="no single 'payload' field"):
+        payloads.parse({"Content-Type": "application/x-www-form-urlencoded"}, b"other=1")
+    with pytest.raises(Invalid, match="not valid JSON"):
+        payloads.parse({"Content-Type": "application/x-www-form-urlencoded"}, b"payload=%7Bnope")
+    with pytest.raises(Invalid, match="nested too deeply"):  # nesting deeper than the parser's stack: 400, not 500
+        payloads.parse({"Content-Type": "application/json"}, b"[" * 200000 + b"]" * 200000)
+
+
+def test_retry_keys_are_the_documented_ones():
+    def key(doc, **headers):
+        return payloads.parse(headers, json.dumps(doc).encode()).retry_key
+
+    gitlab = {"object_kind": "push", "ref": "refs/heads/main", "checkout_sha": SHA, "after": SHA, "commits": []}
+    assert key(gitlab, **{"X-Gitlab-Event": "Push Hook", "X-Gitlab-Event-UUID": "shared"}) is None
+    assert key(gitlab, **{"X-Gitlab-Event": "Push Hook", "X-Gitlab-Event-UUID": "shared", "Idempotency-Key": "k"}) == "k"
+    bitbucket = {"push": {"changes": [{"new": {"type": "branch", "name": "m", "target": {"hash": SHA}}}]}}
+    assert key(bitbucket, **{"X-Event-Key": "repo:push", "X-Hook-UUID": "hook"}) is None
+    assert key(bitbucket, **{"X-Event-Key": "repo:push", "X-Hook-UUID": "hook", "X-Request-UUID": "r"}) == "r"
+    assert key(github_push(), **{"X-Gitea-Event": "push", "X-Gitea-Delivery": "g", "X-GitHub-Delivery": "g"}) == "g"
+
+
+def test_standard_webhooks_signature():
+    import base64
+
+    body = b'{"object_kind": "push"}'
+    key = b"k" * 32
+    secret = "whsec_" + base64.b64encode(key).decode()
+    signed = base64.b64encode(hmac.new(key, b"msg-1.1700000000." + body, hashlib.sha256).digest()).decode()
+    headers = {"webhook-id": "msg-1", "webhook-timestamp": "1700000000", "webhook-signature": f"v0,x v1,{signed}"}
+    assert signatures.verify(secret, headers, body, now=1700000100) is None
+    assert "away from the server's clock" in signatures.verify(secret, headers, body, now=1700001000)
+    assert "does not match" in signatures.verify(secret, {**headers, "webhook-id": "msg-2"}, body, now=1700000000)
+    assert "needs the webhook-id" in signatures.verify(secret, {"webhook-signature": "v1,x"}, body)
+
+
+def _paths(doc, prefix=()):
+    yield prefix
+    if isinstance(doc, dict):
+        for key, value in doc.items():
+            yield from _paths(value, prefix + (key,))
+    elif isinstance(doc, list):
+        for i, value in enumerate(doc):
+            yield from _paths(value, prefix + (i,))
+
+
+def _replaced(doc, path, value):
+    doc = json.loads(json.dumps(doc))
+    if not path:
+        return value
+    target = doc
+    for key in path[:-1]:
+        target = target[key]
+    target[path[-1]] = value
+    return doc
+
+
+@pytest.mark.parametrize("doc,headers", [
+    (github_push(), {"X-GitHub-Event": "push"}),
+    ({"object_kind": "push", "ref": "refs/heads/main", "checkout_sha": SHA, "after": SHA, "before": SHA,
+      "user_username": "bob", "project": {"web_url": "https://gl/a/b", "default_branch": "main"},
+      "commits": [{"id": SHA, "message": "m", "timestamp": "t", "url": "u", "added": ["x"]}]},
+     {"X-Gitlab-Event": "Push Hook"}),
+    ({"repository": {"full_name": "t/r"}, "push": {"changes": [
+        {"new": {"type": "branch", "name": "main", "target": {"hash": SHA, "message": "m", "date": "d", "author": {
+            "user": {"nickname": "c", "links": {"avatar": {"href": "a"}}}}, "links": {"html": {"href": "h"}}}},
+         "old": {"type": "branch", "name": "main", "target": {"hash": SHA}}}]}}, {"X-Event-Key": "repo:push"}),
+    ({"eventKey": "repo:refs_changed", "actor": {"name": "a"}, "repository": {"links": {"clone": [
+        {"name": "ssh", "href": "ssh://x"}]}}, "changes": [{"refId": "refs/heads/main", "fromHash": SHA,
+                                                              "toHash": SHA, "type": "UPDATE"}]},
+     {"X-Event-Key": "repo:refs_changed"}),
+    ({"commit": SHA, "ref": "refs/heads/main", "default_branch": "main", "commit_info": {
+        "url": "u", "message": "m", "date": "d", "author": {"username": "a", "url": "u", "avatar_url": "v"}}}, {}),
+])
+def test_payloads_of_the_wrong_types_are_refused_or_skipped_never_crash(doc, headers):
+    for path in list(_paths(doc)):
+        for value in (None, 5, "x", [], {}, [1], True, {"a": 1}):
+            body = json.dumps(_replaced(doc, path, value)).encode()
+            try:
+                event = payloads.parse(headers, body)
+            except (Invalid, payloads.Skip):
+                continue
+            for push in event.pushes:
+                assert isinstance(push.commit, str) and isinstance(push.ref, str), (path, value)
+                rules.skip_reason(push, "heads/.*", ["src/*"], [])
+                meta = push.metadata()
+                templates.tags_for(["${commit_info.message}-${commit_info.author.username}"], meta, True, True)
+                json.dumps(meta)
