@@ -85,8 +85,13 @@ def _has_subordinate_range(path: str, name: str, uid: int) -> bool:
 
 
 def owned_dir(path: Path, user: BuildUser | None, mode: int = 0o700) -> Path:
-    """``path`` (made if missing) owned by the build user, private to it."""
-    path.mkdir(parents=True, exist_ok=True)
+    """``path`` (made if missing) owned by the build user, private to it. Parents made on the way are
+    0711 (the server's umask would make them 0700): the build user walks through them, nobody lists them."""
+    for parent in reversed(path.parents):
+        if not parent.exists():
+            parent.mkdir(exist_ok=True)
+            parent.chmod(0o711)
+    path.mkdir(exist_ok=True)
     if user is not None and os.geteuid() == 0:
         os.chown(path, user.uid, user.gid)
     path.chmod(mode)
