@@ -316,7 +316,10 @@ class BuildahBackend(Backend):
         if code != 0:
             raise BuildFailed(f"Could not pull base image {image}: {failure_reason(lines, 'pull failed')}")
 
-    def build(self, job: Job) -> None:
+    def build(self, job: Job, publish_cache: bool = False) -> None:
+        """``buildah bud`` in the sandbox. The layer cache in the registry is read (``--cache-from``); it is
+        written (``--cache-to``) by ``publish_cache``, after the build's result is pushed, so a build is not
+        slowed down by uploading every step's layer (the worker does that before its next build)."""
         # --pull=never: only the images the pull phase fetched with this build's credentials.
         cmd = self._base() + ["bud", "--isolation", self.isolation, f"--layers={str(self.layers).lower()}",
                               "--pull=never", *self._auth(job), "-f", str(job.dockerfile), "-t", job.image]
@@ -332,14 +335,12 @@ class BuildahBackend(Backend):
         if self.policy.namespaces:
             sandbox = sandbox_mod.Sandboxed(self.policy, name=job.image.rsplit("/", 1)[-1],
                                             hide=job.hide)
-            if job.cache_repo and self.layers:
-                cache = f"{sandbox_mod.RELAY_HOST}/{job.cache_repo.split('/', 1)[1]}"
-                cmd += ["--cache-from", cache, "--cache-to", cache]
+            cache = f"{sandbox_mod.RELAY_HOST}/{job.cache_repo.split('/', 1)[1]}" if job.cache_repo else None
             cgroup = sandbox.cgroup_for(self.limits.memory_mb * 1024 * 1024, self.limits.processes)
         else:
-            cgroup = None
-            if job.cache_repo and self.layers:
-                cmd += ["--cache-from", job.cache_repo, "--cache-to", job.cache_repo]
+            cache, cgroup = job.cache_repo, None
+        if cache and self.layers:
+            cmd += ["--cache-from", cache] + (["--cache-to", cache] if publish_cache else [])
         watch = _LimitWatch(job, cgroup, self.limits, self.root)
         try:
             code, lines = run_streaming(cmd + [str(job.context_dir)], self._env(job), watch.job, run_as=self.user,
@@ -360,6 +361,16 @@ class BuildahBackend(Backend):
                 raise BuildFailed(f"The build reached its limit of {self.limits.processes} processes "
                                   "(builds.max_processes)")
             raise BuildFailed(failure_reason(lines, f"buildah bud exited with code {code}"))
+
+    def publish_cache(self, job: Job) -> None:
+        """After the build: every step's layer into the registry's layer cache, so any worker reuses it.
+
+        The same ``bud`` again, now with ``--cache-to``: every step is a hit in the local store (buildah
+        still pushes the cache entry of a hit), so nothing of the user's runs unless the store lost a
+        layer meanwhile — which is why this too runs in the sandbox, within the build's limits."""
+        if not (job.cache_repo and self.layers):
+            return
+        self.build(job, publish_cache=True)
 
     def push(self, job: Job, destination: str) -> str:
         digest_file = (job.workdir or job.context_dir.parent) / "digest"

@@ -13,7 +13,7 @@ from registry import repos
 from registry.models import Repository
 from registry.names import TAG_RE
 from slipway import crypto, events, redact
-from slipway.db import database
+from slipway.db import database, now_ms
 from slipway.errors import Forbidden, Invalid, NotFound, TooMany
 
 from .models import (CANCELLED, COMPLETE, ERROR, INTERNAL_ERROR, RUNNING, TERMINAL, WAITING, Build, BuildJob,
@@ -240,13 +240,27 @@ def issue_credential(build: Build) -> str:
     return secret
 
 
+def revoke_credential(build: Build) -> None:
+    Build.update(credential_hash=None).where(Build.id == build.id).execute()
+
+
+# After a build completes its worker publishes its layer cache with a credential issued again for that alone.
+CACHE_PUBLISH_MS = 30 * 60 * 1000
+
+
 def identity_for_build_secret(secret: str) -> Identity | None:
     build = Build.get_or_none(Build.credential_hash == crypto.hash_token(secret))
-    if build is None or build.phase in TERMINAL or build.phase not in RUNNING:
+    if build is None:
         return None
     repo = build.repository
-    allowed = [repo.id]
     cache = repos.find(f"{repo.full_name}/{CACHE_SUFFIX}")
+    if build.phase == COMPLETE:  # publishing the layer cache: that repository only, for a while
+        if cache is None or not build.completed_at or now_ms() - build.completed_at > CACHE_PUBLISH_MS:
+            return None
+        return Identity(kind="build", name=f"build/{build.uuid}", via="build_token", repositories=(cache.id,))
+    if build.phase in TERMINAL or build.phase not in RUNNING:
+        return None
+    allowed = [repo.id]
     if cache is not None:
         allowed.append(cache.id)
     return Identity(kind="build", name=f"build/{build.uuid}", via="build_token", repositories=tuple(allowed),

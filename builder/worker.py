@@ -210,7 +210,7 @@ class BuildRun:
         pull_as = self._check_base_images(bases)
         secret = builds.issue_credential(build)
         host = self.config.build_registry_url.split("://", 1)[1]
-        hosts = sorted({host, sandbox.RELAY_HOST, *self.worker.local_names})
+        hosts = self.registry_hosts = sorted({host, sandbox.RELAY_HOST, *self.worker.local_names})
         cache_repo = self._cache_repo() if self.config.builds.layers and self.config.builds.layer_cache else None
         others = [p for p in workdir.parent.iterdir() if p != workdir]
         job = backends.Job(
@@ -252,7 +252,27 @@ class BuildRun:
                 digests.append(digest)
         image_id = backend.config_digest(job)
         self._end(COMPLETE, None, image_id=image_id, manifest_digests=json.dumps(digests))
+        if job.cache_repo and isinstance(backend, backends.BuildahBackend):
+            self._publish_cache(backend, job)
         return job
+
+    def _publish_cache(self, backend: "backends.BuildahBackend", job) -> None:
+        """The layer cache is written after the build is complete (its log is closed: output goes to the
+        server log), before this worker takes another build. A failure costs only a cache miss later."""
+        deadline = time.monotonic() + self.config.builds.timeout_seconds
+        quiet = backends.Job(**{**job.__dict__, "on_line": lambda line: None, "on_idle": lambda: None,
+                                "check_stop": lambda: "timeout" if time.monotonic() > deadline else None})
+        started = time.monotonic()
+        # The build's credential ended with it: one again, for the layer cache only, while this lasts.
+        secret = builds.issue_credential(self.build)
+        self._authfile(job.authfile, {h: ("$build", secret) for h in self.registry_hosts}, backend.user)
+        try:
+            backend.publish_cache(quiet)
+            log.info("build %s: layer cache published in %.1f s", self.build.uuid, time.monotonic() - started)
+        except (backends.BuildFailed, backends.Stopped) as e:
+            log.warning("build %s: the layer cache was not published: %s", self.build.uuid, e)
+        finally:
+            builds.revoke_credential(self.build)
 
     # -- base images ---------------------------------------------------------------------------------------
     def _check_base_images(self, bases: list) -> Account | None:
