@@ -149,6 +149,14 @@ class SlipwayServer:
         finally:
             db.close()
 
+    def encrypt(self, plaintext: str) -> str:
+        """What the server stores in an encrypted column (``crypto.EncryptedTextField``) for ``plaintext``:
+        for tests that write such rows with ``sql``."""
+        from slipway import crypto
+
+        crypto.configure((self.data_dir / "secret.key").read_text().strip())
+        return crypto.encrypt(plaintext)
+
     def create_user(self, name: str, password: str, *extra: str) -> None:
         self.cli("admin", "create-user", name, "--password", password, *extra)
 

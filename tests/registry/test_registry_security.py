@@ -560,8 +560,8 @@ def test_huge_start_of_build_logs_is_a_400(server):
     build = "11111111-2222-3333-4444-555555555555"
     server.sql("INSERT INTO build (uuid, repository_id, phase, docker_tags, dockerfile_path, context, build_args, "
                "source, trigger_metadata, created_at, manifest_digests, retries_remaining, cancel_requested, "
-               "log_count, log_bytes, log_truncated) VALUES (?, ?, 'complete', '[]', 'Dockerfile', '', '{}', "
-               "'upload', '{}', 0, '[]', 0, ?, 0, 0, ?)", build, repo_id, False, False)
+               "log_count, log_bytes, log_truncated) VALUES (?, ?, 'complete', '[]', 'Dockerfile', '', ?, "
+               "'upload', '{}', 0, '[]', 0, ?, 0, 0, ?)", build, repo_id, server.encrypt("{}"), False, False)
     admin = Api(server, ("admin", ADMIN_PASSWORD))
     assert admin.get(f"/repository/admin/logged/build/{build}/logs?start=3").status_code == 200
     for query in ("start=99999999999999999999", "start=-1", "start=x"):

@@ -236,7 +236,7 @@ def test_email_notifications_need_an_smtp_server(strict):
     strict.sql("INSERT INTO notification (uuid, repository_id, event, method, config, event_config, "
                "number_of_failures, created_at) SELECT ?, r.id, 'repo_push', 'email', ?, '{}', 0, 0 "
                "FROM repository r WHERE r.name = 'mailless'", "0" * 8 + "-0000-0000-0000-" + "0" * 12,
-               json.dumps({"email": "ops@example.com"}))
+               strict.encrypt(json.dumps({"email": "ops@example.com"})))  # notification settings are encrypted
     r = admin.post(f"/repository/{repo}/notification/{'0' * 8}-0000-0000-0000-{'0' * 12}/test")
     assert r.status_code == 400 and "notifications.smtp_host" in r.json()["detail"], r.text
     assert strict.sql("SELECT COUNT(*) FROM notification_delivery")[0][0] == 0
