@@ -14,6 +14,7 @@ import shlex
 import shutil
 import signal
 import subprocess
+import threading
 import time
 from abc import ABC, abstractmethod
 from collections import deque
@@ -273,7 +274,8 @@ class BuildahBackend(Backend):
         """None when ``driver`` can mount a container here (as the build user), else why not."""
         if driver == "fuse-overlayfs" and not Path("/usr/bin/fuse-overlayfs").exists():
             return "fuse-overlayfs is not installed"
-        probe_root = self.root / "probe"
+        # Its own directory: worker processes sharing this storage may start (and probe) at the same time.
+        probe_root = self.root / f"probe-{os.getpid()}-{threading.get_ident()}"
         shutil.rmtree(probe_root, ignore_errors=True)
         sandbox_mod.owned_dir(probe_root, self.user)
         graph = sandbox_mod.owned_dir(probe_root / "storage", self.user)

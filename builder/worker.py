@@ -485,6 +485,10 @@ def remove_leftovers(config, backend: backends.BuildahBackend, only_containers: 
             for leftover in work_root_of(config, backend).glob("build-*"):
                 shutil.rmtree(leftover, ignore_errors=True)
                 removed_dirs += 1
+            for probe in backend.root.glob("probe-*"):  # a storage probe of a process that died meanwhile
+                pid = probe.name.split("-")[1]
+                if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+                    shutil.rmtree(probe, ignore_errors=True)
         removed = backend.remove_containers()
         if removed or removed_dirs:
             log.info("build workers: removed %d working containers and %d work directories left by killed builds",
