@@ -48,18 +48,19 @@ PRIVATE_UMASK = 0o077
 def make_private(config: Config) -> None:
     """Set the private umask, and close the data directory (and an SQLite database an older version
     made readable) to everyone but the service account. Called first by ``serve``, ``worker`` and the
-    other commands. Only what others may read or write is closed: a data directory the build workers
-    made traverse-only (0711, for the build user) stays so."""
+    other commands. The build user never needs to enter it (its storage lives outside, see
+    ``builder.backends.build_root``), so even a traverse-only data directory (0711, as an earlier
+    version made it for that user) is closed."""
     os.umask(PRIVATE_UMASK)
     config.data_path.mkdir(parents=True, exist_ok=True)
-    paths = [(config.data_path, 0o700)]
+    paths = [(config.data_path, 0o700, 0o077)]
     url = config.database_url
     if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
         database_file = url[len("sqlite:///"):]
-        paths += [(Path(database_file + suffix), 0o600) for suffix in ("", "-wal", "-shm")]
-    for path, mode in paths:
+        paths += [(Path(database_file + suffix), 0o600, 0o066) for suffix in ("", "-wal", "-shm")]
+    for path, mode, closed in paths:
         try:
-            if path.exists() and path.stat().st_mode & 0o066:
+            if path.exists() and path.stat().st_mode & closed:
                 path.chmod(mode)
         except OSError as e:  # not the owner: say so, go on
             log.warning("could not make %s private (mode %o): %s", path, mode, e)
