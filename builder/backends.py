@@ -8,6 +8,7 @@ is stopped and ``Stopped`` is raised.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import selectors
 import shlex
@@ -335,8 +336,7 @@ class BuildahBackend(Backend):
             cmd += ["--target", job.target]
         sandbox = None
         if self.policy.namespaces:
-            sandbox = sandbox_mod.Sandboxed(self.policy, name=job.image.rsplit("/", 1)[-1],
-                                            hide=job.hide)
+            sandbox = sandbox_mod.Sandboxed(self.policy, name=job.image.rsplit("/", 1)[-1], hide=_others(job))
             cache = f"{sandbox_mod.RELAY_HOST}/{job.cache_repo.split('/', 1)[1]}" if job.cache_repo else None
             cgroup = sandbox.cgroup_for(self.limits.memory_mb * 1024 * 1024, self.limits.processes)
         else:
@@ -383,7 +383,7 @@ class BuildahBackend(Backend):
             # No user code runs here; the sandbox (without a network) only gives the relay's address.
             destination = f"{sandbox_mod.RELAY_HOST}/{destination.split('/', 1)[1]}"
             sandbox = sandbox_mod.Sandboxed(dataclasses.replace(self.policy, network="none"),
-                                            name=job.image.rsplit("/", 1)[-1] + "-push", hide=job.hide)
+                                            name=job.image.rsplit("/", 1)[-1] + "-push", hide=_others(job))
         cmd = self._base() + ["push", *self._auth(job), "--digestfile", str(digest_file), job.image,
                               f"docker://{destination}"]
         try:
@@ -400,6 +400,16 @@ class BuildahBackend(Backend):
         image_id = out.stdout.split()[0] if out.returncode == 0 and out.stdout.split() else ""
         return image_id if image_id.startswith("sha256:") else f"sha256:{image_id}" if image_id else ""
 
+    def onbuild_triggers(self, job: Job, image: str) -> list[str]:
+        """The ONBUILD instructions a (pulled) image carries: they run in this build as if written in it."""
+        out = self.run_buildah(["inspect", "--type", "image", "--format", "{{json .Docker.Config.OnBuild}}", image],
+                               job, timeout=60)
+        try:
+            triggers = json.loads(out.stdout or "null") if out.returncode == 0 else None
+        except ValueError:
+            triggers = None
+        return [str(t) for t in triggers or []]
+
     def tag(self, job: Job, source: str, name: str) -> None:
         self.run_buildah(["tag", source, name], job, timeout=60)
 
@@ -413,6 +423,16 @@ class BuildahBackend(Backend):
         if ids:
             self.run_buildah(["rm", *ids], timeout=300)
         return len(ids)
+
+
+def _others(job: Job) -> list:
+    """The other builds' work directories as they are now (hidden in this command's mount namespace)."""
+    if job.workdir is None:
+        return list(job.hide)
+    try:
+        return [p for p in job.workdir.parent.iterdir() if p != job.workdir]
+    except OSError:
+        return list(job.hide)
 
 
 class _LimitWatch:

@@ -84,14 +84,30 @@ def read(text: str, build_args: dict, target: str | None = None) -> Dockerfile:
                 stages.add(words[2].lower())
             if image.lower() != "scratch" and image.lower() not in stages and image not in result.base_images:
                 result.base_images.append(image)
-        elif keyword in ("COPY", "ADD"):
-            for word in rest.split():
-                if word.startswith("--from="):
-                    source = substitute(word[len("--from="):], global_args)
-                    if source.lower() not in stages and not source.isdigit() and source not in result.base_images:
-                        result.base_images.append(source)
+        elif keyword in ("COPY", "ADD", "RUN"):
+            # Every image a step reads (COPY --from=, RUN --mount=...,from=) is a base image: pulled with
+            # the build's credentials, never taken from the worker's shared store as another build left it.
+            for source in _image_sources(keyword, rest):
+                source = substitute(source, global_args)
+                if source.lower() not in stages and not source.isdigit() and source not in result.base_images:
+                    result.base_images.append(source)
     result.steps = _steps(counted, target)
     return result
+
+
+def _image_sources(keyword: str, rest: str) -> list[str]:
+    sources = []
+    for word in rest.split():
+        if not word.startswith("--"):
+            break  # the options come first
+        if keyword in ("COPY", "ADD") and word.startswith("--from="):
+            sources.append(word[len("--from="):])
+        elif keyword == "RUN" and word.startswith("--mount="):
+            for option in word[len("--mount="):].split(","):
+                key, _, value = option.partition("=")
+                if key.strip().lower() in ("from", "source-image") and value:
+                    sources.append(value.strip().strip('"').strip("'"))
+    return sources
 
 
 def _steps(counted: list[dict], target: str | None) -> int:

@@ -26,6 +26,7 @@ import logging
 import os
 import pwd
 import shlex
+import select
 import shutil
 import signal
 import socket
@@ -153,7 +154,11 @@ class Cgroup:
         self.v2 = (self.ROOT / "cgroup.controllers").exists()
         try:
             if self.v2:
-                path = self.ROOT / "slipway" / name
+                parent = self.ROOT / "slipway"
+                parent.mkdir(exist_ok=True)
+                # Children get the controllers only when the parent hands them down.
+                _write(parent / "cgroup.subtree_control", "+memory +pids +cpu", quiet=True)
+                path = parent / name
                 path.mkdir(parents=True, exist_ok=True)
                 self.paths = {"memory": path, "pids": path, "cpu": path}
                 _write(path / "memory.max", str(memory_bytes) if memory_bytes else "max")
@@ -303,11 +308,14 @@ class RegistryRelay:
     per connection (``Connection: close`` both ways), and refuses everything else with 403."""
 
     MAX_HEAD = 64 * 1024
+    MAX_CONNECTIONS = 16  # buildah uses a handful; a RUN step may not use up the worker's threads
+    HEAD_TIMEOUT = 10
 
     def __init__(self, listener: socket.socket, upstream: tuple[str, int], tls: bool = False):
         self.listener = listener
         self.upstream = upstream
         self.tls = tls
+        self.slots = threading.BoundedSemaphore(self.MAX_CONNECTIONS)
         self.closed = False
         self.thread = threading.Thread(target=self._accept, name="sandbox-relay", daemon=True)
         self.thread.start()
@@ -326,6 +334,9 @@ class RegistryRelay:
                 client, _ = self.listener.accept()
             except OSError:
                 return
+            if not self.slots.acquire(blocking=False):
+                client.close()  # too many at once
+                continue
             threading.Thread(target=self._serve, args=(client,), name="sandbox-relay-conn", daemon=True).start()
 
     @staticmethod
@@ -341,16 +352,21 @@ class RegistryRelay:
         head, _, rest = data.partition(b"\r\n\r\n")
         return head, rest
 
-    @staticmethod
-    def _with_close(head: bytes) -> bytes:
-        lines = [line for line in head.split(b"\r\n")
-                 if not line.lower().startswith((b"connection:", b"keep-alive:", b"proxy-connection:"))]
+    # Hop-by-hop headers, and what a proxy would vouch for: the relay connects from 127.0.0.1, a trusted
+    # proxy by default, so a RUN step must not be able to pick the client address Slipway records.
+    DROPPED = (b"connection:", b"keep-alive:", b"proxy-connection:", b"forwarded:", b"x-forwarded-", b"x-real-ip:")
+
+    @classmethod
+    def _with_close(cls, head: bytes, request: bool = False) -> bytes:
+        lines = [line for line in head.split(b"\r\n") if not line.lower().startswith(cls.DROPPED)]
+        if request:
+            lines.append(b"X-Forwarded-For: 127.0.0.1")  # the build sandbox, whatever the step said
         return b"\r\n".join(lines + [b"Connection: close"]) + b"\r\n\r\n"
 
     def _serve(self, client: socket.socket) -> None:
         upstream = None
         try:
-            client.settimeout(300)
+            client.settimeout(self.HEAD_TIMEOUT)
             first = client.recv(1, socket.MSG_PEEK)
             if first == b"\x16":
                 # A TLS ClientHello: buildah tries HTTPS first on an insecure registry. Closing at once makes
@@ -366,13 +382,14 @@ class RegistryRelay:
                 client.sendall(b"HTTP/1.1 403 Forbidden\r\nContent-Type: text/plain\r\nContent-Length: 50\r\n"
                                b"Connection: close\r\n\r\nOnly the registry API is reachable from a build.\r\n")
                 return
+            client.settimeout(300)
             upstream = socket.create_connection(self.upstream, timeout=300)
             if self.tls:  # Slipway's own server on this machine, often with a self-signed certificate
                 context = ssl.create_default_context()
                 context.check_hostname = False
                 context.verify_mode = ssl.CERT_NONE
                 upstream = context.wrap_socket(upstream, server_hostname=self.upstream[0])
-            upstream.sendall(self._with_close(head) + rest)
+            upstream.sendall(self._with_close(head, request=True) + rest)
             pump = threading.Thread(target=_pump, args=(client, upstream), daemon=True)
             pump.start()
             answer = self._read_head(upstream, self.MAX_HEAD * 4)
@@ -383,6 +400,7 @@ class RegistryRelay:
         except OSError:
             pass
         finally:
+            self.slots.release()
             for sock in (client, upstream):
                 if sock is not None:
                     try:
@@ -434,15 +452,15 @@ class Policy:
     def routes(self) -> list[list[str]]:
         if self.allow_private:
             return []
-        commands = [["ip", "route", "add", "blackhole", cidr] for cidr in BLOCKED_RANGES]
+        commands = [["ip", "route", "replace", "blackhole", cidr] for cidr in BLOCKED_RANGES]
         for entry in self.allowlist:
             try:
                 network = ipaddress.ip_network(entry, strict=False)
             except ValueError:
                 continue  # host names in the allowlist cannot be routed; they stay blocked inside builds
-            # (the host's loopback is never reachable from a build: slirp4netns has it switched off)
+            # (the host's loopback is not routed either: slirp4netns has it switched off unless allow_private)
             if network.version == 4 and not network.overlaps(ipaddress.ip_network("127.0.0.0/8")):
-                commands.append(["ip", "route", "add", str(network), "via", "10.0.2.2"])
+                commands.append(["ip", "route", "replace", str(network), "via", "10.0.2.2"])
         return commands
 
 
@@ -465,7 +483,7 @@ class Sandboxed:
         user = self.policy.user
         assert user is not None
         # The gate is the command's standard input (dash knows only fds 0-9): the network first, then go.
-        script = ["set -e", "read _", "exec </dev/null", "ip link set lo up"]
+        script = ['set -e', 'read -r gate', '[ "$gate" = go ]', "exec </dev/null", "ip link set lo up"]
         keep = {str(p) for p in self.keep}
         for path in self.hide:
             if str(path) in keep:
@@ -503,9 +521,9 @@ class Sandboxed:
         self._close_gate("gate_r")
         try:
             self._network(proc.pid)
-        finally:
             os.write(self.gate_w, b"go\n")
-            self._close_gate("gate_w")
+        finally:
+            self._close_gate("gate_w")  # without "go" the command's script reads end-of-file and exits
 
     def _network(self, pid: int) -> None:
         netns = f"/proc/{pid}/ns/net"
@@ -526,7 +544,7 @@ class Sandboxed:
                                           preexec_fn=die_with_parent, start_new_session=True)
             os.close(ready_w)
             with os.fdopen(ready_r, "rb") as ready:
-                if ready.read(1) != b"1":
+                if not select.select([ready], [], [], 10)[0] or ready.read(1) != b"1":
                     error = self.slirp.stderr.read().decode(errors="replace").strip() if self.slirp.poll() else ""
                     raise SandboxError(f"slirp4netns did not start: {error or 'no answer'}")
             for route in self.policy.routes():

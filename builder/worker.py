@@ -27,8 +27,9 @@ from registry import repos
 from registry.models import PUBLIC
 from registry.permissions import can
 from registry.storage import Storage
-from slipway import events, redact
+from slipway import events, outgoing, redact
 from slipway.db import database, now_ms
+from slipway.errors import Invalid
 
 from . import backends, builds, contexts, dockerfile, images, queue, sandbox
 from .logs import LogWriter
@@ -173,15 +174,21 @@ class BuildRun:
         finally:
             self.done.set()
             beat.join(timeout=10)
-            idle = running.leave()
             try:
                 if job is not None:
                     backend.remove(job)
-                if idle and isinstance(backend, backends.BuildahBackend):
-                    remove_leftovers(self.config, backend, only_containers=True)
             except Exception:
-                log.exception("build %s: cleaning up after it failed", self.build.uuid)
+                log.exception("build %s: removing its image failed", self.build.uuid)
             shutil.rmtree(workdir, ignore_errors=True)
+
+            def when_idle() -> None:  # no build of this process starts while this runs
+                try:
+                    if isinstance(backend, backends.BuildahBackend):
+                        remove_leftovers(self.config, backend, only_containers=True)
+                except Exception:
+                    log.exception("build %s: cleaning up after it failed", self.build.uuid)
+
+            running.leave(when_idle)
             self.writer.flush()
 
     def _end(self, phase: str, error: str | None, **fields) -> None:
@@ -224,18 +231,31 @@ class BuildRun:
             backend.use_credentials({host: {"username": "$build", "password": secret}})
 
         self.phase(PULLING)
+        # Pulls run outside the sandbox, on the worker's network: the credentials they carry name this
+        # Slipway's hosts only (never the relay's address, which outside the sandbox is the host's own).
+        pull_hosts = [h for h in hosts if h != sandbox.RELAY_HOST]
         pull_job = job
         if pull_as is not None:  # the pull robot
             pull_job = backends.Job(**{**job.__dict__, "authfile": self._authfile(
-                workdir / "pull-auth.json", {h: (pull_as.name, robot_token(pull_as)) for h in hosts}, user)})
+                workdir / "pull-auth.json", {h: (pull_as.name, robot_token(pull_as)) for h in pull_hosts}, user)})
         elif build.trigger_id is not None and not isinstance(backend, backends.DockerBackend):
             pull_job = backends.Job(**{**job.__dict__, "authfile": None})  # triggered, no robot: anonymous
+        elif not isinstance(backend, backends.DockerBackend):
+            pull_job = backends.Job(**{**job.__dict__, "authfile": self._authfile(
+                workdir / "pull-auth.json", {h: ("$build", secret) for h in pull_hosts}, user)})
         for base in bases:
             self.writer.line(f"Pulling base image {base.name}")
             try:
                 backend.pull(pull_job, base.name)
             except backends.BuildFailed as e:
                 raise backends.BuildFailed(self._pull_hint(base, str(e))) from None
+            if isinstance(backend, backends.BuildahBackend):
+                triggers = backend.onbuild_triggers(pull_job, base.name)
+                if any("from=" in t.lower() for t in triggers):
+                    raise backends.BuildFailed(
+                        f"Base image {base.name} has ONBUILD instructions that read other images "
+                        f"({'; '.join(t for t in triggers if 'from=' in t.lower())}): builds here name every "
+                        "image they read in their own Dockerfile")
 
         self.phase(BUILDING)
         backend.build(job)
@@ -259,7 +279,9 @@ class BuildRun:
     def _publish_cache(self, backend: "backends.BuildahBackend", job) -> None:
         """The layer cache is written after the build is complete (its log is closed: output goes to the
         server log), before this worker takes another build. A failure costs only a cache miss later."""
-        deadline = time.monotonic() + self.config.builds.timeout_seconds
+        # Every step should be a hit in the local store; a miss (e.g. an ADD of a URL that changed) would
+        # run a step again, so this gets a short deadline of its own, well within the credential's life.
+        deadline = time.monotonic() + min(self.config.builds.timeout_seconds, 600)
         quiet = backends.Job(**{**job.__dict__, "on_line": lambda line: None, "on_idle": lambda: None,
                                 "check_stop": lambda: "timeout" if time.monotonic() > deadline else None})
         started = time.monotonic()
@@ -269,7 +291,7 @@ class BuildRun:
         try:
             backend.publish_cache(quiet)
             log.info("build %s: layer cache published in %.1f s", self.build.uuid, time.monotonic() - started)
-        except (backends.BuildFailed, backends.Stopped) as e:
+        except Exception as e:  # the build is complete whatever happens here; a later build misses the cache
             log.warning("build %s: the layer cache was not published: %s", self.build.uuid, e)
         finally:
             builds.revoke_credential(self.build)
@@ -291,6 +313,7 @@ class BuildRun:
         readable = []
         for base in bases:
             if base.domain not in self.worker.local_names:
+                self._check_remote_registry(base)
                 continue
             repo = repos.find(base.path) if base.path.count("/") == 1 else None
             public = repo is not None and repo.visibility == PUBLIC
@@ -316,6 +339,17 @@ class BuildRun:
                     f"{base.path}.")
         Build.update(base_repositories=json.dumps(readable)).where(Build.id == build.id).execute()
         return robot
+
+    def _check_remote_registry(self, base) -> None:
+        """A base image from elsewhere: the worker pulls it on its own network, so the registry's address
+        passes the same rule as every outgoing request (no loopback or private address unless allowed)."""
+        domain = "registry-1.docker.io" if base.domain == "docker.io" else base.domain
+        host, _, port = domain.rpartition(":") if not domain.endswith("]") and ":" in domain else (domain, "", "")
+        host = host.strip("[]")
+        try:
+            outgoing.check_host(host, int(port) if port.isdigit() else 443, self.config.network, f"docker://{base.name}")
+        except Invalid as e:
+            raise backends.BuildFailed(f"Could not pull base image {base.name}: {e.message}") from None
 
     def _trigger_hint(self) -> str:
         try:
@@ -433,12 +467,14 @@ def work_root_of(config, backend) -> Path:
 
 
 class _Running:
-    """How many builds a backend (shared by a pool's worker threads) is running."""
+    """How many builds a backend (shared by a pool's worker threads) is running; the cleanup that needs
+    none running holds the lock, so no build of this process starts meanwhile."""
 
     _lock = threading.Lock()
 
     def __init__(self):
         self.count = 0
+        self.lock = threading.Lock()
 
     @classmethod
     def of(cls, backend) -> "_Running":
@@ -448,14 +484,14 @@ class _Running:
             return backend._running
 
     def enter(self) -> None:
-        with self._lock:
+        with self.lock:
             self.count += 1
 
-    def leave(self) -> bool:
-        """True when no build is left running."""
-        with self._lock:
+    def leave(self, when_idle) -> None:
+        with self.lock:
             self.count -= 1
-            return self.count == 0
+            if self.count == 0:
+                when_idle()
 
 
 _storage_locks: dict = {}

@@ -213,6 +213,25 @@ def test_manual_builds_pull_private_bases_the_requester_can_read_under_any_local
     assert (f"Could not pull base image localhost:{port}/admin/privbase:1.0: repository admin/privbase does not exist "
             "or mallory (who started this build) cannot read it") in failed["error"], failed["error"]
 
+    # The private base is in the worker's shared store now; a RUN --mount of it is a base image too,
+    # so mallory's build has to pull it with her rights (and cannot), instead of reading the store.
+    mount = json.dumps(["/bin/busybox", "cat", "/x/bin/busybox"])
+    r = mallory.request("POST", "/repository/mallory/stolen/build/", files={"file": ("Dockerfile", (
+        f"FROM {builds.base}\nRUN --mount=type=bind,from=localhost:{port}/admin/privbase:1.0,target=/x "
+        f"{mount}\n").encode())})
+    assert r.status_code == 201, r.text
+    refused = builds.wait("mallory/stolen", r.json()["id"])
+    assert refused["phase"] == "error" and "mallory (who started this build) cannot read it" in refused["error"]
+
+
+def test_base_images_at_private_addresses_are_refused_before_any_pull(builds):
+    repo = builds.repo("privatefrom")
+    build = builds.start_dockerfile(repo, "FROM 10.255.255.1:5000/internal/image:1\n")
+    done = builds.wait(repo, build["id"], timeout=60)
+    assert done["phase"] == "error"
+    assert "Could not pull base image 10.255.255.1:5000/internal/image:1" in done["error"]
+    assert "non-public address (10.255.255.1)" in done["error"], done["error"]
+
 
 def test_triggered_builds_of_private_bases_need_the_pull_robot(env_triggers):
     builds, base = env_triggers
