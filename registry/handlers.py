@@ -91,14 +91,18 @@ class RegistryHandler(BaseHandler):
                                 headers={"WWW-Authenticate": self.challenge_header(None)})
         claims = basic.cached(*credentials)
         if claims is None:
-            try:
-                identity = await self.in_thread(accounts_login.authenticate, credentials[0], credentials[1],
-                                                self.client_ip, self.config.auth.robots_enabled)
-            except accounts_login.LoginError as e:
-                raise RegistryError("UNAUTHORIZED", str(e),
-                                    headers={"WWW-Authenticate": self.challenge_header(None)}) from None
+            identity = await self.login(credentials)
             claims = basic.remember(credentials[0], credentials[1], identity)
         self.basic_claims = claims
+
+    async def login(self, credentials: tuple[str, str]):
+        """The identity behind basic credentials (user, robot, $app, $token), or 401 in the OCI format."""
+        try:
+            return await self.in_thread(accounts_login.authenticate, credentials[0], credentials[1], self.client_ip,
+                                        self.config.auth.robots_enabled)
+        except accounts_login.LoginError as e:
+            raise RegistryError("UNAUTHORIZED", str(e),
+                                headers={"WWW-Authenticate": self.challenge_header(None)}) from None
 
     def claims(self) -> Claims | basic.BasicClaims | None:
         header = self.request.headers.get("Authorization", "")
@@ -195,12 +199,7 @@ class TokenHandler(RegistryHandler):
     async def _answer(self, credentials, scope_texts: list[str], oauth: bool) -> None:
         identity = ANONYMOUS
         if credentials is not None:
-            try:
-                identity = await self.in_thread(accounts_login.authenticate, credentials[0], credentials[1],
-                                                self.client_ip, self.config.auth.robots_enabled)
-            except accounts_login.LoginError as e:
-                raise RegistryError("UNAUTHORIZED", str(e),
-                                    headers={"WWW-Authenticate": self.challenge_header(None)}) from None
+            identity = await self.login(credentials)
         requested = [s for s in (parse_scope(t) for t in scope_texts) if s is not None]
         generation = revocation.current()  # read before the grant is decided
         granted = await self.in_thread(auth.grant, identity, requested)
