@@ -124,6 +124,7 @@ def change_password(user: Account, password: str, performer: Identity, ip: str |
     check_password_rules(password)
     with database.atomic():
         Account.update(password_hash=hash_password(password)).where(Account.id == user.id).execute()
+        revocation.bump()  # basic credentials remembered with the old password (on /v2) end at once
         audit.record("user_change_password", performer, namespace=user, ip=ip, metadata={"username": user.name})
 
 

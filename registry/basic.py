@@ -8,8 +8,9 @@ repository come from ``auth.grant``, the function that fills a token's ``access`
 A verified credential is remembered for ``TTL`` seconds under an HMAC of username and password (a
 per-process random key, so no password or usable hash is kept), together with the actions it was
 granted per repository: a repeated request costs one HMAC and two dict lookups, like a cached token.
-Failures are never remembered (each is checked and audited). Revoked credentials and permissions take
-effect within ``TTL`` (a token keeps what it was granted for its whole life).
+Failures are never remembered (each is checked and audited). A remembered credential ends as soon as
+anything is revoked (``accounts.revocation``'s counter moved since it was verified: a password change, a
+removed grant or membership, a deleted account), and at the latest after ``TTL``.
 """
 from __future__ import annotations
 
@@ -33,8 +34,9 @@ _cache: dict[bytes, "BasicClaims"] = {}
 class BasicClaims:
     """What ``tokens.Claims`` offers (``identity``, ``subject``, ``expires``, ``actions``) for basic credentials."""
 
-    def __init__(self, identity: Identity, expires: float):
+    def __init__(self, identity: Identity, expires: float, generation: int = 0):
         self.identity = identity
+        self.generation = generation
         self.subject = identity.name
         self.expires = expires
         self._granted: dict[tuple, frozenset] = {}
@@ -57,21 +59,23 @@ def _key(username: str, password: str) -> bytes:
     return hmac.new(_KEY, f"{username}\0{password}".encode(), hashlib.sha256).digest()
 
 
-def cached(username: str, password: str) -> BasicClaims | None:
-    """The claims of credentials verified less than ``TTL`` seconds ago, else None."""
+def cached(username: str, password: str, generation: int = 0) -> BasicClaims | None:
+    """The claims of credentials verified less than ``TTL`` seconds ago and since the revocation counter was
+    last at ``generation``, else None."""
     key = _key(username, password)
     claims = _cache.get(key)
     if claims is None:
         return None
-    if claims.expires > time.time():
+    if claims.expires > time.time() and claims.generation >= generation:
         return claims
     _cache.pop(key, None)
     return None
 
 
-def remember(username: str, password: str, identity: Identity) -> BasicClaims:
-    """Claims for credentials just verified as ``identity``, kept for ``TTL`` seconds."""
+def remember(username: str, password: str, identity: Identity, generation: int = 0) -> BasicClaims:
+    """Claims for credentials verified as ``identity`` when the revocation counter was ``generation``
+    (read before the check), kept for ``TTL`` seconds."""
     if len(_cache) >= CACHE_LIMIT:
         _cache.clear()
-    claims = _cache[_key(username, password)] = BasicClaims(identity, time.time() + TTL)
+    claims = _cache[_key(username, password)] = BasicClaims(identity, time.time() + TTL, generation)
     return claims

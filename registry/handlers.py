@@ -89,10 +89,11 @@ class RegistryHandler(BaseHandler):
         if credentials is None:
             raise RegistryError("UNAUTHORIZED", "malformed basic authorization header",
                                 headers={"WWW-Authenticate": self.challenge_header(None)})
-        claims = basic.cached(*credentials)
+        generation = revocation.current()  # read before the check: a revocation meanwhile is not missed
+        claims = basic.cached(*credentials, generation)
         if claims is None:
             identity = await self.login(credentials)
-            claims = basic.remember(credentials[0], credentials[1], identity)
+            claims = basic.remember(credentials[0], credentials[1], identity, generation)
         self.basic_claims = claims
 
     async def login(self, credentials: tuple[str, str]):

@@ -287,3 +287,20 @@ def test_an_upload_is_cancelled_with_a_push_or_a_delete_token(server):
         assert r.status_code == status, (scope, r.text)
         if status == 204:
             assert server.v2("GET", location, push_tok).status_code == 404
+
+
+def test_basic_credentials_end_at_once_when_the_password_changes_or_a_grant_goes(server, curl):
+    server.create_user("basicbob", "basicbob-pass-1")
+    status, _, _ = curl_push(curl, f"admin:{ADMIN_PASSWORD}", "admin/granted", "v1", b"granted")
+    assert status == 201
+    admin = Api(server, ("admin", ADMIN_PASSWORD))
+    admin.ok("PUT", "/repository/admin/granted/permissions/user/basicbob", {"role": "read"})
+    path = "/v2/admin/granted/manifests/v1"
+    assert curl("GET", path, "basicbob:basicbob-pass-1")[0] == 200  # verified, and remembered
+    admin.ok("DELETE", "/repository/admin/granted/permissions/user/basicbob")
+    assert curl("GET", path, "basicbob:basicbob-pass-1")[0] in (401, 403)  # not 60 s later: now
+
+    assert curl("GET", "/v2/", "basicbob:basicbob-pass-1")[0] == 200
+    server.cli("admin", "reset-password", "basicbob", "--password", "basicbob-pass-2")
+    assert curl("GET", "/v2/", "basicbob:basicbob-pass-1")[0] == 401
+    assert curl("GET", "/v2/", "basicbob:basicbob-pass-2")[0] == 200
