@@ -395,7 +395,10 @@ class RegistryRelay:
             answer = self._read_head(upstream, self.MAX_HEAD * 4)
             if answer is None:
                 return
-            client.sendall(self._with_close(answer[0]) + answer[1])
+            head = answer[0]
+            if self.tls:  # the token realm the registry names: the relay, which speaks plain HTTP to buildah
+                head = head.replace(f'realm="https://{RELAY_HOST}/'.encode(), f'realm="http://{RELAY_HOST}/'.encode())
+            client.sendall(self._with_close(head) + answer[1])
             _pump(upstream, client)
         except OSError:
             pass

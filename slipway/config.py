@@ -125,7 +125,7 @@ class BuildsConfig:
     retry_delay_seconds: int = 30
     # A worker that has not renewed its lease for this long is presumed dead.
     lease_seconds: int = 30
-    # How workers reach this Slipway's registry; empty: http://127.0.0.1:<server.port>.
+    # How workers reach this Slipway's registry; empty: http(s)://127.0.0.1:<server.port>.
     registry_url: str = ""
     # buildah's storage (layers, cached steps) and the builds' work directories; empty: a directory of this
     # Slipway's in the build user's home (/var/lib/slipway-build/slipway-<hash>), or <data_dir>/buildah
@@ -219,7 +219,10 @@ class Config:
 
     @property
     def build_registry_url(self) -> str:
-        return (self.builds.registry_url or f"http://127.0.0.1:{self.server.port}").rstrip("/")
+        """How workers reach the registry: ``builds.registry_url``, else this server on loopback, over the
+        transport it speaks."""
+        scheme = "https" if self.server.tls_cert or self.server.tls_self_signed else "http"
+        return (self.builds.registry_url or f"{scheme}://127.0.0.1:{self.server.port}").rstrip("/")
 
     def secret_key(self) -> str:
         """The server secret; generated and kept in the data directory if unset."""

@@ -340,3 +340,21 @@ def test_build_limits_stop_the_build_with_a_clear_error(limited, run, message):
     assert done["phase"] == "error" and message in done["error"], (done["error"], limited.log_text(repo, build["id"]))
     later = limited.start_dockerfile(repo, f"FROM {limited.base}\nLABEL fine=yes\n")
     assert limited.wait(repo, later["id"])["phase"] == "complete"  # the next build is not affected
+
+
+def test_builds_work_on_a_server_that_speaks_tls(tmp_path):
+    # The README's TLS setup: the worker reaches the registry over HTTPS, the relay inside the sandbox
+    # speaks plain HTTP to buildah (the realm the registry names is rewritten to match).
+    srv = SlipwayServer(tmp_path / "srv", extra_env=FAST_QUEUE, tls=True).start()
+    try:
+        builds = Builds(srv, ContainerTools(tmp_path / "tools", srv.host)).setup(tmp_path)
+        repo = builds.repo("tls")
+        content = f'FROM {builds.base}\nRUN ["/bin/busybox", "sh", "-c", "echo over-tls > /tls"]\n'
+        first = builds.wait(repo, builds.start_dockerfile(repo, content)["id"], timeout=120)
+        assert first["phase"] == "complete", builds.log_text(repo, first["id"])
+        builds.wait_worker_idle()  # the layer cache is published
+        again = builds.wait(repo, builds.start_dockerfile(repo, content)["id"], timeout=120)
+        assert again["phase"] == "complete" and "Using cache" in builds.log_text(repo, again["id"])
+        assert "layer cache published" in srv.log_text()
+    finally:
+        srv.stop()
