@@ -18,6 +18,7 @@ from tornado.process import fork_processes
 
 from accounts import audit
 from accounts.users import ensure_admin
+from slipway.errors import DomainError
 
 from . import db, tls
 from .app import build_services, make_app, open_db
@@ -168,7 +169,12 @@ def serve(config: Config) -> None:
     make_private(config)
     config.secret_key()
     open_db(config)  # migrations run once, before any fork
-    first_start(config)
+    try:
+        first_start(config)
+    except DomainError as e:  # e.g. SLIPWAY_ADMIN_PASSWORD breaks the password rules: say so, no traceback
+        print(f"slipway: cannot create the administrator '{config.auth.admin_user}': {e} "
+              "(auth.admin_password / SLIPWAY_ADMIN_PASSWORD)", file=sys.stderr)
+        raise SystemExit(2) from None
     db.database.close()
     ssl_ctx = ssl_options(config)
     processes = config.server.processes or os.cpu_count() or 1

@@ -86,7 +86,10 @@ class Event:
 def decode(headers, body: bytes):
     """The JSON document of a webhook body: JSON, or a form whose ``payload`` field is JSON."""
     content_type = (headers.get("Content-Type") or "").split(";")[0].strip().lower()
-    if content_type == "application/x-www-form-urlencoded" or (not content_type and body.startswith(b"payload=")):
+    # `curl -d '{...}'` labels a JSON body as a form: a body that starts like JSON is read as JSON.
+    looks_like_json = body.lstrip()[:1] in (b"{", b"[")
+    if (content_type == "application/x-www-form-urlencoded" and not looks_like_json) \
+            or (not content_type and body.startswith(b"payload=")):
         try:
             form = parse_qs(body.decode("utf-8"), keep_blank_values=True, strict_parsing=True)
         except (UnicodeDecodeError, ValueError) as e:

@@ -114,3 +114,14 @@ def test_an_unreachable_database_is_named_without_its_password(server, tmp_path)
     assert result.returncode == 1
     assert result.stderr.startswith("slipway: cannot open the database 127.0.0.1:")
     assert "secret-pw" not in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_bad_admin_password_stops_the_first_start_with_a_plain_message(tmp_path):
+    from tests.conftest import SlipwayServer
+
+    srv = SlipwayServer(tmp_path, extra_env={"SLIPWAY_ADMIN_PASSWORD": "0755"})
+    with pytest.raises(RuntimeError) as failed:
+        srv.start(timeout=30)
+    text = str(failed.value)
+    assert "exited with 2" in text and "cannot create the administrator 'admin'" in text
+    assert "SLIPWAY_ADMIN_PASSWORD" in text and "Traceback" not in text

@@ -171,6 +171,9 @@ def test_form_encoded_bodies():
     form = urlencode({"payload": json.dumps(doc)}).encode()
     event = payloads.parse({"X-GitHub-Event": "push", "Content-Type": "application/x-www-form-urlencoded"}, form)
     assert event.pushes[0].commit == SHA
+    # curl -d sends JSON labelled as a form (a custom-git hook written in a hurry): read as JSON.
+    labelled = payloads.decode({"Content-Type": "application/x-www-form-urlencoded"}, b' {"commit": "abc"}')
+    assert labelled == {"commit": "abc"}
     with pytest.raises(Invalid, match="no single 'payload' field"):
         payloads.parse({"Content-Type": "application/x-www-form-urlencoded"}, b"other=1")
     with pytest.raises(Invalid, match="not valid JSON"):
