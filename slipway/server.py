@@ -97,7 +97,7 @@ def _pass_on_to_children(signum, frame) -> None:
 
 
 def _exit_now(signum, frame) -> None:
-    sys.exit(0)
+    _exit_forked_child()  # not sys.exit: that would wait for whatever threads the start has begun
 
 
 def first_start(config: Config) -> None:
@@ -264,12 +264,14 @@ def run_background(config: Config, wake: "WakePipe | None" = None) -> None:
         wake.relay_to_workers()
     from .background import Background
 
-    background = Background(services).start()
-    log.info("background jobs and %d build worker(s) in process %d (nice %d)",
-             config.builds.workers, os.getpid(), os.nice(0))
+    # Before starting (which probes the build storage and can take seconds): a stop asked meanwhile is
+    # honoured once the start is done, instead of exiting in the middle of it.
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
     signal.signal(signal.SIGINT, lambda *_: stopping.set())
+    background = Background(services).start()
+    log.info("background jobs and %d build worker(s) in process %d (nice %d)",
+             config.builds.workers, os.getpid(), os.nice(0))
     while not stopping.wait(1):
         pass
     background.stop()
