@@ -46,6 +46,8 @@ if [ "$(id -u)" -eq 0 ]; then
   if ! id "$build_user" >/dev/null 2>&1; then
     useradd --system --home-dir /var/lib/$build_user --create-home --shell /usr/sbin/nologin "$build_user"
   fi
+  # Its home holds buildah's own settings and caches and, by default, Slipway's build storage.
+  install -d -o "$build_user" -g "$build_user" -m 0755 "/var/lib/$build_user"
   if ! grep -q "^$build_user:" /etc/subuid; then usermod --add-subuids 524288-589823 "$build_user"; fi
   if ! grep -q "^$build_user:" /etc/subgid; then usermod --add-subgids 524288-589823 "$build_user"; fi
 fi
