@@ -61,7 +61,6 @@ class Job:
     on_idle: Callable[[], None] = lambda: None
     check_stop: Callable[[], str | None] = lambda: None
     workdir: Path | None = None  # the build's own directory (TMPDIR, digest file); default: context's parent
-    hide: list = field(default_factory=list)  # paths the sandbox hides (the other builds' directories)
 
 
 class Backend(ABC):
@@ -410,9 +409,6 @@ class BuildahBackend(Backend):
             triggers = None
         return [str(t) for t in triggers or []]
 
-    def tag(self, job: Job, source: str, name: str) -> None:
-        self.run_buildah(["tag", source, name], job, timeout=60)
-
     def remove(self, job: Job) -> None:
         self.run_buildah(["rmi", "-f", job.image], job)
 
@@ -428,11 +424,8 @@ class BuildahBackend(Backend):
 def _others(job: Job) -> list:
     """The other builds' work directories as they are now (hidden in this command's mount namespace)."""
     if job.workdir is None:
-        return list(job.hide)
-    try:
-        return [p for p in job.workdir.parent.iterdir() if p != job.workdir]
-    except OSError:
-        return list(job.hide)
+        return []
+    return [p for p in job.workdir.parent.iterdir() if p != job.workdir]
 
 
 class _LimitWatch:

@@ -34,7 +34,7 @@ import ssl
 import subprocess
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 log = logging.getLogger("slipway.builder.sandbox")
@@ -501,10 +501,7 @@ class Sandboxed:
                 "--propagation", "private", "--", "/bin/sh", "-c", "\n".join(script)]
 
     def cgroup_for(self, memory_bytes: int, max_pids: int) -> Cgroup | None:
-        if memory_bytes or max_pids:
-            self.cgroup = Cgroup(self.name, memory_bytes, max_pids)
-        else:
-            self.cgroup = Cgroup(self.name, 0, 0)  # CPU accounting only
+        self.cgroup = Cgroup(self.name, memory_bytes, max_pids)  # without caps: CPU accounting only
         return self.cgroup if self.cgroup.active else None
 
     def preexec(self) -> None:
@@ -577,12 +574,3 @@ def storage_filesystem_used(path: Path) -> int:
         return shutil.disk_usage(path).used
     except OSError:
         return 0
-
-
-@dataclass
-class Probe:
-    """What a worker found at start: the storage driver that works here and the isolation."""
-
-    storage_driver: str
-    storage_options: list = field(default_factory=list)
-    notes: list = field(default_factory=list)

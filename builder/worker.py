@@ -219,14 +219,12 @@ class BuildRun:
         host = self.config.build_registry_url.split("://", 1)[1]
         hosts = self.registry_hosts = sorted({host, sandbox.RELAY_HOST, *self.worker.local_names})
         cache_repo = self._cache_repo() if self.config.builds.layers and self.config.builds.layer_cache else None
-        others = [p for p in workdir.parent.iterdir() if p != workdir]
         job = backends.Job(
             context_dir=context_dir, dockerfile=dockerfile_path, image=f"localhost/slipway-build-{build.uuid}",
             build_args=build_args, target=build.target,
             authfile=self._authfile(workdir / "push-auth.json", {h: ("$build", secret) for h in hosts}, user),
             registries_conf=self._registries_conf(workdir, host, user), cache_repo=cache_repo,
-            on_line=self.writer.line, on_idle=self.writer.flush, check_stop=self.check_stop, workdir=workdir,
-            hide=others)
+            on_line=self.writer.line, on_idle=self.writer.flush, check_stop=self.check_stop, workdir=workdir)
         if isinstance(backend, backends.DockerBackend):
             backend.use_credentials({host: {"username": "$build", "password": secret}})
 
@@ -330,7 +328,7 @@ class BuildRun:
                         f"{base.path.split('/')[0]} for read access, or make the repository public.")
                 readable.append(repo.id)
             elif not public:
-                trigger = self._trigger_hint()
+                trigger = self.build.trigger_uuid or "<trigger id>"
                 raise backends.BuildFailed(
                     f"Could not pull base image {base.name}: repository {base.path} is private (or does not exist), "
                     f"and builds started by a trigger pull private base images as the trigger's pull robot. Set "
@@ -350,15 +348,6 @@ class BuildRun:
             outgoing.check_host(host, int(port) if port.isdigit() else 443, self.config.network, f"docker://{base.name}")
         except Invalid as e:
             raise backends.BuildFailed(f"Could not pull base image {base.name}: {e.message}") from None
-
-    def _trigger_hint(self) -> str:
-        try:
-            from triggers.models import Trigger  # only for the message
-
-            trigger = Trigger.get_or_none(Trigger.id == self.build.trigger_id)
-            return trigger.uuid if trigger is not None else "<trigger id>"
-        except Exception:
-            return "<trigger id>"
 
     def _pull_hint(self, base, error: str) -> str:
         if "unauthorized" in error.lower() or "denied" in error.lower() or "authentication required" in error.lower():
