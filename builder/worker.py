@@ -67,9 +67,11 @@ class Worker:
         self.id = name or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.base = builds.base_url(config)
         self.local_names = images.local_registry_names(config)
+        self.stopping = threading.Event()  # the pool's stop: a worker told to stop drops a cache publication
 
     def run(self, stop: threading.Event) -> None:
         """Claim and run builds until ``stop`` is set."""
+        self.stopping = stop
         while not stop.is_set():
             try:
                 ran = self.run_once()
@@ -281,7 +283,8 @@ class BuildRun:
         # run a step again, so this gets a short deadline of its own, well within the credential's life.
         deadline = time.monotonic() + min(self.config.builds.timeout_seconds, 600)
         quiet = backends.Job(**{**job.__dict__, "on_line": lambda line: None, "on_idle": lambda: None,
-                                "check_stop": lambda: "timeout" if time.monotonic() > deadline else None})
+                                "check_stop": lambda: "timeout" if time.monotonic() > deadline
+                                else "stopping" if self.worker.stopping.is_set() else None})
         started = time.monotonic()
         # The build's credential ended with it: one again, for the layer cache only, while this lasts.
         secret = builds.issue_credential(self.build)
