@@ -185,6 +185,9 @@ DRIVERS = {
 }
 
 
+KEPT_LAYER = "localhost/slipway-layer"  # finished images kept as the last step's layer cache
+
+
 class BuildahBackend(Backend):
     """buildah, rootless as the build user; ``bud`` in the build sandbox (see ``builder/sandbox.py``)."""
 
@@ -410,7 +413,19 @@ class BuildahBackend(Backend):
         return [str(t) for t in triggers or []]
 
     def remove(self, job: Job) -> None:
-        self.run_buildah(["rmi", "-f", job.image], job)
+        """Drop the build's name from its image.
+
+        With ``--layers`` the finished image is also the cache entry of the last step, which another build
+        of the same content may be committing onto at this very moment (it adds its own name to the same
+        image). Deleting the image then made that build fail with "image not known", so the image is first
+        kept under a name of its own (``localhost/slipway-layer:<id>``, as dangling intermediate layers are
+        kept) and only this build's name is removed; nothing is deleted while another build may use it."""
+        image_id = self.config_digest(job).removeprefix("sha256:")
+        if image_id and self.layers:
+            self.run_buildah(["tag", job.image, f"{KEPT_LAYER}:{image_id}"], job, timeout=60)
+            self.run_buildah(["rmi", job.image], job)
+        elif image_id:
+            self.run_buildah(["rmi", "-f", job.image], job)
 
     def remove_containers(self) -> int:
         """Remove every working container (what a killed build leaves); the worker calls this when no build runs."""

@@ -218,6 +218,22 @@ def test_layer_cache_in_the_registry_is_reused_by_the_next_build(builds):
     assert "Using cache" in log, log
 
 
+def test_a_finished_image_stays_as_the_last_steps_cache_when_its_build_name_goes(builds):
+    """With --layers the finished image is also the last step's cache entry: a build of the same content may be
+    committing onto it while the first build's worker cleans up. Deleting it made that build fail ("image not
+    known"; CI saw it), so only the build's name goes and the image stays under a kept name."""
+    repo = builds.repo("kept")
+    done = builds.wait(repo, builds.start_dockerfile(repo, dockerfile(builds.base, "LABEL kept=yes"))["id"])
+    assert done["phase"] == "complete", builds.log_text(repo, done["id"])
+    builds.wait_worker_idle()
+    image_id = done["image_id"]
+    stored = json.loads((builds.server.build_root / "overlay" / "storage" / "overlay-images" / "images.json")
+                        .read_text())
+    names = {image["id"]: image.get("names", []) for image in stored}
+    assert names.get(image_id.removeprefix("sha256:")) == [f"localhost/slipway-layer:{image_id.removeprefix('sha256:')}"]
+    assert not [n for ns in names.values() for n in ns if "slipway-build-" in n]
+
+
 def test_private_base_images_are_pulled_as_the_requester_or_the_pull_robot(builds, tmp_path):
     from tests.images import make_oci_layout
 
