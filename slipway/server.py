@@ -18,7 +18,7 @@ from tornado.process import fork_processes
 
 from accounts import audit
 from accounts.users import ensure_admin
-from slipway.errors import DomainError
+from slipway.errors import Conflict, DomainError
 
 from . import db, tls
 from .app import build_services, make_app, open_db
@@ -102,7 +102,10 @@ def _exit_now(signum, frame) -> None:
 
 def first_start(config: Config) -> None:
     """On an empty database, create the admin user and say how to log in."""
-    account, generated = ensure_admin(config.auth.admin_user, config.auth.admin_password)
+    try:
+        account, generated = ensure_admin(config.auth.admin_user, config.auth.admin_password)
+    except Conflict:  # another node starting at the same moment created it first
+        return
     if account is None:
         return
     scheme = "https" if (config.server.tls_cert or config.server.tls_self_signed) else "http"
@@ -166,6 +169,8 @@ class PlainHTTPServer(HTTPServer):
 
 def serve(config: Config) -> None:
     setup_logging(config)
+    if not config.server.workers:
+        require_public_url(config, "slipway serve --no-workers (server.workers: false)")
     make_private(config)
     config.secret_key()
     open_db(config)  # migrations run once, before any fork
@@ -310,19 +315,35 @@ class WakePipe:
 
 
 def run_worker(config: Config) -> None:
-    """``slipway worker``: build workers and the lease reaper, no HTTP server."""
+    """``slipway worker``: build workers and every scheduled job (notifications, GC, sweeps, the lease
+    reaper), no HTTP server. The jobs run under their leases, so any number of workers and ``slipway
+    serve`` nodes may run them; API nodes started with ``--no-workers`` leave them to the workers."""
     setup_logging(config)
+    require_public_url(config, "slipway worker")
     make_private(config)
     config.secret_key()
     open_db(config)
     services = build_services(config)
-    from builder.worker import WorkerPool, reap
+    config.builds.workers = max(1, config.builds.workers)
+    from .background import Background
 
-    pool = WorkerPool(config, services.storage, max(1, config.builds.workers)).start()
-    log.info("slipway worker: %d build worker(s) against %s", len(pool.threads), config.database_url.split("@")[-1])
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
     signal.signal(signal.SIGINT, lambda *_: stopping.set())
-    while not stopping.wait(max(1, config.builds.lease_seconds // 3)):
-        reap(config)
-    pool.stop()
+    background = Background(services).start()
+    log.info("slipway worker: %d build worker(s) and the scheduled jobs against %s", config.builds.workers,
+             config.database_url.split("@")[-1])
+    while not stopping.wait(1):
+        pass
+    background.stop()
+
+
+def require_public_url(config: Config, role: str) -> None:
+    """A scale-out role (an API node without background work, a worker) must know the one URL clients
+    use: its notifications and build events link there, whichever node sends them."""
+    if config.server.public_url:
+        return
+    print(f"slipway: {role} needs server.public_url (SLIPWAY_SERVER__PUBLIC_URL): the URL clients reach "
+          "Slipway at (the load balancer's), the same on every node. Notifications and build events link "
+          "to it whichever process sends them.", file=sys.stderr)
+    raise SystemExit(2)
