@@ -117,8 +117,22 @@ def labels_and_final_tags():
     database.create_tables([ManifestLabelV3], safe=True)
 
 
+class StorageIdentityV4(Model):
+    driver = CharField(max_length=16)
+    location = CharField(max_length=1024)
+    marker = CharField(max_length=64, unique=True)
+    created_at = TimestampField(default=now_ms)
+    Meta = frozen_meta("storage_identity")
+
+
+def storage_identity():
+    """Which storage holds the blobs (registry.identity): recorded at the next start."""
+    database.create_tables([StorageIdentityV4], safe=True)
+
+
 MIGRATIONS = [
     (1, "registry", initial),
     (2, "permissions", permissions),
     (3, "labels", labels_and_final_tags),
+    (4, "storage_identity", storage_identity),
 ]

@@ -180,6 +180,7 @@ def serve(config: Config) -> None:
         print(f"slipway: cannot create the administrator '{config.auth.admin_user}': {e} "
               "(auth.admin_password / SLIPWAY_ADMIN_PASSWORD)", file=sys.stderr)
         raise SystemExit(2) from None
+    require_own_storage(config)
     db.database.close()
     ssl_ctx = ssl_options(config)
     processes = config.server.processes or os.cpu_count() or 1
@@ -323,6 +324,7 @@ def run_worker(config: Config) -> None:
     make_private(config)
     config.secret_key()
     open_db(config)
+    require_own_storage(config)
     services = build_services(config)
     config.builds.workers = max(1, config.builds.workers)
     from .background import Background
@@ -336,6 +338,20 @@ def run_worker(config: Config) -> None:
     while not stopping.wait(1):
         pass
     background.stop()
+
+
+def require_own_storage(config: Config) -> None:
+    """Serve, build or collect only with the storage this database's blobs are in (registry.identity):
+    the first process records it, every later one (on any node) checks it, and stops, naming the
+    setting, when its own storage is another."""
+    from registry.identity import StorageMismatch, ensure
+    from registry.storage import open_storage
+
+    try:
+        ensure(open_storage(config))
+    except StorageMismatch as e:
+        print(f"slipway: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 def require_public_url(config: Config, role: str) -> None:
