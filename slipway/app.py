@@ -8,7 +8,7 @@ from pathlib import Path
 from tornado.web import Application
 
 from registry.storage import Storage, open_storage
-from registry.tokens import TokenService
+from registry.tokens import TokenService, service_of
 
 from . import api, crypto, db, migrate
 from .config import Config
@@ -57,7 +57,7 @@ def build_services(config: Config) -> Services:
     return Services(
         config=config,
         storage=open_storage(config),
-        tokens=TokenService(config.secret_key(), config.auth.token_ttl),
+        tokens=TokenService(config.secret_key(), config.auth.token_ttl, service_of(config.server.public_url)),
     )
 
 
