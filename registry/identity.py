@@ -1,5 +1,8 @@
-"""Which storage holds this Slipway's blobs: recorded in the database at first start, checked by every
-process that serves, writes or collects.
+"""Who this Slipway is, for processes on many nodes: the storage that holds its blobs, and the addresses
+its nodes serve at.
+
+**Storage.** Recorded in the database at first start, checked by every process that serves, writes or
+collects.
 
 A process whose storage settings name other storage (a node without the shared mount, ``slipway admin gc``
 run without the storage settings) would otherwise serve 404s, write blobs nobody else sees, or delete rows
@@ -7,9 +10,14 @@ whose bytes it cannot reach. The database keeps the driver, the location and a r
 also written as an object in the storage (``storage.MARKER``). The marker decides: the same storage reached
 by another path (another mount point, another endpoint name) is accepted, an empty directory at the right
 path is not.
+
+**Addresses.** Each ``slipway serve`` records ``host:port`` for its host name, its fully qualified name and
+their addresses (``announce``); build workers take every recorded one as a name of this Slipway's registry,
+so ``FROM <any node>:<port>/...`` is pulled from ``builds.registry_url`` like ``FROM localhost:<port>/...``.
 """
 from __future__ import annotations
 
+import socket
 import time
 import uuid
 
@@ -67,3 +75,37 @@ def ensure(storage: Storage) -> StorageIdentity:
             f"{recorded.marker}); set {storage.setting} (storage.driver: {recorded.driver}) to the storage every "
             "node shares")
     return recorded
+
+
+class NodeAddress(BaseModel):
+    name = CharField(max_length=300, unique=True)  # host:port, [v6]:port
+    seen_at = TimestampField(default=now_ms)
+
+
+def own_addresses(host: str, port: int) -> set[str]:
+    """``host:port`` for the names and addresses this machine answers at (not loopback: that is every
+    worker's own)."""
+    names = {socket.gethostname(), socket.getfqdn()}
+    if host not in ("", "0.0.0.0", "::"):
+        names.add(host)
+    for name in list(names):
+        try:
+            names |= {info[4][0] for info in socket.getaddrinfo(name, port, proto=socket.IPPROTO_TCP)}
+        except OSError:
+            pass
+    found = set()
+    for name in names:
+        if not name or name in ("localhost", "::1") or name.startswith("127."):
+            continue
+        found.add(f"[{name}]:{port}" if ":" in name else f"{name}:{port}")
+    return found
+
+
+def announce(host: str, port: int) -> None:
+    for name in own_addresses(host, port):
+        NodeAddress.insert(name=name).on_conflict(conflict_target=[NodeAddress.name],
+                                                  update={NodeAddress.seen_at: now_ms()}).execute()
+
+
+def node_addresses() -> set[str]:
+    return {row.name for row in NodeAddress.select(NodeAddress.name)}

@@ -125,14 +125,20 @@ class StorageIdentityV4(Model):
     Meta = frozen_meta("storage_identity")
 
 
-def storage_identity():
-    """Which storage holds the blobs (registry.identity): recorded at the next start."""
-    database.create_tables([StorageIdentityV4], safe=True)
+class NodeAddressV4(Model):
+    name = CharField(max_length=300, unique=True)
+    seen_at = TimestampField(default=now_ms)
+    Meta = frozen_meta("node_address")
+
+
+def identity():
+    """Which storage holds the blobs, and the addresses the nodes serve at (registry.identity)."""
+    database.create_tables([StorageIdentityV4, NodeAddressV4], safe=True)
 
 
 MIGRATIONS = [
     (1, "registry", initial),
     (2, "permissions", permissions),
     (3, "labels", labels_and_final_tags),
-    (4, "storage_identity", storage_identity),
+    (4, "identity", identity),
 ]

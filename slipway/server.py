@@ -181,6 +181,9 @@ def serve(config: Config) -> None:
               "(auth.admin_password / SLIPWAY_ADMIN_PASSWORD)", file=sys.stderr)
         raise SystemExit(2) from None
     require_own_storage(config)
+    from registry.identity import announce
+
+    announce(config.server.host, config.server.port)  # builds on any worker take FROM <this node> as local
     db.database.close()
     ssl_ctx = ssl_options(config)
     processes = config.server.processes or os.cpu_count() or 1

@@ -9,6 +9,7 @@ import hashlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -168,7 +169,9 @@ def test_two_api_nodes_and_two_workers_started_together(tmp_path):
         builds = Builds(first, tools).setup(tmp_path)
         other = Builds(second, tools)
         repo = builds.repo("built")
-        build = builds.start_dockerfile(repo, f"FROM {builds.base}\nLABEL run={time.time()}\nRUN {SLOW}\n"
+        # FROM the other node, by the name it recorded at start: a name of this Slipway for every worker.
+        base = f"{socket.gethostname()}:{second.port}/admin/base:1"
+        build = builds.start_dockerfile(repo, f"FROM {base}\nLABEL run={time.time()}\nRUN {SLOW}\n"
                                         "LABEL survived=yes\n", docker_tags=["after-crash"])
         other.wait(repo, build["id"], phases=("building",), timeout=60)
         time.sleep(1)
