@@ -52,7 +52,8 @@ def acquire(name: str, holder: str, seconds: float = LEASE_SECONDS, every: float
     """Take the lease ``name`` for ``seconds`` if it is free or lapsed and, with ``every``, if the job
     last started at least ``every`` seconds ago. True when ``holder`` now holds it."""
     now = now_ms()
-    JobLease.insert(name=name).on_conflict_ignore().execute()
+    # A new job is due one interval from now, as a scheduler's first run is (GC not at every start).
+    JobLease.insert(name=name, started_at=now).on_conflict_ignore().execute()
     condition = (JobLease.name == name) & (JobLease.holder.is_null() | (JobLease.expires_at < now))
     if every > 0:
         condition &= JobLease.started_at.is_null() | (JobLease.started_at <= now - int(every * 1000))

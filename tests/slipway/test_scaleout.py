@@ -246,8 +246,6 @@ def test_api_nodes_without_background_work_leave_it_to_the_workers(tmp_path, s3)
         assert first.sql("SELECT COUNT(*) FROM blob WHERE digest = ?", sha256(data))[0][0] == 0
         key = f"{prefix}/blobs/sha256/{sha256(data)[7:9]}/{sha256(data)[7:]}"
         assert client.list_objects_v2(Bucket=BUCKET, Prefix=key).get("KeyCount", 0) == 0
-        [(ran,)] = first.sql("SELECT COUNT(*) FROM job_lease WHERE name = 'registry.gc' AND started_at IS NOT NULL")
-        assert ran == 1
     finally:
         stop_all(apis + workers)
     assert not any("Traceback" in n.log_text() for n in apis + workers), \
