@@ -19,6 +19,7 @@ import requests
 
 from tests.api import Api
 from tests.builder.conftest import Builds
+from tests.builder.test_queue import read_events
 from tests.conftest import (ADMIN_PASSWORD, ROOT, SLIPWAY, USE_PG, ContainerTools, SlipwayServer, _STARTED,
                             build_user_can_reach, free_port, new_database_url)
 from tests.registry.test_storage_s3 import BUCKET, s3  # noqa: F401 (the local S3 server fixture)
@@ -174,6 +175,8 @@ def test_two_api_nodes_and_two_workers_started_together(tmp_path):
         build = builds.start_dockerfile(repo, f"FROM {base}\nLABEL run={time.time()}\nRUN {SLOW}\n"
                                         "LABEL survived=yes\n", docker_tags=["after-crash"])
         other.wait(repo, build["id"], phases=("building",), timeout=60)
+        stream = requests.get(f"{second.url}/api/v1/repository/{repo}/build/{build['id']}/logs/stream",
+                              auth=("admin", ADMIN_PASSWORD), stream=True, timeout=120)  # live, through the other
         time.sleep(1)
         [(owner,)] = first.sql("SELECT lease_owner FROM build_job")
         victim = next(w for w in workers if f":{w.proc.pid}:" in owner)
@@ -183,6 +186,10 @@ def test_two_api_nodes_and_two_workers_started_together(tmp_path):
         assert done["phase"] == "complete", other.log_text(repo, build["id"])
         log = other.log_text(repo, build["id"])
         assert "The build worker stopped responding" in log and "tick 10" in log
+        with stream:
+            streamed = read_events(stream)
+        assert streamed[-1].get("event") == "end" and json.loads(streamed[-1]["data"])["phase"] == "complete"
+        assert [json.loads(e["data"]) for e in streamed if "id" in e] == other.logs(repo, build["id"])["logs"]
         assert builds.inspect(f"{repo}:after-crash")["Labels"]["survived"] == "yes"
 
         survivor = next(w for w in workers if w is not victim)
