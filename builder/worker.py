@@ -181,7 +181,6 @@ class BuildRun:
                     backend.remove(job)
             except Exception:
                 log.exception("build %s: removing its image failed", self.build.uuid)
-            shutil.rmtree(workdir, ignore_errors=True)
 
             def when_idle() -> None:  # no build of this process starts while this runs
                 try:
@@ -191,6 +190,8 @@ class BuildRun:
                     log.exception("build %s: cleaning up after it failed", self.build.uuid)
 
             running.leave(when_idle)
+            # Last: a build's work directory is gone only once its worker no longer touches the store.
+            shutil.rmtree(workdir, ignore_errors=True)
             self.writer.flush()
 
     def _end(self, phase: str, error: str | None, **fields) -> None:
