@@ -5,7 +5,7 @@ import json
 import uuid
 from dataclasses import dataclass, field
 
-from accounts import audit, login
+from accounts import audit
 from accounts.identity import Identity
 from accounts.models import ROBOT, Account
 from accounts.permissions import is_namespace_admin
@@ -19,8 +19,6 @@ from slipway.errors import Forbidden, Invalid, NotFound, TooMany
 from .models import (CANCELLED, COMPLETE, ERROR, INTERNAL_ERROR, RUNNING, TERMINAL, WAITING, Build, BuildJob,
                      FileDrop)
 
-# Called as fn(build, phase) when a build ends (triggers count failures); see on_build_end.
-_END_HOOKS: list = []
 EVENT_FOR_PHASE = {COMPLETE: events.BUILD_SUCCESS, ERROR: events.BUILD_FAILURE,
                    INTERNAL_ERROR: events.BUILD_FAILURE, CANCELLED: events.BUILD_CANCELLED}
 CACHE_SUFFIX = repos.CACHE_SEGMENT
@@ -221,16 +219,6 @@ def event_payload(build: Build, base: str) -> dict:
     return payload
 
 
-def on_build_end(fn) -> None:
-    """Register ``fn(build, final_phase)``, run in the transaction that ends a build."""
-    _END_HOOKS.append(fn)
-
-
-def build_ended(build: Build, phase: str) -> None:
-    for fn in _END_HOOKS:
-        fn(build, phase)
-
-
 # -- the build credential -------------------------------------------------------------------------------
 
 def issue_credential(build: Build) -> str:
@@ -266,5 +254,3 @@ def identity_for_build_secret(secret: str) -> Identity | None:
     return Identity(kind="build", name=f"build/{build.uuid}", via="build_token", repositories=tuple(allowed),
                     read_repositories=tuple(json.loads(build.base_repositories or "[]")))
 
-
-login.register(BUILD_USER, identity_for_build_secret)

@@ -10,9 +10,9 @@ from tornado.iostream import StreamClosedError
 from tornado.web import HTTPError, stream_request_body
 
 from accounts import audit
-from accounts import login as accounts_login
 from accounts import revocation
 from accounts.identity import ANONYMOUS
+from accounts.login import LoginError
 from slipway.api import int_query
 from slipway.web import BaseHandler
 
@@ -99,9 +99,9 @@ class RegistryHandler(BaseHandler):
     async def login(self, credentials: tuple[str, str]):
         """The identity behind basic credentials (user, robot, $app, $token), or 401 in the OCI format."""
         try:
-            return await self.in_thread(accounts_login.authenticate, credentials[0], credentials[1], self.client_ip,
-                                        self.config.auth.robots_enabled)
-        except accounts_login.LoginError as e:
+            return await self.in_thread(self.services.authenticator.authenticate, credentials[0], credentials[1],
+                                        self.client_ip)
+        except LoginError as e:
             raise RegistryError("UNAUTHORIZED", str(e),
                                 headers={"WWW-Authenticate": self.challenge_header(None)}) from None
 
