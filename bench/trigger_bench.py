@@ -53,9 +53,24 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from build_bench import (PASSWORD, TERMINAL, BenchError, Busy, Slipway, cmdline, free_port,  # noqa: E402
-                         iso_ts, log, machine_note, pct, push_base, sse_client, stats_ms)
+from build_bench import (  # noqa: E402
+    PASSWORD,
+    TERMINAL,
+    BenchError,
+    Busy,
+    Slipway,
+    cmdline,
+    free_port,
+    iso_ts,
+    log,
+    machine_note,
+    pct,
+    push_base,
+    sse_client,
+    stats_ms,
+)
 from registry_bench import OCI_MANIFEST, process_tree, slipway_commit  # noqa: E402
+
 from tests.triggers.test_triggers import GitServer  # noqa: E402
 
 REPO = "admin/trig"

@@ -16,8 +16,7 @@ from slipway import crypto, events, redact
 from slipway.db import database, now_ms
 from slipway.errors import Forbidden, Invalid, NotFound, TooMany
 
-from .models import (CANCELLED, COMPLETE, ERROR, INTERNAL_ERROR, RUNNING, TERMINAL, WAITING, Build, BuildJob,
-                     FileDrop)
+from .models import CANCELLED, COMPLETE, ERROR, INTERNAL_ERROR, RUNNING, TERMINAL, WAITING, Build, BuildJob, FileDrop
 
 EVENT_FOR_PHASE = {COMPLETE: events.BUILD_SUCCESS, ERROR: events.BUILD_FAILURE,
                    INTERNAL_ERROR: events.BUILD_FAILURE, CANCELLED: events.BUILD_CANCELLED}
@@ -56,7 +55,8 @@ def _check(req: BuildRequest) -> None:
         req.docker_tags = ["latest"]
     for tag in req.docker_tags:
         if not isinstance(tag, str) or not TAG_RE.match(tag):
-            raise Invalid(f"Invalid tag '{tag}': up to 128 letters, digits, '_', '.', '-', not starting with '.' or '-'")
+            raise Invalid(f"Invalid tag '{tag}': up to 128 letters, digits, '_', '.', '-', "
+                          "not starting with '.' or '-'")
     for name, path in (("dockerfile_path", req.dockerfile_path), ("context", req.context)):
         if ".." in path.replace("\\", "/").split("/"):
             raise Invalid(f"Invalid {name} '{path}': it may not contain '..'")
@@ -213,7 +213,8 @@ def event_payload(build: Build, base: str) -> dict:
         payload.update(repo=repo.name, is_manual=user is not None, manual_user=user)
     if build.phase == COMPLETE:
         payload["image_id"] = build.image_id
-        payload["manifest_digests"] = [f"{host}/{repo.full_name}@{d}" for d in json.loads(build.manifest_digests or "[]")]
+        payload["manifest_digests"] = [f"{host}/{repo.full_name}@{d}"
+                                       for d in json.loads(build.manifest_digests or "[]")]
     if build.phase in (ERROR, INTERNAL_ERROR):
         payload["error_message"] = build.error_message
     return payload

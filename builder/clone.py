@@ -126,7 +126,7 @@ def update_submodules(repo: git.Repo, url: str, config, env: dict, depth: int = 
         paths = _config_values(repo, ["-f", ".gitmodules"], r"^submodule\..*\.path$", ".path")
     except git.GitCommandError as e:
         raise BuildFailed(f"Could not read the submodules of {url}: {git_error(e)}") from None
-    for name, sub_url in urls.items():
+    for sub_url in urls.values():
         try:
             check_source(sub_url, config)
         except Invalid as e:

@@ -34,8 +34,7 @@ from slipway.errors import Invalid
 from . import backends, builds, clone, contexts, dockerfile, images, queue, sandbox
 from .hooks import BuildHooks
 from .logs import LogWriter
-from .models import (BUILDING, CANCELLED, COMPLETE, ERROR, PULLING, PUSHING, TERMINAL, UNPACKING, Build,
-                     FileDrop)
+from .models import BUILDING, CANCELLED, COMPLETE, ERROR, PULLING, PUSHING, TERMINAL, UNPACKING, Build, FileDrop
 
 log = logging.getLogger("slipway.builder.worker")
 # Set when a build is queued, so idle workers start at once instead of at the next poll.
@@ -403,8 +402,8 @@ class BuildRun:
         from where the worker reaches it, over the transport it speaks; the relay inside the sandbox too."""
         lines = ["unqualified-search-registries = []"]
         for name in sorted({host, sandbox.RELAY_HOST, *self.worker.local_names}):
-            lines += ["[[registry]]", f'prefix = "{name}"', f'location = "{sandbox.RELAY_HOST if name == sandbox.RELAY_HOST else host}"',
-                      "insecure = true"]
+            location = sandbox.RELAY_HOST if name == sandbox.RELAY_HOST else host
+            lines += ["[[registry]]", f'prefix = "{name}"', f'location = "{location}"', "insecure = true"]
         path = workdir / "registries.conf"
         sandbox.write_private(path, "\n".join(lines) + "\n", user)
         return path

@@ -9,8 +9,7 @@ from urllib.parse import urlencode
 from tornado.iostream import StreamClosedError
 from tornado.web import HTTPError, stream_request_body
 
-from accounts import audit
-from accounts import revocation
+from accounts import audit, revocation
 from accounts.identity import ANONYMOUS
 from accounts.login import LoginError
 from slipway.api import int_query
@@ -557,7 +556,8 @@ class UploadHandler(RegistryHandler):
                 if first != self.upload.offset:
                     raise RegistryError(
                         "BLOB_UPLOAD_INVALID",
-                        f"chunk out of order: the upload is at offset {self.upload.offset}, the chunk starts at {first}",
+                        f"chunk out of order: the upload is at offset {self.upload.offset}, "
+                        f"the chunk starts at {first}",
                         status=416, headers=self._progress_headers(name))
                 length = self.request.headers.get("Content-Length")
                 if last < first or (length is not None and int(length) != last - first + 1):

@@ -161,7 +161,8 @@ def test_deleting_a_user_ends_its_registry_tokens_and_its_id_never_comes_back(se
     assert push_status(server, "leaver/mine", token) == 401
     assert tags_status(server, "leaver/mine", token) == 401
     assert server.v2("GET", "/v2/_catalog", catalog).status_code == 401
-    Api(server, ("admin", ADMIN_PASSWORD)).ok("POST", "/superuser/users/", {"username": "newcomer", "password": PASSWORD})
+    Api(server, ("admin", ADMIN_PASSWORD)).ok("POST", "/superuser/users/",
+                                              {"username": "newcomer", "password": PASSWORD})
     Api(server, ("newcomer", PASSWORD)).ok("POST", "/repository", {"repository": "secret", "visibility": "private"})
     assert server.v2("GET", "/v2/_catalog", catalog).status_code == 401
 
@@ -405,7 +406,7 @@ def test_large_bodies_are_refused_from_the_headers_and_memory_stays_bounded(serv
     assert status == 413 and b"SIZE_INVALID" in body, (status, body)
     assert [s for s, _ in by_path["/v2/auth"]] == [413], statuses
     for path, answers in by_path.items():  # each family's own error format
-        for status, body in answers:
+        for _status, body in answers:
             assert (b'"errors"' in body) if path.startswith("/v2") else (b'"error_type"' in body), (path, body)
     assert elapsed < 30
 

@@ -25,8 +25,8 @@ def test_first_release_database_upgrades_in_place(tmp_path):
     p = slipway_db.param()
     database.execute_sql(f"INSERT INTO account (name, kind, superuser, enabled, description, created_at) "
                          f"VALUES ({p}, 'user', {p}, {p}, '', 1)", ("olduser", False, True))
-    database.execute_sql(f"INSERT INTO repository (namespace_id, name, visibility, state, description, created_at) "
-                         f"VALUES (1, 'app', 'private', 'normal', 'kept', 1)")
+    database.execute_sql("INSERT INTO repository (namespace_id, name, visibility, state, description, created_at) "
+                         "VALUES (1, 'app', 'private', 'normal', 'kept', 1)")
     upgraded = migrate.migrate(migrations())
     assert {"accounts:2:tenancy", "registry:2:permissions"} <= set(upgraded)
 

@@ -2,8 +2,8 @@
 import json
 
 from slipway import crypto, migrate
-from slipway.app import migrations
 from slipway import db as slipway_db
+from slipway.app import migrations
 from tests.conftest import new_database_url
 
 SOURCE = "https://gituser:gitpass-OLD1@git.example.com/app.git"
