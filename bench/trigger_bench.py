@@ -159,7 +159,7 @@ def wait_idle(slipway: TriggerSlipway, settle: float = 0.3, timeout: float = 120
     """Until ``slipway serve`` has no working child process (buildah rmi after a build), then ``settle`` s more.
 
     Idle ``git cat-file`` processes do not count: GitPython keeps them for a clone's Repo object until it is
-    closed or garbage-collected (closed since triggers/clone.py uses ``with repo``)."""
+    closed or garbage-collected (closed since builder/clone.py uses ``with repo``)."""
     deadline = time.monotonic() + timeout
     while True:
         working = [argv for argv in (cmdline(p) for p in process_tree(slipway.serve.pid)[1:])
