@@ -25,8 +25,8 @@ import ipaddress
 import logging
 import os
 import pwd
-import shlex
 import select
+import shlex
 import shutil
 import signal
 import socket

@@ -1,23 +1,23 @@
-"""Work that runs beside the HTTP server: scheduled jobs (APScheduler) and, later, build workers.
+"""Work that runs beside the HTTP server: scheduled jobs (APScheduler), notification delivery, build workers.
 
-Each package's ``jobs.py`` exposes ``register(background)`` to add its jobs. Only
-one process per node runs this (the first HTTP process, or ``slipway worker``).
+Packages declare their jobs in their ``includeme`` (``reg.add_jobs(register)``); ``register(background)``
+adds them with ``every`` and ``on_stop``. The same machinery runs in ``slipway serve``'s background
+process (every package's jobs) and in ``slipway worker`` (the per-node jobs: build workers and their
+lease reaper).
 """
 from __future__ import annotations
 
-import importlib
 import logging
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
 log = logging.getLogger("slipway.background")
 
-JOB_MODULES = ["registry.jobs", "builder.jobs", "webhooks.jobs"]
-
 
 class Background:
-    def __init__(self, services, run_build_workers: bool = True):
+    def __init__(self, services, jobs: list, run_build_workers: bool = True):
         self.services = services
+        self.jobs = list(jobs)  # register(background) functions, from the packages' registrations
         self.run_build_workers = run_build_workers
         self.scheduler = BackgroundScheduler(daemon=True, job_defaults={"coalesce": True, "max_instances": 1})
         self.stoppers = []
@@ -40,8 +40,8 @@ class Background:
         self.stoppers.append(fn)
 
     def start(self) -> "Background":
-        for module in JOB_MODULES:
-            importlib.import_module(module).register(self)
+        for register in self.jobs:
+            register(self)
         self.scheduler.start()
         return self
 

@@ -165,8 +165,8 @@ def _read_password(given: str | None) -> str:
 
 
 def _gc(config, grace: int | None) -> int:
+    from registry.drivers import open_storage
     from registry.gc import collect, orphaned_files
-    from registry.storage import open_storage
 
     storage = open_storage(config)
     freed = collect(storage, config.gc.grace_seconds if grace is None else grace, config.gc.batch)

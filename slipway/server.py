@@ -269,7 +269,7 @@ def run_background(config: Config, wake: "WakePipe | None" = None) -> None:
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
     signal.signal(signal.SIGINT, lambda *_: stopping.set())
-    background = Background(services).start()
+    background = Background(services, services.registration.job_registrars()).start()
     log.info("background jobs and %d build worker(s) in process %d (nice %d)",
              config.builds.workers, os.getpid(), os.nice(0))
     while not stopping.wait(1):
@@ -310,19 +310,22 @@ class WakePipe:
 
 
 def run_worker(config: Config) -> None:
-    """``slipway worker``: build workers and the lease reaper, no HTTP server."""
+    """``slipway worker``: no HTTP server; the background machinery of ``serve`` with the jobs that run on
+    every node (build workers, at least one, and their lease reaper)."""
     setup_logging(config)
     make_private(config)
     config.secret_key()
     open_db(config)
+    config.builds.workers = max(1, config.builds.workers)
     services = build_services(config)
-    from builder.worker import WorkerPool, reap
+    from .background import Background
 
-    pool = WorkerPool(config, services.storage, max(1, config.builds.workers)).start()
-    log.info("slipway worker: %d build worker(s) against %s", len(pool.threads), config.database_url.split("@")[-1])
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
     signal.signal(signal.SIGINT, lambda *_: stopping.set())
-    while not stopping.wait(max(1, config.builds.lease_seconds // 3)):
-        reap(config)
-    pool.stop()
+    background = Background(services, services.registration.job_registrars(per_node_only=True)).start()
+    log.info("slipway worker: %d build worker(s) against %s", config.builds.workers,
+             config.database_url.split("@")[-1])
+    while not stopping.wait(1):
+        pass
+    background.stop()

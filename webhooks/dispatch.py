@@ -24,8 +24,17 @@ from slipway.db import database, is_postgres, now_ms
 from slipway.errors import Invalid
 
 from . import methods
-from .models import (FAILED, PENDING, SUCCESS, Attempt, Delivery, EventCursor, ExpiryNotice, InAppNotification,
-                     Notification)
+from .models import (
+    FAILED,
+    PENDING,
+    SUCCESS,
+    Attempt,
+    Delivery,
+    EventCursor,
+    ExpiryNotice,
+    InAppNotification,
+    Notification,
+)
 from .notifications import SEVERITIES, payload_for
 
 log = logging.getLogger("slipway.notifications")
@@ -233,7 +242,7 @@ def _record(outcomes: list, config) -> None:
         # Per notification, in order: a success resets the count, a failure adds one.
         counts: dict = {}  # notification id -> (reset, failures after the last success)
         succeeded: dict = {}  # status code -> (delivery ids, last completion): one UPDATE each
-        for delivery, status_code, error, duration, at, _ in outcomes:
+        for delivery, status_code, error, _duration, at, _ in outcomes:
             attempts = delivery.attempts + 1
             reset, failures = counts.get(delivery.notification_id, (False, 0))
             if error is None:
