@@ -189,25 +189,6 @@ class MembersHandler(OrgAdminHandler):
         self.send({"members": members})
 
 
-class CollaboratorsHandler(OrgAdminHandler):
-    async def get(self, orgname: str) -> None:
-        """Users with direct repository permissions in the organization who are in none of its teams."""
-        from registry.models import Repository, RepositoryPermission
-
-        org = self.org_as_admin(orgname)
-        in_teams = TeamMember.select(TeamMember.account).join(Team).where(Team.org == org.id)
-        rows = (RepositoryPermission.select(RepositoryPermission, Account, Repository)
-                .join(Account, on=(RepositoryPermission.account == Account.id))
-                .switch(RepositoryPermission).join(Repository)
-                .where((Repository.namespace == org.id) & (Account.kind == USER) & ~(Account.id.in_(in_teams)))
-                .order_by(Account.name, Repository.name))
-        found: dict[str, dict] = {}
-        for row in rows:
-            entry = found.setdefault(row.account.name, {**views.entity(row.account), "repositories": []})
-            entry["repositories"].append(row.repository.name)
-        self.send({"collaborators": list(found.values())})
-
-
 class TeamHandler(OrgAdminHandler):
     scopes = {"put": "org:admin", "delete": "org:admin"}
     schemas = {"put": {"type": "object", "additionalProperties": False,
@@ -254,16 +235,6 @@ class TeamMemberHandler(OrgAdminHandler):
         org = self.org_as_admin(orgname)
         orgs.remove_member(org, orgs.get_team(org, teamname), membername, self.identity, self.client_ip)
         self.send(None, 204)
-
-
-class TeamPermissionsHandler(OrgAdminHandler):
-    async def get(self, orgname: str, teamname: str) -> None:
-        """The repository permissions a team holds."""
-        from registry.permissions import grants_of
-
-        org = self.org_as_admin(orgname)
-        team = orgs.get_team(org, teamname)
-        self.send({"permissions": [views.repo_ref(repo, role) for repo, role in grants_of(team)]})
 
 
 # -- default permissions (prototypes) ------------------------------------------------------------------------
@@ -329,11 +300,9 @@ default_handlers = [
     (rf"{API}/organization/?", OrganizationCreateHandler),
     (rf"{ORG_PATH}/?", OrganizationHandler),
     (rf"{ORG_PATH}/members", MembersHandler),
-    (rf"{ORG_PATH}/collaborators", CollaboratorsHandler),
     (rf"{ORG_PATH}/team/(?P<teamname>{NAME})", TeamHandler),
     (rf"{ORG_PATH}/team/(?P<teamname>{NAME})/members", TeamMembersHandler),
     (rf"{ORG_PATH}/team/(?P<teamname>{NAME})/members/(?P<membername>{NAME})", TeamMemberHandler),
-    (rf"{ORG_PATH}/team/(?P<teamname>{NAME})/permissions", TeamPermissionsHandler),
     (rf"{ORG_PATH}/prototypes", PrototypesHandler),
     (rf"{ORG_PATH}/prototypes/(?P<prototypeid>{NAME})", PrototypeHandler),
 ]

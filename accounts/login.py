@@ -9,36 +9,53 @@ from __future__ import annotations
 from slipway.db import now_ms
 
 from . import audit, tokens
-from .identity import Identity
+from .identity import ANONYMOUS, Identity
 from .models import ROBOT, Account
 from .robots import DISABLED, check_robot_token
 from .users import LoginError, identity_for, login_with_password
 
-__all__ = ["LoginError", "authenticate", "identity_for_api_token", "register"]
-
-# Other packages' special logins (``$build`` for build workers), so accounts need not know them.
-_SPECIAL: dict = {}
+__all__ = ["ANONYMOUS", "Authenticator", "LoginError", "authenticate", "identity_for_api_token"]
 
 
-def register(username: str, check) -> None:
-    """``check(secret) -> Identity | None`` answers logins as ``username``."""
-    _SPECIAL[username] = check
+class Authenticator:
+    """What the HTTP layer is handed to turn credentials into an Identity (``slipway.api`` and the
+    registry's ``/v2`` use it; neither imports this module's rules).
+
+    ``special`` maps other packages' special logins (``$build`` for build workers) to their check,
+    ``check(secret) -> Identity | None``: they register them in their include function, so accounts
+    need not know them.
+    """
+
+    anonymous = ANONYMOUS
+
+    def __init__(self, special: dict | None = None, robots_enabled: bool = True):
+        self.special = dict(special or {})
+        self.robots_enabled = robots_enabled
+
+    def authenticate(self, username: str, password: str, client_ip: str = "") -> Identity:
+        """Check credentials; raise LoginError with a message fit to show the client."""
+        return authenticate(username, password, client_ip, self.robots_enabled, self.special)
+
+    def api_token(self, token: str) -> Identity | None:
+        return identity_for_api_token(token)
 
 
-def authenticate(username: str, password: str, client_ip: str = "", robots_enabled: bool = True) -> Identity:
+def authenticate(username: str, password: str, client_ip: str = "", robots_enabled: bool = True,
+                 special: dict | None = None) -> Identity:
     """Check credentials; raise LoginError with a message fit to show the client."""
+    special = special or {}
     try:
-        return _authenticate(username, password, robots_enabled)
+        return _authenticate(username, password, robots_enabled, special)
     except LoginError as e:
         account = Account.get_or_none(Account.name == username) if username and not username.startswith("$") else None
         audit.record("login_failure", None, namespace=account.owner if account is not None and account.kind == ROBOT
                      else account, ip=client_ip or None,
-                     metadata={"username": username, "message": str(e), "kind": _kind(username)})
+                     metadata={"username": username, "message": str(e), "kind": _kind(username, special)})
         raise
 
 
-def _kind(username: str) -> str:
-    if username in _SPECIAL:
+def _kind(username: str, special: dict) -> str:
+    if username in special:
         return username.lstrip("$")
     if username == "$app":
         return "app_token"
@@ -47,11 +64,11 @@ def _kind(username: str) -> str:
     return "robot" if "+" in username else "user"
 
 
-def _authenticate(username: str, password: str, robots_enabled: bool) -> Identity:
+def _authenticate(username: str, password: str, robots_enabled: bool, special: dict) -> Identity:
     if not username or not password:
         raise LoginError("Invalid username or password")
-    if username in _SPECIAL:
-        identity = _SPECIAL[username](password)
+    if username in special:
+        identity = special[username](password)
         if identity is None:
             raise LoginError("Invalid or expired credential")
         return identity

@@ -8,7 +8,6 @@ from slipway.migrate import add_column_if_missing, frozen_meta, sqlite_autoincre
 from . import models
 
 
-
 class AccountV1(Model):
     name = CharField(max_length=255, unique=True)
     kind = CharField(max_length=8, default="user")

@@ -9,7 +9,7 @@ import time
 from peewee import IntegrityError
 
 from slipway.db import database
-from slipway.errors import Conflict, DomainError, Forbidden, Invalid, NotFound
+from slipway.errors import Conflict, DomainError, Forbidden, Invalid, LoginFailed, NotFound
 
 from . import audit, revocation
 from .identity import Identity
@@ -20,7 +20,7 @@ from .passwords import hash_password, needs_rehash, verify_password
 AccountError = DomainError  # the name older callers use
 
 
-class LoginError(Exception):
+class LoginError(LoginFailed):
     """Credentials that do not identify anyone (or an account that may not log in)."""
 
 

@@ -58,8 +58,8 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from registry_bench import (BenchError, Sampler, free_port, machine_busy_seconds,  # noqa: E402
-                            slipway_commit, stop_group)
+from registry_bench import BenchError, Sampler, free_port, machine_busy_seconds, slipway_commit, stop_group  # noqa: E402
+
 from tests.images import make_oci_layout  # noqa: E402
 
 PASSWORD = "bench-admin-password"

@@ -62,8 +62,22 @@ import threading
 import time
 from pathlib import Path
 
-from registry_bench import (OCI_MANIFEST, ROOT, BenchError, Client, CpuShare, Sampler, Slipway, image_manifest,
-                            push_blob, put_manifest, sha256, slipway_commit, start_wrk, wrk_result)
+from registry_bench import (
+    OCI_MANIFEST,
+    ROOT,
+    BenchError,
+    Client,
+    CpuShare,
+    Sampler,
+    Slipway,
+    image_manifest,
+    push_blob,
+    put_manifest,
+    sha256,
+    slipway_commit,
+    start_wrk,
+    wrk_result,
+)
 
 REPO = "admin/gc"
 GC_TARGET_S = 30.0
@@ -320,14 +334,14 @@ def gc_scheduled(server: GcSlipway, timeout: float) -> dict:
     deadline = time.time() + timeout
     while time.time() < deadline:
         lines = server.log_path.read_text(errors="replace").splitlines()
-        started = [l for l in lines if "Running job" in l and '"registry.gc' in l]
-        ended = [l for l in lines if '"registry.gc' in l and "executed successfully" in l]
+        started = [line for line in lines if "Running job" in line and '"registry.gc' in line]
+        ended = [line for line in lines if '"registry.gc' in line and "executed successfully" in line]
         if ended:
-            freed = next((l for l in lines if "garbage collection: removed" in l), "")
+            freed = next((line for line in lines if "garbage collection: removed" in line), "")
             start, end = log_time(started[0]), log_time(ended[0])
             return {"start": start, "end": end, "seconds": end - start, "freed": parse_freed(freed),
                     "output": [freed]}
-        if any('"registry.gc' in l and ("raised an exception" in l or "failed" in l) for l in lines):
+        if any('"registry.gc' in line and ("raised an exception" in line or "failed" in line) for line in lines):
             raise BenchError(f"scheduled GC failed: {server.log_tail(40)}")
         time.sleep(0.05)
     raise BenchError(f"scheduled GC did not finish within {timeout} s")
@@ -451,7 +465,8 @@ def render(facts: dict, results: list[dict], args) -> str:
            f"{args.manifest_connections} conns + {results[0]['blob_bytes']:,}-byte blob GET × {args.blob_connections} "
            f"conns, " + (f"{args.delay_ms} ms pause between a connection's requests" if args.delay_ms
                          else "as fast as answered"), ""]
-    head = "| figure | " + " | ".join(f"run {n + 1} ({r['mode']})" for n, r in enumerate(results)) + " | target | result |"
+    head = ("| figure | " + " | ".join(f"run {n + 1} ({r['mode']})" for n, r in enumerate(results))
+            + " | target | result |")
     out += [head, "|" + " --- |" * (len(results) + 3)]
 
     def row(label: str, cells: list[str], target: str = "", ok: bool | None = None) -> None:

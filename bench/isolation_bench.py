@@ -98,7 +98,8 @@ class Plain:
     def __init__(self, workdir: Path, slipway: Slipway, driver: str):
         self.workdir, self.slipway = workdir, slipway
         name, options = DRIVERS[driver]
-        self.base = ["buildah", "--root", str(workdir / "plain" / "storage"), "--runroot", str(workdir / "plain" / "run"),
+        self.base = ["buildah", "--root", str(workdir / "plain" / "storage"),
+                     "--runroot", str(workdir / "plain" / "run"),
                      "--storage-driver", name, *options]
         conf = workdir / "plain-registries.conf"
         conf.write_text(f'unqualified-search-registries = []\n[[registry]]\nlocation = "{slipway.host}"\n'
@@ -140,7 +141,8 @@ def run_driver(driver: str, reps: int, context_mb: int, keep: bool) -> dict:
         its worker was free again (after publishing the layer cache; not part of the build's time)."""
         p = result["phases_s"]
         free = wait_worker_free(slipway) - result["t0"]
-        phases[kind].append({"queued_s": p["build-scheduled"], "context_and_pull_s": p["building"] - p["build-scheduled"],
+        phases[kind].append({"queued_s": p["build-scheduled"],
+                             "context_and_pull_s": p["building"] - p["build-scheduled"],
                              "build_s": p["pushing"] - p["building"], "push_s": p["complete"] - p["pushing"],
                              "worker_free_after_s": free})
         return result["total_s"]
@@ -163,9 +165,9 @@ def run_driver(driver: str, reps: int, context_mb: int, keep: bool) -> dict:
         for n in range(reps):
             unique = uuid.uuid4().hex
             cold_files = context_files(data, base, unique, "first")
-            sides = [("cold", lambda: timed("cold", slipway_build(slipway, "admin/app", cold_files, f"cold{n}",
-                                                                   watch=False))),
-                     ("plain", lambda: plain.build(context_files(data, base, uuid.uuid4().hex, "first"), f"p{n}"))]
+            sides = [("cold", lambda n=n, cold_files=cold_files: timed(
+                         "cold", slipway_build(slipway, "admin/app", cold_files, f"cold{n}", watch=False))),
+                     ("plain", lambda n=n: plain.build(context_files(data, base, uuid.uuid4().hex, "first"), f"p{n}"))]
             for name, fn in (sides if n % 2 == 0 else sides[::-1]):
                 subprocess.run(["sync"])
                 rows[name].append(fn())

@@ -34,8 +34,8 @@ import base64
 import contextlib
 import datetime
 import hashlib
-import http.client
 import hmac
+import http.client
 import json
 import multiprocessing
 import os
@@ -329,7 +329,8 @@ class Slipway(Server):
                    SLIPWAY_SERVER__PORT=str(self.port), SLIPWAY_SERVER__PROCESSES=str(self.processes),
                    SLIPWAY_SERVER__ACCESS_LOG="false", SLIPWAY_LOG_LEVEL="warning")
         env.update(self.env)
-        return [str(ROOT / ".venv" / "bin" / "python"), "-S", "-m", "slipway.cli", *(cli or ["serve"])], env, self.source
+        command = [str(ROOT / ".venv" / "bin" / "python"), "-S", "-m", "slipway.cli", *(cli or ["serve"])]
+        return command, env, self.source
 
     @property
     def database_path(self) -> Path:
@@ -367,7 +368,8 @@ class Slipway(Server):
         self.headers = self.pull_headers = self.bearer("admin", self.password, "pull,push")
 
     def bearer(self, user: str, password: str, actions: str, expect: str | None = None) -> dict[str, str]:
-        """Headers with a registry token for ``user`` on ``self.repo``; if ``expect``, check those are the actions granted."""
+        """Headers with a registry token for ``user`` on ``self.repo``; if ``expect``, check those are the
+        actions granted."""
         query = urlencode({"service": f"{self.host}:{self.port}", "scope": f"repository:{self.repo}:{actions}"})
         basic = base64.b64encode(f"{user}:{password}".encode()).decode()
         client = Client(self, {"Authorization": f"Basic {basic}"})
@@ -834,7 +836,7 @@ def wrk_result(server: Server, path: str, wrk: subprocess.Popen, body_size: int)
     Non-2xx answers and timeouts are left in ``status`` and ``timeout`` for the caller to judge.
     """
     stdout, stderr = wrk.communicate()
-    line = next((l for l in stdout.splitlines() if l.startswith("WRK_JSON ")), None)
+    line = next((text for text in stdout.splitlines() if text.startswith("WRK_JSON ")), None)
     if wrk.returncode or line is None:
         raise BenchError(f"wrk failed ({wrk.returncode}): {stdout} {stderr}")
     stats = json.loads(line[len("WRK_JSON "):])

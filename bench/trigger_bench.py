@@ -53,9 +53,24 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from build_bench import (PASSWORD, TERMINAL, BenchError, Busy, Slipway, cmdline, free_port,  # noqa: E402
-                         iso_ts, log, machine_note, pct, push_base, sse_client, stats_ms)
+from build_bench import (  # noqa: E402
+    PASSWORD,
+    TERMINAL,
+    BenchError,
+    Busy,
+    Slipway,
+    cmdline,
+    free_port,
+    iso_ts,
+    log,
+    machine_note,
+    pct,
+    push_base,
+    sse_client,
+    stats_ms,
+)
 from registry_bench import OCI_MANIFEST, process_tree, slipway_commit  # noqa: E402
+
 from tests.triggers.test_triggers import GitServer  # noqa: E402
 
 REPO = "admin/trig"
@@ -144,7 +159,7 @@ def wait_idle(slipway: TriggerSlipway, settle: float = 0.3, timeout: float = 120
     """Until ``slipway serve`` has no working child process (buildah rmi after a build), then ``settle`` s more.
 
     Idle ``git cat-file`` processes do not count: GitPython keeps them for a clone's Repo object until it is
-    closed or garbage-collected (closed since triggers/clone.py uses ``with repo``)."""
+    closed or garbage-collected (closed since builder/clone.py uses ``with repo``)."""
     deadline = time.monotonic() + timeout
     while True:
         working = [argv for argv in (cmdline(p) for p in process_tree(slipway.serve.pid)[1:])

@@ -7,6 +7,7 @@ is stopped and ``Stopped`` is raised.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -19,11 +20,10 @@ import threading
 import time
 from abc import ABC, abstractmethod
 from collections import deque
-import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit
 from typing import Callable
+from urllib.parse import urlsplit
 
 from . import sandbox as sandbox_mod
 
@@ -517,7 +517,8 @@ class DockerBackend(Backend):
             raise BuildFailed(f"Could not pull base image {image}: {e}") from None
 
     def build(self, job: Job) -> None:
-        stream = self.client.build(path=str(job.context_dir), dockerfile=str(job.dockerfile.relative_to(job.context_dir)),
+        stream = self.client.build(path=str(job.context_dir),
+                                   dockerfile=str(job.dockerfile.relative_to(job.context_dir)),
                                    tag=job.image, buildargs=job.build_args or None, target=job.target, rm=True,
                                    forcerm=True, pull=False, decode=True)
         self._consume(job, stream)

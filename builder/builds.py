@@ -5,7 +5,7 @@ import json
 import uuid
 from dataclasses import dataclass, field
 
-from accounts import audit, login
+from accounts import audit
 from accounts.identity import Identity
 from accounts.models import ROBOT, Account
 from accounts.permissions import is_namespace_admin
@@ -16,11 +16,8 @@ from slipway import crypto, events, redact
 from slipway.db import database, now_ms
 from slipway.errors import Forbidden, Invalid, NotFound, TooMany
 
-from .models import (CANCELLED, COMPLETE, ERROR, INTERNAL_ERROR, RUNNING, TERMINAL, WAITING, Build, BuildJob,
-                     FileDrop)
+from .models import CANCELLED, COMPLETE, ERROR, INTERNAL_ERROR, RUNNING, TERMINAL, WAITING, Build, BuildJob, FileDrop
 
-# Called as fn(build, phase) when a build ends (triggers count failures); see on_build_end.
-_END_HOOKS: list = []
 EVENT_FOR_PHASE = {COMPLETE: events.BUILD_SUCCESS, ERROR: events.BUILD_FAILURE,
                    INTERNAL_ERROR: events.BUILD_FAILURE, CANCELLED: events.BUILD_CANCELLED}
 CACHE_SUFFIX = repos.CACHE_SEGMENT
@@ -58,7 +55,8 @@ def _check(req: BuildRequest) -> None:
         req.docker_tags = ["latest"]
     for tag in req.docker_tags:
         if not isinstance(tag, str) or not TAG_RE.match(tag):
-            raise Invalid(f"Invalid tag '{tag}': up to 128 letters, digits, '_', '.', '-', not starting with '.' or '-'")
+            raise Invalid(f"Invalid tag '{tag}': up to 128 letters, digits, '_', '.', '-', "
+                          "not starting with '.' or '-'")
     for name, path in (("dockerfile_path", req.dockerfile_path), ("context", req.context)):
         if ".." in path.replace("\\", "/").split("/"):
             raise Invalid(f"Invalid {name} '{path}': it may not contain '..'")
@@ -215,20 +213,11 @@ def event_payload(build: Build, base: str) -> dict:
         payload.update(repo=repo.name, is_manual=user is not None, manual_user=user)
     if build.phase == COMPLETE:
         payload["image_id"] = build.image_id
-        payload["manifest_digests"] = [f"{host}/{repo.full_name}@{d}" for d in json.loads(build.manifest_digests or "[]")]
+        payload["manifest_digests"] = [f"{host}/{repo.full_name}@{d}"
+                                       for d in json.loads(build.manifest_digests or "[]")]
     if build.phase in (ERROR, INTERNAL_ERROR):
         payload["error_message"] = build.error_message
     return payload
-
-
-def on_build_end(fn) -> None:
-    """Register ``fn(build, final_phase)``, run in the transaction that ends a build."""
-    _END_HOOKS.append(fn)
-
-
-def build_ended(build: Build, phase: str) -> None:
-    for fn in _END_HOOKS:
-        fn(build, phase)
 
 
 # -- the build credential -------------------------------------------------------------------------------
@@ -266,5 +255,3 @@ def identity_for_build_secret(secret: str) -> Identity | None:
     return Identity(kind="build", name=f"build/{build.uuid}", via="build_token", repositories=tuple(allowed),
                     read_repositories=tuple(json.loads(build.base_repositories or "[]")))
 
-
-login.register(BUILD_USER, identity_for_build_secret)

@@ -20,6 +20,7 @@ from slipway.db import database, is_postgres, now_ms
 from slipway.errors import Invalid
 
 from . import builds
+from .hooks import BuildHooks
 from .logs import LogWriter
 from .models import CANCELLED, INTERNAL_ERROR, PUSHING, RUNNING, SCHEDULED, TERMINAL, WAITING, Build, BuildJob
 
@@ -77,7 +78,7 @@ def heartbeat(build: Build, worker_id: str, lease_seconds: int) -> tuple[bool, b
     return bool(renewed), bool(cancel)
 
 
-def finish(build: Build, worker_id: str, phase: str, writer: LogWriter, base_url: str,
+def finish(build: Build, worker_id: str, phase: str, writer: LogWriter, base_url: str, hooks: BuildHooks,
            error_message: str | None = None, **fields) -> bool:
     """End a build the worker still holds: final phase, event, queue item removed. False if it lost the lease."""
     with database.atomic():
@@ -89,12 +90,12 @@ def finish(build: Build, worker_id: str, phase: str, writer: LogWriter, base_url
         build = Build.get_by_id(build.id)
         writer.phase(phase)
         events.emit(builds.EVENT_FOR_PHASE[phase], build.repository, builds.event_payload(build, base_url))
-        builds.build_ended(build, phase)
+        hooks.build_ended(build, phase)
     return True
 
 
 def internal_failure(build: Build, worker_id: str | None, reason: str, writer: LogWriter, base_url: str,
-                     retry_delay_seconds: int, lease_expired: bool = False) -> str:
+                     retry_delay_seconds: int, hooks: BuildHooks, lease_expired: bool = False) -> str:
     """An internal error (worker lost, crash): queue again while retries remain. Returns the new phase.
 
     ``lease_expired``: called by the reaper, which acts only if the lease is still out of date.
@@ -135,11 +136,11 @@ def internal_failure(build: Build, worker_id: str | None, reason: str, writer: L
         writer.line("No attempts left: the build has expired.")
         build = Build.get_by_id(build.id)
         events.emit(events.BUILD_FAILURE, build.repository, builds.event_payload(build, base_url))
-        builds.build_ended(build, INTERNAL_ERROR)
+        hooks.build_ended(build, INTERNAL_ERROR)
         return INTERNAL_ERROR
 
 
-def reap_expired_leases(config) -> int:
+def reap_expired_leases(config, hooks: BuildHooks) -> int:
     """Builds whose worker stopped renewing its lease become internal errors (and are retried)."""
     now = now_ms()
     count = 0
@@ -148,7 +149,7 @@ def reap_expired_leases(config) -> int:
         writer = LogWriter(build, config.builds.max_log_bytes)
         log.warning("build %s: worker %s stopped responding", build.uuid, job.lease_owner)
         internal_failure(build, job.lease_owner, "The build worker stopped responding (it was stopped or crashed)",
-                         writer, builds.base_url(config), config.builds.retry_delay_seconds, lease_expired=True)
+                         writer, builds.base_url(config), config.builds.retry_delay_seconds, hooks, lease_expired=True)
         writer.flush()
         count += 1
     return count

@@ -26,8 +26,8 @@ import logging
 import os
 import pwd
 import re
-import shlex
 import select
+import shlex
 import shutil
 import signal
 import socket

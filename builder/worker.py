@@ -31,10 +31,10 @@ from slipway import events, outgoing, redact
 from slipway.db import database, now_ms
 from slipway.errors import Invalid
 
-from . import backends, builds, contexts, dockerfile, images, queue, sandbox
+from . import backends, builds, clone, contexts, dockerfile, images, queue, sandbox
+from .hooks import BuildHooks
 from .logs import LogWriter
-from .models import (BUILDING, CANCELLED, COMPLETE, ERROR, PULLING, PUSHING, TERMINAL, UNPACKING, Build,
-                     FileDrop)
+from .models import BUILDING, CANCELLED, COMPLETE, ERROR, PULLING, PUSHING, TERMINAL, UNPACKING, Build, FileDrop
 
 log = logging.getLogger("slipway.builder.worker")
 # Set when a build is queued, so idle workers start at once instead of at the next poll.
@@ -60,9 +60,11 @@ def filedrop_key(file_id: str) -> str:
 
 
 class Worker:
-    def __init__(self, config, storage: Storage, backend: backends.Backend | None = None, name: str | None = None):
+    def __init__(self, config, storage: Storage, hooks: BuildHooks, backend: backends.Backend | None = None,
+                 name: str | None = None):
         self.config = config
         self.storage = storage
+        self.hooks = hooks
         self.backend = backend or backends.make_backend(config)
         self.id = name or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.base = builds.base_url(config)
@@ -168,7 +170,8 @@ class BuildRun:
             self._end(ERROR, str(e))
         except backends.NothingToBuild as e:
             self.writer.line(str(e))
-            queue.finish(self.build, self.worker.id, CANCELLED, self.writer, self.worker.base, error_message=str(e))
+            queue.finish(self.build, self.worker.id, CANCELLED, self.writer, self.worker.base, self.worker.hooks,
+                         error_message=str(e))
         except backends.Stopped as e:
             if e.reason == "cancelled":
                 self._end(CANCELLED, None)
@@ -180,7 +183,8 @@ class BuildRun:
             log.exception("build %s failed inside the worker", self.build.uuid)
             queue.internal_failure(self.build, self.worker.id,
                                    redact.text(f"Internal error in the build worker: {e}", self.build.archive_url),
-                                   self.writer, self.worker.base, self.config.builds.retry_delay_seconds)
+                                   self.writer, self.worker.base, self.config.builds.retry_delay_seconds,
+                                   self.worker.hooks)
         finally:
             self.done.set()
             beat.join(timeout=10)
@@ -189,7 +193,6 @@ class BuildRun:
                     backend.remove(job)
             except Exception:
                 log.exception("build %s: removing its image failed", self.build.uuid)
-            shutil.rmtree(workdir, ignore_errors=True)
 
             def when_idle() -> None:  # no build of this process starts while this runs
                 try:
@@ -199,13 +202,16 @@ class BuildRun:
                     log.exception("build %s: cleaning up after it failed", self.build.uuid)
 
             running.leave(when_idle)
+            # Last: a build's work directory is gone only once its worker no longer touches the store.
+            shutil.rmtree(workdir, ignore_errors=True)
             self.writer.flush()
 
     def _end(self, phase: str, error: str | None, **fields) -> None:
         error = redact.text(error, self.build.archive_url)  # shown with the build, sent with its events
         if error:
             self.writer.error(error)
-        queue.finish(self.build, self.worker.id, phase, self.writer, self.worker.base, error_message=error, **fields)
+        queue.finish(self.build, self.worker.id, phase, self.writer, self.worker.base, self.worker.hooks,
+                     error_message=error, **fields)
 
     def _run(self, workdir: Path):
         build, backend = self.build, self.worker.backend
@@ -381,10 +387,8 @@ class BuildRun:
             self.writer.line(f"Downloading {redact.url(build.archive_url)}")
             contexts.download(build.archive_url, source, self.config.network, self.config.builds.max_context_bytes)
             kind = contexts.materialize(source, root, limits)
-        else:
-            from triggers.clone import clone_for_build  # triggers builds on builder: imported late, no cycle
-
-            kind = clone_for_build(build, root, self.config, self.writer)
+        else:  # git: a trigger's build, cloned from what the trigger hands over
+            kind = clone.clone(self.worker.hooks.git_source(build), root, self.config, self.writer)
         self.writer.line(f"Build context ready ({kind})")
 
     def _cache_repo(self) -> str:
@@ -407,8 +411,8 @@ class BuildRun:
         from where the worker reaches it, over the transport it speaks; the relay inside the sandbox too."""
         lines = ["unqualified-search-registries = []"]
         for name in sorted({host, sandbox.RELAY_HOST, *self.worker.local_names}):
-            lines += ["[[registry]]", f'prefix = "{name}"', f'location = "{sandbox.RELAY_HOST if name == sandbox.RELAY_HOST else host}"',
-                      "insecure = true"]
+            location = sandbox.RELAY_HOST if name == sandbox.RELAY_HOST else host
+            lines += ["[[registry]]", f'prefix = "{name}"', f'location = "{location}"', "insecure = true"]
         path = workdir / "registries.conf"
         sandbox.write_private(path, "\n".join(lines) + "\n", user)
         return path
@@ -417,7 +421,7 @@ class BuildRun:
 class WorkerPool:
     """Worker threads in this process, plus the job that takes builds back from dead workers."""
 
-    def __init__(self, config, storage: Storage, count: int):
+    def __init__(self, config, storage: Storage, count: int, hooks: BuildHooks):
         self.config = config
         self.stop_event = threading.Event()
         self.threads = []
@@ -439,7 +443,7 @@ class WorkerPool:
                 log.error("build workers NOT started: %s", e)
                 count = 0
         for i in range(count):
-            worker = Worker(config, storage, backend)
+            worker = Worker(config, storage, hooks, backend)
             thread = threading.Thread(target=worker.run, args=(self.stop_event,), name=f"build-worker-{i}",
                                       daemon=True)
             self.threads.append(thread)
@@ -533,9 +537,9 @@ def remove_leftovers(config, backend: backends.BuildahBackend, only_containers: 
         fcntl.flock(fd, fcntl.LOCK_SH)
 
 
-def reap(config) -> int:
+def reap(config, hooks: BuildHooks) -> int:
     try:
-        return queue.reap_expired_leases(config)
+        return queue.reap_expired_leases(config, hooks)
     finally:
         database.close()
 

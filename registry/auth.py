@@ -5,12 +5,11 @@ from dataclasses import replace
 
 from accounts.identity import Identity
 from accounts.models import Account, Token
+from accounts.permissions import can_create_in
 
 from . import repos
 from .errors import RegistryError
 from .names import split_name
-from accounts.permissions import can_create_in
-
 from .permissions import can
 from .tokens import Claims, Scope
 

@@ -196,7 +196,8 @@ def unlink(repo: Repository, digest: str) -> None:
         blob = Blob.get_or_none(Blob.digest == digest)
         deleted = 0
         if blob is not None:
-            users = {m.id for m in Manifest.select(Manifest.id).join(ManifestBlob, on=(ManifestBlob.manifest == Manifest.id))
+            users = {m.id for m in Manifest.select(Manifest.id)
+                     .join(ManifestBlob, on=(ManifestBlob.manifest == Manifest.id))
                      .where((ManifestBlob.blob == blob.id) & (Manifest.repository == repo)
                             & Manifest.deleted_at.is_null())}
             holder = held_by_tag(repo, users) if users else None

@@ -208,7 +208,8 @@ def held_by_tag(repo: Repository, manifest_ids: set) -> tuple[str, str] | None:
         if tag is not None:
             return tag.name, tag.manifest.digest
         seen |= frontier
-        parents = (ManifestChild.select(ManifestChild.manifest).join(Manifest, on=(ManifestChild.manifest == Manifest.id))
+        parents = (ManifestChild.select(ManifestChild.manifest)
+                   .join(Manifest, on=(ManifestChild.manifest == Manifest.id))
                    .where(ManifestChild.child.in_(list(frontier)) & Manifest.deleted_at.is_null()))
         frontier = {p.manifest_id for p in parents} - seen
     return None

@@ -9,10 +9,9 @@ from urllib.parse import urlencode
 from tornado.iostream import StreamClosedError
 from tornado.web import HTTPError, stream_request_body
 
-from accounts import audit
-from accounts import login as accounts_login
-from accounts import revocation
+from accounts import audit, revocation
 from accounts.identity import ANONYMOUS
+from accounts.login import LoginError
 from slipway.api import int_query
 from slipway.web import BaseHandler
 
@@ -99,9 +98,9 @@ class RegistryHandler(BaseHandler):
     async def login(self, credentials: tuple[str, str]):
         """The identity behind basic credentials (user, robot, $app, $token), or 401 in the OCI format."""
         try:
-            return await self.in_thread(accounts_login.authenticate, credentials[0], credentials[1], self.client_ip,
-                                        self.config.auth.robots_enabled)
-        except accounts_login.LoginError as e:
+            return await self.in_thread(self.services.authenticator.authenticate, credentials[0], credentials[1],
+                                        self.client_ip)
+        except LoginError as e:
             raise RegistryError("UNAUTHORIZED", str(e),
                                 headers={"WWW-Authenticate": self.challenge_header(None)}) from None
 
@@ -560,7 +559,8 @@ class UploadHandler(RegistryHandler):
                 if first != self.upload.offset:
                     raise RegistryError(
                         "BLOB_UPLOAD_INVALID",
-                        f"chunk out of order: the upload is at offset {self.upload.offset}, the chunk starts at {first}",
+                        f"chunk out of order: the upload is at offset {self.upload.offset}, "
+                        f"the chunk starts at {first}",
                         status=416, headers=self._progress_headers(name))
                 length = self.request.headers.get("Content-Length")
                 if last < first or (length is not None and int(length) != last - first + 1):

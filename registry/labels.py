@@ -105,7 +105,8 @@ def add(manifest: Manifest, body: dict) -> ManifestLabel:
             raise Invalid("Invalid label format, must be key value separated by =")
     key = key.strip()
     if not KEY_RE.match(key):
-        raise Invalid(f"Invalid label key '{key}': letters, digits, '.', '_', '-', '/', starting with a letter or digit")
+        raise Invalid(f"Invalid label key '{key}': letters, digits, '.', '_', '-', '/', "
+                      "starting with a letter or digit")
     media_type = body.get("media_type") or "text/plain"
     if media_type not in ("text/plain", "application/json"):
         raise Invalid(f"Invalid label media type '{media_type}': use text/plain or application/json")

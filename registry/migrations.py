@@ -6,7 +6,6 @@ from slipway.db import TimestampField, database, now_ms
 from slipway.migrate import add_column_if_missing, frozen_meta
 
 
-
 class RepositoryV1(Model):
     namespace = ForeignKeyField(AccountV1, on_delete="CASCADE")
     name = CharField(max_length=255)
@@ -63,7 +62,8 @@ class TagV1(Model):
     manifest = ForeignKeyField(ManifestV1, on_delete="CASCADE")
     lifetime_start = TimestampField(default=now_ms)
     lifetime_end = TimestampField(null=True)
-    Meta = frozen_meta("tag", ((("repository", "name", "lifetime_end"), False), (("repository", "lifetime_end"), False)))
+    Meta = frozen_meta("tag", ((("repository", "name", "lifetime_end"), False),
+                               (("repository", "lifetime_end"), False)))
 
 
 class UploadV1(Model):

@@ -14,7 +14,6 @@ from .errors import RegistryError
 from .models import PRIVATE, PUBLIC, Repository, RepositoryPermission
 from .names import split_name
 
-
 # <repository>/buildcache: the builder's layer cache for <repository>; nobody else may create one.
 CACHE_SEGMENT = "buildcache"
 

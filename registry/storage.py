@@ -320,16 +320,5 @@ class FilesystemStorage(Storage):
                 continue
 
 
-def open_storage(config) -> Storage:
-    driver = config.storage.driver
-    if driver == "filesystem":
-        return FilesystemStorage(config.storage_path)
-    if driver == "s3":
-        from .storage_s3 import S3Storage
-
-        return S3Storage.from_config(config.storage)
-    raise ValueError(f"unknown storage driver '{driver}' (use filesystem or s3)")
-
-
 def age_seconds(mtime: float) -> float:
     return time.time() - mtime

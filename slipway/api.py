@@ -13,11 +13,8 @@ import re
 import jsonschema
 from tornado.web import HTTPError
 
-from accounts import login
-from accounts.identity import ANONYMOUS, Identity
-
 from . import redact
-from .errors import DomainError, Forbidden, Invalid, NotFound, Unauthenticated
+from .errors import DomainError, Forbidden, Invalid, LoginFailed, NotFound, Unauthenticated
 from .web import BaseHandler
 
 API = "/api/v1"
@@ -64,11 +61,18 @@ def int_query(raw: str | None, name: str, default: int, minimum: int, maximum: i
 class ApiHandler(BaseHandler):
     """Base of /api/v1 handlers. Subclasses may set ``schemas = {"put": {...}}`` to validate bodies,
     ``scopes = {"get": "repo:read"}`` to name the token scope each method needs (documented), and
-    docstrings on methods (their first line becomes the OpenAPI summary)."""
+    docstrings on methods (their first line becomes the OpenAPI summary).
+
+    Credentials are checked by the authenticator the application is handed (``services.authenticator``:
+    ``anonymous``, ``api_token(token)``, ``authenticate(username, password, client_ip)`` raising
+    ``LoginFailed``); this layer knows no account rules. ``self.identity`` is what it answered."""
 
     schemas: dict = {}
     scopes: dict = {}
-    identity: Identity = ANONYMOUS
+
+    def __init__(self, application, request, **kwargs):
+        super().__init__(application, request, **kwargs)
+        self.identity = self.services.authenticator.anonymous
 
     def set_default_headers(self) -> None:
         super().set_default_headers()
@@ -78,7 +82,7 @@ class ApiHandler(BaseHandler):
     async def prepare(self) -> None:
         header = self.request.headers.get("Authorization", "")
         if header[:7].lower() == "bearer ":
-            identity = await self.in_thread(login.identity_for_api_token, header[7:].strip())
+            identity = await self.in_thread(self.services.authenticator.api_token, header[7:].strip())
             if identity is None:
                 raise Unauthenticated("Invalid or revoked API token")
             self.identity = identity
@@ -90,9 +94,9 @@ class ApiHandler(BaseHandler):
             if username.startswith("$") or "+" in username:
                 raise Unauthenticated("The API accepts a user's password or an API token (Authorization: Bearer)")
             try:
-                self.identity = await self.in_thread(login.authenticate, username, password, self.client_ip,
-                                                     self.config.auth.robots_enabled)
-            except login.LoginError as e:
+                self.identity = await self.in_thread(self.services.authenticator.authenticate, username, password,
+                                                     self.client_ip)
+            except LoginFailed as e:
                 raise Unauthenticated(str(e)) from None
         method = self.request.method.lower()
         if method in self.scopes:
@@ -105,7 +109,7 @@ class ApiHandler(BaseHandler):
         return DomainError(f"The request body is larger than the limit of {limit} bytes", status=413)
 
     # -- who may do what ----------------------------------------------------------------------------
-    def require_login(self) -> Identity:
+    def require_login(self):
         if self.identity.anonymous:
             raise Unauthenticated("Authentication required: use HTTP basic auth or an API token")
         return self.identity
@@ -114,7 +118,7 @@ class ApiHandler(BaseHandler):
         if scope and not self.identity.anonymous and not self.identity.has_scope(scope):
             raise Forbidden(f"This token lacks the '{scope}' scope")
 
-    def require_superuser(self) -> Identity:
+    def require_superuser(self):
         identity = self.require_login()
         if not identity.superuser:
             raise Forbidden("Only superusers may do this")

@@ -1,13 +1,13 @@
-"""Work that runs beside the HTTP server: scheduled jobs (APScheduler) and build workers.
+"""Work that runs beside the HTTP server: scheduled jobs (APScheduler), notification delivery, build workers.
 
-Each package's ``jobs.py`` exposes ``register(background)`` to add its jobs. Every
-background process runs this (``slipway serve``'s, and every ``slipway worker``), on
-any number of nodes: a job runs only where its lease is held (``slipway.leases``),
-so each runs about once per interval across all of them, never twice at once.
+Packages declare their jobs in their ``includeme`` (``reg.add_jobs(register)``); ``register(background)``
+adds them with ``every`` and ``on_stop``. The same machinery, with every package's jobs, runs in
+``slipway serve``'s background process and in every ``slipway worker``, on any number of nodes: a job
+runs only where its lease is held (``slipway.leases``), so each runs about once per interval across all
+of them, never twice at once.
 """
 from __future__ import annotations
 
-import importlib
 import logging
 
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -16,12 +16,11 @@ from . import leases
 
 log = logging.getLogger("slipway.background")
 
-JOB_MODULES = ["registry.jobs", "builder.jobs", "webhooks.jobs"]
-
 
 class Background:
-    def __init__(self, services, run_build_workers: bool = True):
+    def __init__(self, services, jobs: list, run_build_workers: bool = True):
         self.services = services
+        self.jobs = list(jobs)  # register(background) functions, from the packages' registrations
         self.run_build_workers = run_build_workers
         self.scheduler = BackgroundScheduler(daemon=True, job_defaults={"coalesce": True, "max_instances": 1})
         self.stoppers = []
@@ -57,8 +56,8 @@ class Background:
         self.stoppers.append(fn)
 
     def start(self) -> "Background":
-        for module in JOB_MODULES:
-            importlib.import_module(module).register(self)
+        for register in self.jobs:
+            register(self)
         self.scheduler.start()
         return self
 

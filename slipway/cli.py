@@ -185,8 +185,8 @@ def _read_password(given: str | None) -> str:
 
 
 def _gc(config, grace: int | None, orphans: bool = False) -> int:
+    from registry.drivers import open_storage
     from registry.gc import collect, orphaned_files, remove_orphans
-    from registry.storage import open_storage
 
     from .server import require_own_storage
 

@@ -37,3 +37,8 @@ class Conflict(DomainError):
 
 class TooMany(DomainError):
     status, kind = 429, "too_many_requests"
+
+
+class LoginFailed(Exception):
+    """Credentials that prove nothing (raised by the authenticator the HTTP layer is handed); the
+    message is fit to show the client. Not a DomainError: each API family answers it its own way."""

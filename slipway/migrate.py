@@ -1,13 +1,14 @@
 """Schema migrations: every package lists numbered steps; each runs once, in order.
 
-A package's ``migrations.py`` holds ``MIGRATIONS = [(number, name, function)]``.
+A package's ``migrations.py`` holds ``MIGRATIONS = [(number, name, function)]``, which its
+``includeme`` registers; the composition root hands the registered ``[(component, steps)]``,
+in dependency order, to ``migrate``.
 Steps are written to be safe both on a fresh database (where the first step
 creates tables from the current models) and on an old one (later steps add what
 is missing), so upgrading in place and installing fresh reach the same schema.
 """
 from __future__ import annotations
 
-import importlib
 import logging
 import re
 
@@ -16,9 +17,6 @@ from peewee import CharField, IntegerField, Model
 from .db import TimestampField, database, now_ms
 
 log = logging.getLogger("slipway.migrate")
-
-# Order matters: later packages reference tables of earlier ones.
-COMPONENTS = ["slipway", "accounts", "registry", "builder", "triggers", "webhooks"]
 
 
 class SchemaMigration(Model):
@@ -33,26 +31,22 @@ class SchemaMigration(Model):
         indexes = ((("component", "version"), True),)
 
 
-def steps_for(component: str) -> list:
-    try:
-        module = importlib.import_module(f"{component}.migrations")
-    except ModuleNotFoundError as e:
-        if e.name == f"{component}.migrations":
-            return []
-        raise
-    steps = sorted(module.MIGRATIONS, key=lambda s: s[0])
+def ordered_steps(component: str, steps: list) -> list:
+    steps = sorted(steps, key=lambda s: s[0])
     numbers = [s[0] for s in steps]
     if len(set(numbers)) != len(numbers):
         raise RuntimeError(f"{component}.migrations has duplicate step numbers")
     return steps
 
 
-def pending() -> list[tuple[str, int, str, object]]:
+def pending(components: list) -> list[tuple[str, int, str, object]]:
+    """The steps not yet applied; ``components = [(component, steps)]``, in the order they migrate (later
+    packages reference tables of earlier ones)."""
     database.create_tables([SchemaMigration], safe=True)
     done = {(m.component, m.version) for m in SchemaMigration.select()}
     todo = []
-    for component in COMPONENTS:
-        for number, name, fn in steps_for(component):
+    for component, steps in components:
+        for number, name, fn in ordered_steps(component, steps):
             if (component, number) not in done:
                 todo.append((component, number, name, fn))
     return todo
@@ -61,8 +55,9 @@ def pending() -> list[tuple[str, int, str, object]]:
 MIGRATE_LOCK = 7_311_978  # the PostgreSQL advisory lock id held while migrating
 
 
-def migrate(up_to: dict | None = None) -> list[str]:
-    """Apply every pending step (or only steps up to ``up_to[component]``); return their names.
+def migrate(components: list, up_to: dict | None = None) -> list[str]:
+    """Apply every pending step of ``components = [(component, steps)]`` (or only steps up to
+    ``up_to[component]``); return their names.
 
     Any number of processes may call this at once on one database (nodes started together): on
     PostgreSQL they take turns on an advisory lock for the whole run; on SQLite each step runs in a
@@ -76,7 +71,7 @@ def migrate(up_to: dict | None = None) -> list[str]:
     else:
         database.execute_sql("SELECT pg_advisory_lock(%s)", (MIGRATE_LOCK,))
     try:
-        applied = _apply(up_to)
+        applied = _apply(components, up_to)
     finally:
         if sqlite:
             database.execute_sql("PRAGMA foreign_keys = ON")
@@ -85,9 +80,9 @@ def migrate(up_to: dict | None = None) -> list[str]:
     return applied
 
 
-def _apply(up_to: dict | None) -> list[str]:
+def _apply(components: list, up_to: dict | None) -> list[str]:
     applied = []
-    for component, number, name, fn in pending():
+    for component, number, name, fn in pending(components):
         if up_to is not None and number > up_to.get(component, 0):
             continue
         with database.atomic():

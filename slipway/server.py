@@ -278,7 +278,7 @@ def run_background(config: Config, wake: "WakePipe | None" = None) -> None:
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
     signal.signal(signal.SIGINT, lambda *_: stopping.set())
-    background = Background(services).start()
+    background = Background(services, services.registration.job_registrars()).start()
     log.info("background jobs and %d build worker(s) in process %d (nice %d)",
              config.builds.workers, os.getpid(), os.nice(0))
     while not stopping.wait(1):
@@ -328,14 +328,14 @@ def run_worker(config: Config) -> None:
     config.secret_key()
     open_db(config)
     require_own_storage(config)
-    services = build_services(config)
     config.builds.workers = max(1, config.builds.workers)
+    services = build_services(config)
     from .background import Background
 
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
     signal.signal(signal.SIGINT, lambda *_: stopping.set())
-    background = Background(services).start()
+    background = Background(services, services.registration.job_registrars()).start()
     log.info("slipway worker: %d build worker(s) and the scheduled jobs against %s", config.builds.workers,
              config.database_url.split("@")[-1])
     while not stopping.wait(1):
@@ -347,8 +347,8 @@ def require_own_storage(config: Config) -> None:
     """Serve, build or collect only with the storage this database's blobs are in (registry.identity):
     the first process records it, every later one (on any node) checks it, and stops, naming the
     setting, when its own storage is another."""
+    from registry.drivers import open_storage
     from registry.identity import StorageMismatch, ensure
-    from registry.storage import open_storage
 
     try:
         ensure(open_storage(config))

@@ -190,10 +190,11 @@ def db(tmp_path):
     """A fresh, migrated database bound in this process, for tests of plain logic without HTTP."""
     from slipway import crypto, migrate
     from slipway import db as slipway_db
+    from slipway.app import migrations
 
     crypto.configure("test-secret")  # encrypted columns (as slipway.app.open_db does with the server secret)
     database = slipway_db.bind(slipway_db.open_database(new_database_url(tmp_path)))
-    migrate.migrate()
+    migrate.migrate(migrations())
     yield database
     database.close()
 

@@ -12,7 +12,7 @@ from slipway import redact
 from slipway.api import ApiHandler
 from slipway.errors import DomainError, NotFound
 
-from . import clone, service
+from . import service, settle
 from .models import Trigger
 
 TRIGGER_PATH = rf"{REPO_PATH}/trigger/(?P<trigger_uuid>[0-9a-f-]{{36}})"
@@ -124,7 +124,7 @@ class TriggerStartHandler(TriggerBase):
         body = self.json_body()
         refs, default_branch = {}, None
         if not body.get("commit_sha"):
-            refs, default_branch = await self.in_thread(clone.remote_refs, trigger.build_source, trigger, self.config)
+            refs, default_branch = await self.in_thread(settle.remote_refs, trigger.build_source, trigger, self.config)
         metadata = service.manual_metadata(trigger, body, refs, default_branch)
         build = service.start_build(trigger, metadata, self.identity, self.config.builds.max_queued_per_namespace,
                                     builder_builds.base_url(self.config), self.client_ip)

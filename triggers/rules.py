@@ -30,7 +30,7 @@ def skip_reason(push: Push, branchtag_regex: str | None, included: list, ignored
             return f"{e.message}: change the trigger's branchtag_regex"
         if not matched:
             return f"{short} does not match the branch/tag regex {branchtag_regex}"
-    if push.changed_files is not None:  # when the payload does not list them, the clone decides (clone.settle)
+    if push.changed_files is not None:  # when the payload does not list them, the clone decides (settle.settle)
         return paths_reason(push.changed_files, included, ignored)
     return None
 

@@ -13,14 +13,14 @@ from peewee import IntegrityError
 from accounts import audit
 from accounts.identity import Identity
 from accounts.permissions import is_namespace_admin
-from builder import builds
+from builder import builds, sources
 from builder.models import COMPLETE, ERROR, INTERNAL_ERROR, Build
 from registry.models import Repository
 from slipway import crypto, redact
 from slipway.db import database, now_ms
 from slipway.errors import Forbidden, Invalid, NotFound, Unauthenticated
 
-from . import limits, payloads, rules, signatures, sources, templates
+from . import limits, payloads, rules, signatures, templates
 from .models import KINDS, Delivery, Trigger
 
 CONFIG_FIELDS = ("build_source", "dockerfile_path", "context", "branchtag_regex", "tag_templates",
@@ -211,7 +211,7 @@ def delivery_keys(event: payloads.Event, body: bytes, signed: bool) -> list[str]
 def build_metadata(trigger: Trigger, push: payloads.Push) -> dict:
     """The push's metadata, and under ``pending`` what only the clone can settle: the default branch when
     neither the payload nor the trigger knows it, a tag's commit message and date, the changed files when
-    path filters are set and the payload does not list them (see ``clone.settle``)."""
+    path filters are set and the payload does not list them (see ``settle.settle``)."""
     if not push.default_branch and trigger.default_branch:
         push.default_branch = trigger.default_branch
     metadata = push.metadata()
@@ -393,7 +393,6 @@ _settings = None  # the server's configuration, for the source rule when trigger
 
 
 def install(config) -> None:
-    """Count the outcome of every trigger build (called once per process by slipway.app)."""
+    """Keep the server's configuration for the source rule (called once per process, see ``include``)."""
     global _settings
     _settings = config
-    builds.on_build_end(lambda build, phase: record_outcome(build, phase, config))

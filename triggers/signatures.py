@@ -23,11 +23,13 @@ def verify(secret: str, headers, body: bytes, now: float | None = None) -> str |
             scheme, _, given = value.partition("=")
             if scheme != "sha256":
                 return f"{header} uses {scheme}; only sha256 signatures are accepted"
-            return None if hmac.compare_digest(given.strip().encode(), expected.encode()) else f"{header} does not match"
+            matches = hmac.compare_digest(given.strip().encode(), expected.encode())
+            return None if matches else f"{header} does not match"
     for header in ("X-Gitea-Signature", "X-Gogs-Signature"):
         value = headers.get(header)
         if value:
-            return None if hmac.compare_digest(value.strip().encode(), expected.encode()) else f"{header} does not match"
+            matches = hmac.compare_digest(value.strip().encode(), expected.encode())
+            return None if matches else f"{header} does not match"
     token = headers.get("X-Gitlab-Token")
     if token is not None:
         return None if hmac.compare_digest(token.encode(), secret.encode()) else "X-Gitlab-Token does not match"

@@ -25,8 +25,17 @@ from slipway.db import database, is_postgres, now_ms
 from slipway.errors import Invalid
 
 from . import methods
-from .models import (FAILED, PENDING, SUCCESS, Attempt, Delivery, EventCursor, ExpiryNotice, InAppNotification,
-                     Notification)
+from .models import (
+    FAILED,
+    PENDING,
+    SUCCESS,
+    Attempt,
+    Delivery,
+    EventCursor,
+    ExpiryNotice,
+    InAppNotification,
+    Notification,
+)
 from .notifications import SEVERITIES, payload_for
 
 log = logging.getLogger("slipway.notifications")
@@ -289,7 +298,7 @@ def _record(outcomes: list, config, holder: str, claimed: list) -> None:
         # Per notification, in order: a success resets the count, a failure adds one.
         counts: dict = {}  # notification id -> (reset, failures after the last success)
         succeeded: dict = {}  # status code -> (delivery ids, last completion): one UPDATE each
-        for delivery, status_code, error, duration, at, _ in outcomes:
+        for delivery, status_code, error, _duration, at, _ in outcomes:
             attempts = delivery.attempts + 1
             reset, failures = counts.get(delivery.notification_id, (False, 0))
             if error is None:
@@ -308,7 +317,8 @@ def _record(outcomes: list, config, holder: str, claimed: list) -> None:
         # one statement instead of one per delivery, inside the write lock pushes wait for.
         for status_code, (ids, at) in succeeded.items():
             Delivery.update(status=SUCCESS, attempts=Delivery.attempts + 1, claimed_by=None,
-                            last_status_code=status_code, last_error=None, completed_at=at).where(Delivery.id.in_(ids)).execute()
+                            last_status_code=status_code, last_error=None, completed_at=at).where(
+                Delivery.id.in_(ids)).execute()
         by_change: dict = {}
         for notification_id, change in counts.items():
             by_change.setdefault(change, []).append(notification_id)

@@ -1,10 +1,10 @@
 """Schema steps for notifications, with tables frozen as they were at each step."""
+import json
+
 from peewee import BooleanField, CharField, ForeignKeyField, IntegerField, Model, TextField
 
 from accounts.migrations import AccountV1
 from registry.migrations import RepositoryV1
-import json
-
 from slipway import crypto, redact
 from slipway.db import TimestampField, database, now_ms, param
 from slipway.migrate import add_column_if_missing, frozen_meta, rewrite_column

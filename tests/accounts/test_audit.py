@@ -125,7 +125,8 @@ def test_every_action_leaves_exactly_its_entry(audited):
     expect([("org_create_team", "una", "token", {"team": "ops"})])  # performed through a token
     una.ok("DELETE", f"/user/apitokens/{api['uuid']}")
     expect([("revoke_api_token", "una", "user", {"title": "script"})])
-    proto = una.ok("POST", "/organization/org1/prototypes", {"role": "read", "delegate": {"name": "devs", "kind": "team"}})
+    proto = una.ok("POST", "/organization/org1/prototypes",
+                   {"role": "read", "delegate": {"name": "devs", "kind": "team"}})
     expect([("create_prototype_permission", "una", "user", {"role": "read", "delegate": "devs"})])
     una.ok("PUT", f"/organization/org1/prototypes/{proto['id']}", {"role": "write"})
     expect([("modify_prototype_permission", "una", "user", {"role": "write", "previous_role": "read"})])

@@ -85,7 +85,8 @@ class World:
             owner.ok("PUT", f"/organization/{ORG}/team/{team}", {"role": role})
         robots = {}
         for ns, name in ((ORG, "ci"), (ORG, "idle"), (ORG, "maker"), ("elsewhere", "bot")):
-            robots[f"{ns}+{name}"] = owner.ok("PUT", f"/organization/{ns}/robots/{name}", {"description": name})["token"]
+            robots[f"{ns}+{name}"] = owner.ok("PUT", f"/organization/{ns}/robots/{name}",
+                                              {"description": name})["token"]
         for team, member in (("readers", "member"), ("makers", "creator"), ("admins", "teamadmin"),
                              ("builders", f"{ORG}+ci"), ("robotmakers", f"{ORG}+maker")):
             owner.ok("PUT", f"/organization/{ORG}/team/{team}/members/{member}")
@@ -199,7 +200,8 @@ def _decide(response, allowed_status: int) -> bool:
     if response.status_code == allowed_status:
         return True
     # 404: the API does not reveal a private repository to callers who may not read it
-    assert response.status_code in (401, 403, 404), f"neither allowed nor denied: {response.status_code} {response.text}"
+    assert response.status_code in (401, 403, 404), \
+        f"neither allowed nor denied: {response.status_code} {response.text}"
     body = response.json()
     assert "errors" in body or "error_message" in body  # the API family's own error format
     return False

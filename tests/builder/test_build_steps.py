@@ -25,7 +25,8 @@ def test_docker_and_single_stage_buildah_lines_say_where_the_build_is(db):
     writer.expect_steps(4)
     assert lines(writer, "Step 1/4 : FROM base", " ---> abc") == {"total_commands": 4, "current_command": 1}
     assert lines(writer, "Step 2/4 : RUN make", "STEP 3/4: COPY . /") == {"total_commands": 4, "current_command": 3}
-    assert [e.type for e in BuildLog.select().where(BuildLog.build == writer.build_id).order_by(BuildLog.seq)] == ["command", "", "command", "command"]
+    types = [e.type for e in BuildLog.select().where(BuildLog.build == writer.build_id).order_by(BuildLog.seq)]
+    assert types == ["command", "", "command", "command"]
 
 
 def test_multi_stage_buildah_lines_are_counted_against_the_dockerfiles_total(db):

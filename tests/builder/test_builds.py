@@ -230,7 +230,8 @@ def test_a_finished_image_stays_as_the_last_steps_cache_when_its_build_name_goes
     stored = json.loads((builds.server.build_root / "overlay" / "storage" / "overlay-images" / "images.json")
                         .read_text())
     names = {image["id"]: image.get("names", []) for image in stored}
-    assert names.get(image_id.removeprefix("sha256:")) == [f"localhost/slipway-layer:{image_id.removeprefix('sha256:')}"]
+    digest = image_id.removeprefix("sha256:")
+    assert names.get(digest) == [f"localhost/slipway-layer:{digest}"]
     assert not [n for ns in names.values() for n in ns if "slipway-build-" in n]
 
 

@@ -85,7 +85,8 @@ def test_a_build_over_the_time_limit_is_stopped(one_worker):
 
 def test_a_huge_log_is_capped_with_a_marker(one_worker):
     repo = one_worker.repo("chatty")
-    noisy = '["/bin/busybox", "sh", "-c", "i=0; while [ $i -lt 400 ]; do echo line-$i-padding-padding; i=$((i+1)); done"]'
+    noisy = ('["/bin/busybox", "sh", "-c", '
+             '"i=0; while [ $i -lt 400 ]; do echo line-$i-padding-padding; i=$((i+1)); done"]')
     build = one_worker.start_dockerfile(repo, f"FROM {one_worker.base}\nRUN {noisy}\n")
     done = one_worker.wait(repo, build["id"])
     assert done["phase"] == "complete"

@@ -48,7 +48,8 @@ int main(int argc, char **argv) {
         snprintf(path, sizeof path, "/proc/%d", pid);
         struct stat st;
         printf(stat(path, &st) == 0 ? "SEES-PID %d\n" : "NO-PID %d\n", pid);
-        if (kill(pid, 0) == 0) printf("CAN-SIGNAL %d\n", pid); else printf("CANNOT-SIGNAL %d %s\n", pid, strerror(errno));
+        if (kill(pid, 0) == 0) printf("CAN-SIGNAL %d\n", pid);
+        else printf("CANNOT-SIGNAL %d %s\n", pid, strerror(errno));
     }
     for (i++; i < argc; i++) {
         FILE *f = fopen(argv[i], "r");

@@ -83,7 +83,8 @@ def test_buildah_pushes_a_built_image(server, tools, layout, tmp_path):
         "LABEL org.example.step=run\n")
     tools.buildah("login", "--tls-verify=false", "-u", "admin", "-p", ADMIN_PASSWORD, server.host)
     target = f"{server.host}/admin/built:1"
-    tools.buildah("bud", "--tls-verify=false", "--isolation", "chroot", "--storage-driver", "vfs", "-t", target, str(context),
+    tools.buildah("bud", "--tls-verify=false", "--isolation", "chroot", "--storage-driver", "vfs", "-t", target,
+                  str(context),
                   timeout=600)
     tools.buildah("push", "--tls-verify=false", "--storage-driver", "vfs", target)
     inspected = json.loads(tools.skopeo("inspect", "--tls-verify=false", "--creds", CREDS, f"docker://{target}").stdout)

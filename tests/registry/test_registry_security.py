@@ -161,7 +161,8 @@ def test_deleting_a_user_ends_its_registry_tokens_and_its_id_never_comes_back(se
     assert push_status(server, "leaver/mine", token) == 401
     assert tags_status(server, "leaver/mine", token) == 401
     assert server.v2("GET", "/v2/_catalog", catalog).status_code == 401
-    Api(server, ("admin", ADMIN_PASSWORD)).ok("POST", "/superuser/users/", {"username": "newcomer", "password": PASSWORD})
+    Api(server, ("admin", ADMIN_PASSWORD)).ok("POST", "/superuser/users/",
+                                              {"username": "newcomer", "password": PASSWORD})
     Api(server, ("newcomer", PASSWORD)).ok("POST", "/repository", {"repository": "secret", "visibility": "private"})
     assert server.v2("GET", "/v2/_catalog", catalog).status_code == 401
 
@@ -272,20 +273,21 @@ def test_revocation_reaches_the_other_http_processes(tmp_path):
 def test_an_upgraded_sqlite_database_never_hands_out_an_id_the_audit_log_remembers(tmp_path):
     from slipway import db as slipway_db
     from slipway import migrate
+    from slipway.app import migrations
     from tests.conftest import USE_PG, new_database_url
 
     if USE_PG:
         pytest.skip("PostgreSQL sequences never reuse ids; the rebuild is SQLite's")
     database = slipway_db.bind(slipway_db.open_database(new_database_url(tmp_path)))
     try:
-        migrate.migrate(up_to={"slipway": 99, "accounts": 2})
+        migrate.migrate(migrations(), up_to={"slipway": 99, "accounts": 2})
         for name in ("a", "b", "c"):
             database.execute_sql("INSERT INTO account (name, kind, superuser, enabled, description, created_at, "
                                  "time_machine_s) VALUES (?, 'user', 0, 1, '', 0, 0)", (name,))
         database.execute_sql("INSERT INTO log_entry (kind, performer_id, created_at, metadata) "
                              "VALUES ('x', 7, 0, '{}')")  # an account id 7 existed once
         database.execute_sql("DELETE FROM account WHERE name = 'c'")
-        migrate.migrate()
+        migrate.migrate(migrations())
         assert "AUTOINCREMENT" in database.execute_sql(
             "SELECT sql FROM sqlite_master WHERE name = 'account'").fetchone()[0]
         database.execute_sql("INSERT INTO account (name, kind, superuser, enabled, description, created_at, "
@@ -404,7 +406,7 @@ def test_large_bodies_are_refused_from_the_headers_and_memory_stays_bounded(serv
     assert status == 413 and b"SIZE_INVALID" in body, (status, body)
     assert [s for s, _ in by_path["/v2/auth"]] == [413], statuses
     for path, answers in by_path.items():  # each family's own error format
-        for status, body in answers:
+        for _status, body in answers:
             assert (b'"errors"' in body) if path.startswith("/v2") else (b'"error_type"' in body), (path, body)
     assert elapsed < 30
 

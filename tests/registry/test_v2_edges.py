@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from registry import basic
 from accounts.identity import ANONYMOUS
+from registry import basic
 from tests.api import Api
 from tests.conftest import ADMIN_PASSWORD
 

@@ -67,7 +67,7 @@ def test_a_job_runs_once_per_interval_wherever_it_is_looked_at(db):
 
 def test_of_many_claimers_racing_for_a_lease_exactly_one_wins(db):
     for round_ in range(5):
-        winners = race(6, lambda i: leases.acquire(f"job-{round_}", f"holder-{i}"))
+        winners = race(6, lambda i, job=f"job-{round_}": leases.acquire(job, f"holder-{i}"))
         assert winners.count(True) == 1, winners
 
 

@@ -8,15 +8,13 @@ from tests.api import Api
 def test_openapi_document_covers_every_route(server):
     doc = Api(server).ok("GET", "/openapi.json")
     validate(doc)
-    from slipway.app import HANDLER_MODULES
-    import importlib
+    from slipway.app import registration
 
     expected = set()
-    for name in HANDLER_MODULES:
-        module = importlib.import_module(name)
-        for pattern, handler in module.default_handlers + getattr(module, "fallback_handlers", []):
-            if pattern.startswith("/api/v1") and handler is not ApiNotFoundHandler:
-                expected.add(path_template(pattern))
+    reg = registration()
+    for pattern, handler in reg.routes + reg.fallback_routes:
+        if pattern.startswith("/api/v1") and handler is not ApiNotFoundHandler:
+            expected.add(path_template(pattern))
     assert expected <= set(doc["paths"]), expected - set(doc["paths"])
     for path, operations in doc["paths"].items():
         for method, operation in operations.items():

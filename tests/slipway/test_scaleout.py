@@ -20,8 +20,18 @@ import requests
 from tests.api import Api
 from tests.builder.conftest import Builds
 from tests.builder.test_queue import read_events
-from tests.conftest import (ADMIN_PASSWORD, ROOT, SLIPWAY, USE_PG, ContainerTools, SlipwayServer, _STARTED,
-                            build_user_can_reach, free_port, new_database_url)
+from tests.conftest import (
+    _STARTED,
+    ADMIN_PASSWORD,
+    ROOT,
+    SLIPWAY,
+    USE_PG,
+    ContainerTools,
+    SlipwayServer,
+    build_user_can_reach,
+    free_port,
+    new_database_url,
+)
 from tests.registry.test_storage_s3 import BUCKET, s3  # noqa: F401 (the local S3 server fixture)
 from tests.webhooks.test_notifications import Receiver
 

@@ -154,7 +154,8 @@ def test_secrets_are_encrypted_at_rest_and_redacted_where_shown(secret_server, l
 
     # Everything is used with its real secrets...
     for build_id in (manual["id"], build["id"]):
-        wait_for(lambda: admin.ok("GET", f"{base}/build/{build_id}")["phase"] == "error", what=f"build {build_id}")
+        wait_for(lambda build_id=build_id: admin.ok("GET", f"{base}/build/{build_id}")["phase"] == "error",
+                 what=f"build {build_id}")
     wait_for(lambda: admin.ok("GET", f"{base}/notification/{hook['uuid']}/deliveries")["deliveries"][0]["attempts"],
              what="a webhook attempt")
     seen = {r["path"].split("?")[0]: r for r in listener.requests}

@@ -1,6 +1,7 @@
 """An existing database is upgraded in place: data kept, schema equal to a fresh install's."""
 from slipway import db as slipway_db
 from slipway import migrate
+from slipway.app import migrations
 from tests.conftest import new_database_url
 
 
@@ -18,15 +19,15 @@ def schema(database) -> dict:
 def test_first_release_database_upgrades_in_place(tmp_path):
     database = slipway_db.bind(slipway_db.open_database(new_database_url(tmp_path / "old")))
     # The schema as the first release left it, with data in it.
-    applied = migrate.migrate(up_to={"accounts": 1, "registry": 1})
+    applied = migrate.migrate(migrations(), up_to={"accounts": 1, "registry": 1})
     assert applied == ["accounts:1:accounts", "registry:1:registry"]
     assert "token_hash" not in migrate.column_names("account")
     p = slipway_db.param()
     database.execute_sql(f"INSERT INTO account (name, kind, superuser, enabled, description, created_at) "
                          f"VALUES ({p}, 'user', {p}, {p}, '', 1)", ("olduser", False, True))
-    database.execute_sql(f"INSERT INTO repository (namespace_id, name, visibility, state, description, created_at) "
-                         f"VALUES (1, 'app', 'private', 'normal', 'kept', 1)")
-    upgraded = migrate.migrate()
+    database.execute_sql("INSERT INTO repository (namespace_id, name, visibility, state, description, created_at) "
+                         "VALUES (1, 'app', 'private', 'normal', 'kept', 1)")
+    upgraded = migrate.migrate(migrations())
     assert {"accounts:2:tenancy", "registry:2:permissions"} <= set(upgraded)
 
     from accounts.models import DEFAULT_TIME_MACHINE, Account
@@ -41,6 +42,6 @@ def test_first_release_database_upgrades_in_place(tmp_path):
     database.close()
 
     fresh = slipway_db.bind(slipway_db.open_database(new_database_url(tmp_path / "fresh")))
-    migrate.migrate()
+    migrate.migrate(migrations())
     assert schema(fresh) == upgraded_schema
     fresh.close()

@@ -3,6 +3,7 @@ import json
 
 from slipway import crypto, migrate
 from slipway import db as slipway_db
+from slipway.app import migrations
 from tests.conftest import new_database_url
 
 SOURCE = "https://gituser:gitpass-OLD1@git.example.com/app.git"
@@ -16,7 +17,7 @@ def test_plaintext_secrets_are_encrypted_and_redacted_on_upgrade(tmp_path):
     crypto.configure("upgrade-test-secret")
     database = slipway_db.bind(slipway_db.open_database(new_database_url(tmp_path)))
     # The schema as the release before encryption left it (every step of accounts and registry).
-    migrate.migrate(up_to={"slipway": 1, "accounts": 99, "registry": 99, "builder": 3, "triggers": 3,
+    migrate.migrate(migrations(), up_to={"slipway": 1, "accounts": 99, "registry": 99, "builder": 3, "triggers": 3,
                            "webhooks": 2})
     from accounts.migrations import AccountV1, LogEntryV2
     from builder.migrations import BuildV1
@@ -40,7 +41,7 @@ def test_plaintext_secrets_are_encrypted_and_redacted_on_upgrade(tmp_path):
                                  last_error=error)
     AttemptV1.create(delivery=delivery, error=error)
 
-    applied = migrate.migrate()
+    applied = migrate.migrate(migrations())
     assert {"builder:4:encrypt_secrets", "triggers:4:encrypt_secrets", "webhooks:3:encrypt_secrets"} <= set(applied)
 
     # Nothing readable is left in any of those tables...

@@ -17,7 +17,8 @@ from tests.triggers.test_triggers import GitServer, make_trigger
 def env(tmp_path_factory):
     base = tmp_path_factory.mktemp("build-views")
     srv = SlipwayServer(base / "srv", extra_env={
-        **FAST_QUEUE, "SLIPWAY_TRIGGERS__ALLOW_FILE_URLS": "true", "SLIPWAY_NETWORK__ALLOWLIST": "127.0.0.1/32"}).start()
+        **FAST_QUEUE, "SLIPWAY_TRIGGERS__ALLOW_FILE_URLS": "true",
+        "SLIPWAY_NETWORK__ALLOWLIST": "127.0.0.1/32"}).start()
     builds = Builds(srv, ContainerTools(base / "tools", srv.host)).setup(base)
     yield builds, base
     srv.stop()

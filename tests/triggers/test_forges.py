@@ -32,7 +32,8 @@ ZERO = "0" * 40
 def env(tmp_path_factory):
     base = tmp_path_factory.mktemp("forges")
     srv = SlipwayServer(base / "srv", extra_env={
-        **FAST_QUEUE, "SLIPWAY_TRIGGERS__ALLOW_FILE_URLS": "true", "SLIPWAY_NETWORK__ALLOWLIST": "127.0.0.1/32"}).start()
+        **FAST_QUEUE, "SLIPWAY_TRIGGERS__ALLOW_FILE_URLS": "true",
+        "SLIPWAY_NETWORK__ALLOWLIST": "127.0.0.1/32"}).start()
     builds = Builds(srv, ContainerTools(base / "tools", srv.host)).setup(base)
     git = GitServer(base / "git")
     shas = {"main": git.commit({"Dockerfile": f"FROM {builds.base}\nLABEL forge=yes\n", "docs/a.md": "a\n"},
@@ -216,7 +217,8 @@ def test_bitbucket_retry_key_is_x_request_uuid_never_the_hook_uuid(env):
     # The default branch set by the user: latest is decided when the webhook arrives.
     builds.admin.ok("PUT", f"/repository/{hook.repo}/trigger/{hook.trigger['id']}",
                     {"config": {"default_branch": "feature"}})
-    fourth = json.dumps(bitbucket_push(bitbucket_change("branch", "feature", shas["feature"], message="again"))).encode()
+    fourth = json.dumps(bitbucket_push(bitbucket_change("branch", "feature", shas["feature"],
+                                                        message="again"))).encode()
     assert hook.count() == 4
     r = hook.post(fourth, bitbucket_headers(str(uuid.uuid4())), sign="bitbucket").json()
     assert r["status"] == "queued" and r["tags"] == ["feature", "latest"], r
@@ -470,7 +472,8 @@ def test_each_forge_push_tag_deletion_retry_and_reused_hook_id(env, service, sig
     r = send(push, event, key)
     assert r["status"] == "queued" and sorted(r["tags"]) == ["latest", "main"], r
     assert "already handled" in send(push, event, key)["reason"]  # the forge's retry of that delivery
-    update = gitlab_push(shas["docs"], before=shas["main"]) if gitlab else github_push(shas["docs"], before=shas["main"])
+    update = (gitlab_push(shas["docs"], before=shas["main"]) if gitlab
+              else github_push(shas["docs"], before=shas["main"]))
     assert send(update, event)["status"] == "queued"  # another push, the same hook id
     tag = (gitlab_push(shas["main"], ref="refs/tags/v1.0", tag=True) if gitlab
            else github_push(shas["main"], ref="refs/tags/v1.0", commits=[]))

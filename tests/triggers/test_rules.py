@@ -188,7 +188,8 @@ def test_retry_keys_are_the_documented_ones():
 
     gitlab = {"object_kind": "push", "ref": "refs/heads/main", "checkout_sha": SHA, "after": SHA, "commits": []}
     assert key(gitlab, **{"X-Gitlab-Event": "Push Hook", "X-Gitlab-Event-UUID": "shared"}) is None
-    assert key(gitlab, **{"X-Gitlab-Event": "Push Hook", "X-Gitlab-Event-UUID": "shared", "Idempotency-Key": "k"}) == "k"
+    assert key(gitlab, **{"X-Gitlab-Event": "Push Hook", "X-Gitlab-Event-UUID": "shared",
+                          "Idempotency-Key": "k"}) == "k"
     bitbucket = {"push": {"changes": [{"new": {"type": "branch", "name": "m", "target": {"hash": SHA}}}]}}
     assert key(bitbucket, **{"X-Event-Key": "repo:push", "X-Hook-UUID": "hook"}) is None
     assert key(bitbucket, **{"X-Event-Key": "repo:push", "X-Hook-UUID": "hook", "X-Request-UUID": "r"}) == "r"

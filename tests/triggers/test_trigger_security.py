@@ -68,7 +68,7 @@ def test_a_catastrophic_branchtag_regex_does_not_stall_the_server(srv, admin):
         try:
             assert requests.get(f"{srv.url}/health", timeout=3).status_code == 200
         except requests.Timeout:
-            raise AssertionError("/health did not answer within 3 s while the webhook's regex was matched")
+            raise AssertionError("/health did not answer within 3 s while the webhook's regex was matched") from None
         slowest = max(slowest, time.monotonic() - t)
         assert time.monotonic() - started < 10, "the webhook took more than 10 s"
     sender.join()

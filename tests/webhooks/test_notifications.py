@@ -151,7 +151,7 @@ def test_slack_email_and_in_app(env, tmp_path):
     [mail] = mailbox.messages
     text = mail.content.decode()
     assert mail.rcpt_tos == ["ops@example.com"] and "Subject: [Slipway] Pushed!" in text
-    assert "Tags pushed: release" in text and "text/html" in text and f"<a href=" in text
+    assert "Tags pushed: release" in text and "text/html" in text and "<a href=" in text
 
     def in_app():  # sent after the e-mail (a repository's deliveries go in order), so maybe not yet
         inbox = builds.admin.ok("GET", "/user/notifications")["notifications"]

@@ -1,8 +1,8 @@
-"""Which git sources a trigger may clone: the rule applied when a trigger is saved and again before every clone.
+"""Which git sources a build may clone: the rule applied when a trigger is saved and again before every clone.
 
 Checked by form only (no DNS), so it can run when a trigger is saved; the
 private-address rule (``slipway.outgoing``) is applied to the host when it is
-cloned (``triggers.clone.check_source``), since a name may resolve differently by then.
+cloned (``builder.clone.check_source``), since a name may resolve differently by then.
 """
 from __future__ import annotations
 

@@ -1,23 +1,38 @@
-"""Cloning a trigger's source for a build: at the exact commit, with submodules, over SSH with the deploy key."""
+"""Fetching a git build source: at the exact commit, with submodules, over SSH with a deploy key.
+
+The builder owns fetching every build source (uploads, archives, git). A build started by a
+trigger is cloned from what the trigger hands over through ``BuildHooks.git_source``: a
+``GitSource`` with the URL, the commit, the deploy key and what to settle from the clone.
+"""
 from __future__ import annotations
 
-import json
 import os
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import git
 
-from builder.backends import BuildFailed, NothingToBuild
-from builder.models import Build
 from slipway import outgoing
 from slipway.errors import Invalid
 
-from . import rules, sources, templates
-from .models import Trigger
-from .service import private_key
+from . import sources
+from .backends import BuildFailed
 
 MAX_SUBMODULE_DEPTH = 8
+
+
+@dataclass
+class GitSource:
+    """What to clone for a build, handed over by the package that started it (triggers)."""
+
+    url: str | None
+    commit: str | None
+    deploy_key: str | None = None
+    # Called with the checked-out ``git.Repo`` and the build's log writer, before the clone is closed
+    # (triggers settle what the push's payload did not say); may raise ``NothingToBuild``.
+    settle: Callable | None = None
 
 
 def check_source(url: str, config) -> None:
@@ -54,20 +69,15 @@ def git_env(workdir: Path, key: str | None, allow_file: bool = False) -> dict:
     return env
 
 
-def _git_error(e: git.GitCommandError) -> str:
+def git_error(e: git.GitCommandError) -> str:
     text = (e.stderr or "").strip().replace("stderr: ", "").strip("'\n ")
     lines = [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("Cloning into")]
     return " ".join(lines[-6:])[-600:] or str(e)
 
 
-def clone_for_build(build, root: Path, config, writer) -> str:
-    """Clone the build's source into ``root`` at its commit (the builder calls this for trigger builds)."""
-    metadata = json.loads(build.trigger_metadata or "{}")
-    trigger = Trigger.get_or_none(Trigger.id == build.trigger_id) if build.trigger_id else None
-    source = (metadata.get("git") or {}) if "git" in metadata else {}
-    url = (trigger.build_source if trigger and trigger.build_source else None) or source.get("url") \
-        or metadata.get("git_url")
-    commit = metadata.get("commit") or source.get("commit")
+def clone(source: GitSource, root: Path, config, writer) -> str:
+    """Clone ``source`` into ``root`` at its commit, then let its owner settle what it needs from it."""
+    url, commit = source.url, source.commit
     if not url or not commit:
         raise BuildFailed("This build has no git source to clone")
     try:
@@ -75,12 +85,12 @@ def clone_for_build(build, root: Path, config, writer) -> str:
     except Invalid as e:
         raise BuildFailed(e.message) from None
     with tempfile.TemporaryDirectory(prefix="clone-") as tmp:
-        env = git_env(Path(tmp), private_key(trigger) if trigger else None, config.triggers.allow_file_urls)
+        env = git_env(Path(tmp), source.deploy_key, config.triggers.allow_file_urls)
         writer.line(f"Cloning {url} at {commit}")
         try:
             repo = git.Repo.clone_from(url, str(root), env=env, no_checkout=True)
         except git.GitCommandError as e:
-            raise BuildFailed(f"Could not clone {url}: {_git_error(e)}") from None
+            raise BuildFailed(f"Could not clone {url}: {git_error(e)}") from None
         # Closed at the end: GitPython keeps `git cat-file` processes for reading objects (the summary below),
         # which would otherwise live on in the server until a garbage collection.
         with repo:
@@ -92,89 +102,9 @@ def clone_for_build(build, root: Path, config, writer) -> str:
                 writer.line("Updating submodules")
                 update_submodules(repo, url, config, env)
             writer.line(f"Checked out {repo.head.commit.hexsha[:12]}: {repo.head.commit.summary}")
-            if trigger is not None:
-                settle(build, trigger, repo, writer)
+            if source.settle is not None:
+                source.settle(repo, writer)
     return "git"
-
-
-def settle(build, trigger: Trigger, repo: git.Repo, writer) -> None:
-    """Settle from the clone what the push's payload did not say (``metadata["pending"]``, see
-    ``service.build_metadata``): the default branch (the source's HEAD, remembered by the trigger), the
-    commit's message and date, and the changed files when path filters are set. Then the tags are made
-    again from the completed metadata. Raises ``NothingToBuild`` when the rules say so."""
-    metadata = json.loads(build.trigger_metadata or "{}")
-    pending = metadata.pop("pending", None)
-    if not pending:
-        return
-    commit = repo.commit(metadata["commit"])
-    if pending.get("default_branch"):
-        branch = head_branch(repo)
-        if branch:
-            metadata["default_branch"] = branch
-            writer.line(f"Default branch of the source: {branch} (its HEAD)")
-            if trigger.build_source:  # remembered only from the trigger's own source, never a payload's URL
-                Trigger.update(default_branch=branch).where((Trigger.id == trigger.id)
-                                                            & Trigger.default_branch.is_null()).execute()
-    if pending.get("commit_info"):
-        info = metadata.setdefault("commit_info", {})
-        if not info.get("message"):
-            info["message"] = commit.message.strip()
-        if not info.get("date"):
-            info["date"] = commit.committed_datetime.isoformat()
-        reason = rules.message_reason(info["message"])
-        if reason:
-            raise NothingToBuild(f"Nothing to build: {reason}")
-    if pending.get("paths"):
-        files, how = changed_files(repo, commit, pending.get("before"), metadata.get("ref"),
-                                   metadata.get("default_branch"))
-        shown = ", ".join(files[:50]) + (f" and {len(files) - 50} more" if len(files) > 50 else "")
-        writer.line(f"Changed files ({how}): {shown or 'none'}")
-        reason = rules.paths_reason(files, json.loads(trigger.included_paths), json.loads(trigger.ignored_paths))
-        if reason:
-            raise NothingToBuild(f"Nothing to build: {reason}")
-        writer.line("The path filters let these changes build")
-    tags = templates.tags_for(json.loads(trigger.tag_templates), metadata, trigger.default_tag_from_ref,
-                              trigger.latest_for_default_branch)
-    if tags != json.loads(build.docker_tags):
-        writer.line(f"Tags from the completed metadata: {', '.join(tags)}")
-    build.trigger_metadata, build.docker_tags = json.dumps(metadata), json.dumps(tags)
-    Build.update(trigger_metadata=build.trigger_metadata, docker_tags=build.docker_tags).where(
-        Build.id == build.id).execute()
-
-
-def head_branch(repo: git.Repo) -> str | None:
-    """The source's default branch: where its HEAD pointed when cloned (``origin/HEAD``)."""
-    try:
-        target = repo.git.symbolic_ref("--quiet", "refs/remotes/origin/HEAD")
-    except git.GitCommandError:
-        return None
-    return target.removeprefix("refs/remotes/origin/") or None
-
-
-def changed_files(repo: git.Repo, commit, before: str | None, ref: str | None,
-                  default_branch: str | None) -> tuple[list, str]:
-    """The files the push changed, and how that was decided: ``before..after`` when the previous commit of
-    the ref is known and in the clone; for a new branch, against where it left the default branch; else
-    the commit's own changes (against its first parent)."""
-    sha = commit.hexsha
-    if before:
-        try:
-            repo.git.cat_file("-e", f"{before}^{{commit}}")
-            names = repo.git.diff("--name-only", before, sha)
-            return sorted(filter(None, names.splitlines())), f"{before[:12]}..{sha[:12]}"
-        except git.GitCommandError:
-            pass  # e.g. a force push: the old commit is gone
-    branch = (ref or "").removeprefix("refs/heads/") if (ref or "").startswith("refs/heads/") else None
-    if default_branch and branch and branch != default_branch:
-        try:
-            base = repo.git.merge_base(f"refs/remotes/origin/{default_branch}", sha).strip()
-        except git.GitCommandError:
-            base = None
-        if base and base != sha:
-            names = repo.git.diff("--name-only", base, sha)
-            return sorted(filter(None, names.splitlines())), f"since {default_branch} at {base[:12]}"
-    names = repo.git.diff_tree("--root", "--no-commit-id", "--name-only", "-r", sha)
-    return sorted(filter(None, names.splitlines())), f"the changes of {sha[:12]}"
 
 
 def update_submodules(repo: git.Repo, url: str, config, env: dict, depth: int = 0) -> None:
@@ -195,8 +125,8 @@ def update_submodules(repo: git.Repo, url: str, config, env: dict, depth: int = 
         urls = _config_values(repo, [], r"^submodule\..*\.url$", ".url")
         paths = _config_values(repo, ["-f", ".gitmodules"], r"^submodule\..*\.path$", ".path")
     except git.GitCommandError as e:
-        raise BuildFailed(f"Could not read the submodules of {url}: {_git_error(e)}") from None
-    for name, sub_url in urls.items():
+        raise BuildFailed(f"Could not read the submodules of {url}: {git_error(e)}") from None
+    for sub_url in urls.values():
         try:
             check_source(sub_url, config)
         except Invalid as e:
@@ -206,7 +136,7 @@ def update_submodules(repo: git.Repo, url: str, config, env: dict, depth: int = 
     try:
         repo.git.submodule("update", "--", *[paths[name] for name in urls if name in paths], env=env)
     except git.GitCommandError as e:
-        raise BuildFailed(f"Could not fetch the submodules of {url}: {_git_error(e)}") from None
+        raise BuildFailed(f"Could not fetch the submodules of {url}: {git_error(e)}") from None
     for name, sub_url in urls.items():
         sub_dir = (root / paths.get(name, "")).resolve()
         if name not in paths or sub_dir == root.resolve() or root.resolve() not in sub_dir.parents \
@@ -231,15 +161,15 @@ def _config_values(repo: git.Repo, where: list, pattern: str, suffix: str) -> di
     return values
 
 
-def remote_refs(url: str, trigger: Trigger, config) -> tuple[dict, str | None]:
+def remote_refs(url: str, deploy_key: str | None, config) -> tuple[dict, str | None]:
     """The source's refs (``git ls-remote``) and its default branch, for manual runs."""
     check_source(url, config)
     with tempfile.TemporaryDirectory(prefix="lsremote-") as tmp:
-        env = git_env(Path(tmp), private_key(trigger), config.triggers.allow_file_urls)
+        env = git_env(Path(tmp), deploy_key, config.triggers.allow_file_urls)
         try:
             out = git.Git().ls_remote("--symref", url, env=env)
         except git.GitCommandError as e:
-            raise Invalid(f"Could not read {url}: {_git_error(e)}") from None
+            raise Invalid(f"Could not read {url}: {git_error(e)}") from None
     refs, default = {}, None
     for line in out.splitlines():
         left, _, name = line.partition("\t")
