@@ -35,7 +35,7 @@ from tests.conftest import (
 from tests.registry.test_storage_s3 import BUCKET, s3  # noqa: F401 (the local S3 server fixture)
 from tests.webhooks.test_notifications import Receiver
 
-pytestmark = pytest.mark.skipif(not USE_PG, reason="several nodes share a PostgreSQL database (SQLite is one node's)")
+needs_postgres = pytest.mark.skipif(not USE_PG, reason="several nodes share a PostgreSQL database (SQLite is one node's)")
 
 SLOW = '["/bin/busybox", "sh", "-c", "for i in 1 2 3 4 5 6 7 8 9 10; do echo tick $i; sleep 0.5; done"]'
 
@@ -166,6 +166,7 @@ def stop_all(nodes: list[Node]) -> None:
         node.stop()
 
 
+@needs_postgres
 def test_two_api_nodes_and_two_workers_started_together(tmp_path):
     storage = {"SLIPWAY_STORAGE__PATH": str(tmp_path / "shared-storage")}
     apis, workers = deployment(tmp_path, ["serve"], storage)
@@ -237,6 +238,7 @@ def test_two_api_nodes_and_two_workers_started_together(tmp_path):
         "\n\n".join(n.log_text() for n in apis + workers if "Traceback" in n.log_text())
 
 
+@needs_postgres
 def test_api_nodes_without_background_work_leave_it_to_the_workers(tmp_path, s3):  # noqa: F811
     endpoint, client = s3
     prefix = f"scaleout-{time.time_ns()}"
@@ -274,7 +276,7 @@ def test_scale_out_roles_refuse_to_start_without_a_public_url(tmp_path):
               "SLIPWAY_ADMIN_PASSWORD": ADMIN_PASSWORD}
     for args in (["serve", "--no-workers"], ["worker"]):
         node = Node(tmp_path / args[-1], args, shared)
-        if args == ["worker"]:  # a worker waits for the schema of an empty database: there is one
+        if args == ["worker"]:  # a worker acts on an existing database only: there is one
             subprocess.run(SLIPWAY + ["migrate"], env=node.env, cwd=str(ROOT), check=True, capture_output=True,
                            timeout=90)
         result = subprocess.run(SLIPWAY + args, env=node.env, cwd=str(ROOT), text=True, capture_output=True,
