@@ -41,16 +41,12 @@ class StorageMismatch(Exception):
     """This process's storage is not the storage this database's blobs are in."""
 
 
-def driver_name(storage: Storage) -> str:
-    return "filesystem" if storage.local else "s3"
-
-
 def ensure(storage: Storage) -> StorageIdentity:
     """Record the storage's identity (the first process to get here) or check it (every later one)."""
     recorded = StorageIdentity.select().order_by(StorageIdentity.id).first()
     if recorded is None:
         mine = uuid.uuid4().hex
-        StorageIdentity.insert(driver=driver_name(storage), location=storage.location(), marker=mine).execute()
+        StorageIdentity.insert(driver=storage.driver, location=storage.location(), marker=mine).execute()
         recorded = StorageIdentity.select().order_by(StorageIdentity.id).first()  # another may have won
         if recorded.marker == mine:
             if storage.read_marker() is None:
@@ -70,7 +66,7 @@ def ensure(storage: Storage) -> StorageIdentity:
     if found != recorded.marker:
         what = "no marker object" if found is None else f"the marker object of another Slipway ({found})"
         raise StorageMismatch(
-            f"this process's storage ({driver_name(storage)} at {storage.location()}, {what}) is not the storage "
+            f"this process's storage ({storage.driver} at {storage.location()}, {what}) is not the storage "
             f"this database's blobs are in ({recorded.driver} at {recorded.location}, marker {MARKER} = "
             f"{recorded.marker}); set {storage.setting} (storage.driver: {recorded.driver}) to the storage every "
             "node shares")

@@ -94,7 +94,8 @@ class Storage(ABC):
         """When the blob's bytes were stored (seconds since the epoch), or None if they are not."""
 
     # -- identity (registry.identity) ----------------------------------------
-    #: the setting that chooses this storage, for messages
+    #: its ``storage.driver`` name, and the setting that says where it is (for messages)
+    driver = ""
     setting = "storage.driver"
 
     @abstractmethod
@@ -211,6 +212,7 @@ class FilesystemStorage(Storage):
         except FileNotFoundError:
             return None
 
+    driver = "filesystem"
     setting = "storage.path"
 
     def location(self) -> str:

@@ -133,6 +133,7 @@ class S3Storage(Storage):
             algorithm, _, hexpart = obj["Key"][len(prefix):].split("/", 2)
             yield f"{algorithm}:{hexpart}"
 
+    driver = "s3"
     setting = "storage.s3_bucket / storage.s3_prefix / storage.s3_endpoint_url"
 
     def location(self) -> str:

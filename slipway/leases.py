@@ -52,14 +52,17 @@ def acquire(name: str, holder: str, seconds: float = LEASE_SECONDS, every: float
     """Take the lease ``name`` for ``seconds`` if it is free or lapsed and, with ``every``, if the job
     last started at least ``every`` seconds ago. True when ``holder`` now holds it."""
     now = now_ms()
-    # A new job is due one interval from now, as a scheduler's first run is (GC not at every start).
-    JobLease.insert(name=name, started_at=now).on_conflict_ignore().execute()
     condition = (JobLease.name == name) & (JobLease.holder.is_null() | (JobLease.expires_at < now))
     if every > 0:
         condition &= JobLease.started_at.is_null() | (JobLease.started_at <= now - int(every * 1000))
-    taken = JobLease.update(holder=holder, expires_at=now + int(seconds * 1000), started_at=now).where(
-        condition).execute()
-    return taken == 1
+    take = JobLease.update(holder=holder, expires_at=now + int(seconds * 1000), started_at=now).where(condition)
+    if take.execute() == 1:
+        return True
+    if JobLease.select().where(JobLease.name == name).exists():
+        return False  # held, or not due
+    # A new job is due one interval from now, as a scheduler's first run is (GC not at every start).
+    JobLease.insert(name=name, started_at=now).on_conflict_ignore().execute()
+    return every <= 0 and take.execute() == 1
 
 
 def renew(name: str, holder: str, seconds: float = LEASE_SECONDS) -> bool:

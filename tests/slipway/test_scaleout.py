@@ -35,7 +35,7 @@ from tests.conftest import (
 from tests.registry.test_storage_s3 import BUCKET, s3  # noqa: F401 (the local S3 server fixture)
 from tests.webhooks.test_notifications import Receiver
 
-needs_postgres = pytest.mark.skipif(not USE_PG, reason="several nodes share a PostgreSQL database (SQLite is one node's)")
+needs_postgres = pytest.mark.skipif(not USE_PG, reason="nodes share a PostgreSQL database (SQLite is one node's)")
 
 SLOW = '["/bin/busybox", "sh", "-c", "for i in 1 2 3 4 5 6 7 8 9 10; do echo tick $i; sleep 0.5; done"]'
 
