@@ -13,7 +13,7 @@ from . import labels, queries
 from .digests import is_digest
 from .errors import RegistryError, manifest_unknown, name_unknown
 from .manifests import ParsedManifest, descriptor_for_referrers
-from .models import Blob, Manifest, ManifestBlob, ManifestChild, Repository, RepositoryBlob, Tag
+from .models import Blob, Manifest, ManifestBlob, ManifestChild, Repository, RepositoryBlob, Tag, alive
 from .names import check_tag, split_name
 from .storage import Storage
 
@@ -53,11 +53,6 @@ def list_tags(full_name: str, n: int | None, last: str) -> list[str]:
         raise name_unknown(full_name)
     limit = n if n is not None else 2 ** 62
     return [row[0] for row in queries.run("tags_page", namespace, name, now_ms(), last or "", limit)]
-
-
-def alive(now: int | None = None):
-    now = now_ms() if now is None else now
-    return Tag.lifetime_end.is_null() | (Tag.lifetime_end > now)
 
 
 def alive_tag(repo: Repository, name: str) -> Tag | None:
