@@ -10,7 +10,7 @@ import time
 from peewee import IntegrityError
 
 from slipway.db import database
-from slipway.errors import Conflict, DomainError, Forbidden, Invalid, NotFound
+from slipway.errors import Conflict, Forbidden, Invalid, NotFound
 
 from . import audit, revocation
 from .identity import Identity
@@ -18,7 +18,6 @@ from .models import ORG, USER, Account, Team, TeamMember
 from .names import namespace_name_problem
 from .passwords import hash_password, needs_rehash, verify_password
 
-AccountError = DomainError  # the name older callers use
 
 
 class LoginError(Exception):

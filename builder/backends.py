@@ -1,9 +1,9 @@
 """Image build backends behind one interface: the buildah CLI (default) and a Docker engine (docker SDK).
 
 A backend pulls base images, builds, pushes and forgets an image. Output goes
-line by line to ``on_line``. ``Stopper.check()`` is consulted between lines and
-at least every 50 ms; when it answers (cancelled, timed out) the running command
-is stopped and ``Stopped`` is raised.
+line by line to ``on_line``. The job's ``check_stop()`` is consulted between lines
+and at least every 50 ms; when it answers a reason (cancelled, timed out, over a
+limit) the running command is stopped and ``Stopped`` is raised.
 """
 from __future__ import annotations
 

@@ -406,7 +406,8 @@ class BuildRun:
 
 
 class WorkerPool:
-    """Worker threads in this process, plus the job that takes builds back from dead workers."""
+    """Build worker threads in this process (the job that takes builds back from dead workers is
+    ``reap``, scheduled separately by ``builder.jobs``)."""
 
     def __init__(self, config, storage: Storage, count: int):
         self.config = config

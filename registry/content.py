@@ -82,8 +82,6 @@ def set_tag(repo: Repository, name: str, manifest: Manifest, now: int | None = N
 @dataclass
 class PushResult:
     manifest: Manifest
-    tag_changed: bool = False
-    expires_at: int | None = None  # from quay.expires-after
     invalid_expiry: str | None = None  # a quay.expires-after value that is not Quay's format
 
 
@@ -179,8 +177,7 @@ def put_manifest(repo: Repository, parsed: ParsedManifest, tag: str | None, stor
             manifest.deleted_at = None
         result = PushResult(manifest)
         if tag is not None:
-            row, result.tag_changed, result.invalid_expiry = point_tag(repo, tag, manifest)
-            result.expires_at = row.lifetime_end
+            _, _, result.invalid_expiry = point_tag(repo, tag, manifest)
     return result
 
 

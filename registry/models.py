@@ -141,7 +141,3 @@ class RepositoryPermission(BaseModel):
 
     class Meta:
         indexes = ((("repository", "account"), False), (("repository", "team"), False))
-
-
-MODELS = [Repository, Blob, RepositoryBlob, Manifest, ManifestBlob, ManifestChild, Tag, Upload, RepositoryPermission,
-          ManifestLabel]

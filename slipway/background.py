@@ -1,7 +1,10 @@
-"""Work that runs beside the HTTP server: scheduled jobs (APScheduler) and, later, build workers.
+"""Work that runs beside the HTTP server: scheduled jobs (APScheduler) and the in-process build workers.
 
-Each package's ``jobs.py`` exposes ``register(background)`` to add its jobs. Only
-one process per node runs this (the first HTTP process, or ``slipway worker``).
+Each package in ``JOB_MODULES`` has a ``jobs.py`` with ``register(background)`` that adds its jobs
+(``builder.jobs`` also starts the build worker threads). It runs in the background process of
+``slipway serve`` (its last child, ``server.run_background``), not beside an event loop; with
+``server.workers: false`` (an API-only node) nothing runs it. ``slipway worker`` does not use it:
+it runs its own build workers and lease reaper (``server.run_worker``).
 """
 from __future__ import annotations
 

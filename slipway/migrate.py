@@ -1,9 +1,11 @@
 """Schema migrations: every package lists numbered steps; each runs once, in order.
 
-A package's ``migrations.py`` holds ``MIGRATIONS = [(number, name, function)]``.
-Steps are written to be safe both on a fresh database (where the first step
-creates tables from the current models) and on an old one (later steps add what
-is missing), so upgrading in place and installing fresh reach the same schema.
+A package's ``migrations.py`` holds ``MIGRATIONS = [(number, name, function)]``; packages
+migrate in the order of ``COMPONENTS`` and every applied step is recorded in
+``schema_migration``. A step creates its tables from frozen copies of the models as they were
+at that step (``frozen_meta``), never from the live models, and later steps add columns
+(``add_column_if_missing``) or rewrite data: a fresh install walks the same steps as an
+upgrade, so both reach the same schema.
 """
 from __future__ import annotations
 

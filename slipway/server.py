@@ -195,7 +195,7 @@ def serve(config: Config) -> None:
         # would restart one killed by the signal).
         signal.signal(signal.SIGTERM, _exit_now)
         signal.signal(signal.SIGINT, _exit_now)
-        die_with_parent(signal.SIGTERM)  # a forked HTTP process ends with its supervisor
+        die_with_parent(signal.SIGTERM)  # a forked child ends with its supervising parent
     if background and task == processes:
         for sock in sockets:
             sock.close()
