@@ -25,6 +25,8 @@ from pathlib import Path
 from urllib.parse import urlsplit
 from typing import Callable
 
+from slipway import extras
+
 from . import sandbox as sandbox_mod
 
 
@@ -480,9 +482,12 @@ class DockerBackend(Backend):
     name = "docker"
 
     def __init__(self, docker_host: str, client=None):
-        import docker
+        if client is None:
+            extras.require("docker", "The docker build backend (builds.backend: docker)")
+            import docker
 
-        self.client = client or docker.APIClient(base_url=docker_host, timeout=600)
+            client = docker.APIClient(base_url=docker_host, timeout=600)
+        self.client = client
         self.credentials: dict | None = None
 
     def use_credentials(self, auths: dict) -> None:

@@ -14,6 +14,8 @@ from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Iterator
 
+from slipway import extras
+
 CHUNK = 1024 * 1024
 
 
@@ -271,6 +273,7 @@ def open_storage(config) -> Storage:
     if driver == "filesystem":
         return FilesystemStorage(config.storage_path)
     if driver == "s3":
+        extras.require("s3", "The S3 storage driver (storage.driver: s3)")
         from .storage_s3 import S3Storage
 
         return S3Storage.from_config(config.storage)

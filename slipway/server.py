@@ -68,6 +68,7 @@ def make_private(config: Config) -> None:
 
 
 def use_uvloop() -> None:
+    """uvloop's event loop when the ``uvloop`` extra is installed (faster), else asyncio's own."""
     try:
         import uvloop
     except ImportError:
