@@ -12,7 +12,7 @@ from accounts.permissions import is_namespace_admin
 from registry import repos
 from registry.models import Repository
 from registry.names import TAG_RULE, is_tag
-from slipway import crypto, events, redact
+from slipway import crypto, events, redact, urls
 from slipway.db import database, now_ms
 from slipway.errors import Forbidden, Invalid, NotFound, TooMany
 
@@ -191,7 +191,7 @@ def view(build: Build, can_write: bool) -> dict:
 def event_payload(build: Build, base: str) -> dict:
     """Quay's build event fields."""
     repo = build.repository
-    host = base.split("://", 1)[-1]
+    host = urls.host(base)
     payload = {
         "build_id": build.uuid,
         "build_name": build.uuid[:7],
