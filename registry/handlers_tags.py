@@ -11,8 +11,9 @@ from .digests import DIGEST_PATTERN
 from .handlers_api import REPO_PATH, RepositoryBase
 from .manifests import INDEX_TYPES
 from .models import Manifest
+from .names import TAG_PATTERN
 
-TAG = r"(?P<tag>[A-Za-z0-9_][A-Za-z0-9._-]{0,127})"
+TAG = rf"(?P<tag>{TAG_PATTERN})"
 MANIFEST_PATH = rf"{REPO_PATH}/manifest/(?P<digest>{DIGEST_PATTERN})"
 
 

@@ -9,8 +9,6 @@ from .content import alive, alive_tag, set_tag
 from .manifests import INDEX_TYPES
 from .models import Blob, Manifest, ManifestBlob, Repository, Tag
 
-PAGE = 50
-
 
 def view(tag: Tag, sizes: dict) -> dict:
     manifest = tag.manifest
