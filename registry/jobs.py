@@ -2,9 +2,9 @@
 from __future__ import annotations
 
 import logging
-import time
 import uuid
 
+from slipway import clock
 from slipway.db import now_ms
 
 from .models import Upload
@@ -22,7 +22,7 @@ def cleanup_stale_uploads(storage: Storage, max_age_seconds: float) -> int:
         upload.delete_instance()
         removed += 1
     known = {u.uuid for u in Upload.select(Upload.uuid)}
-    cutoff = time.time() - max_age_seconds
+    cutoff = clock.now() - max_age_seconds
     for upload_id, mtime in list(storage.list_uploads()):
         # Staged bytes with no session row: a monolithic push cut short by a crash. Only registry
         # upload ids (UUIDs) count: other packages keep their own files here (builder's file drops).

@@ -1,7 +1,6 @@
 """The database: one peewee proxy, opened from a URL (SQLite WAL or PostgreSQL)."""
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -9,6 +8,7 @@ from peewee import BigIntegerField, Database, DatabaseProxy, Model, PostgresqlDa
 from playhouse.db_url import connect as connect_url
 
 from . import extras
+from .clock import now_ms  # noqa: F401  (every timestamp is stored as clock.now_ms())
 
 database = DatabaseProxy()
 
@@ -17,11 +17,6 @@ class BaseModel(Model):
     class Meta:
         database = database
         legacy_table_names = False
-
-
-def now_ms() -> int:
-    """Wall-clock time in integer milliseconds: how every timestamp is stored."""
-    return int(time.time() * 1000)
 
 
 class TimestampField(BigIntegerField):

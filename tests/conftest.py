@@ -46,6 +46,53 @@ def new_database_url(data_dir: Path) -> str:
     return PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
 
 
+def wait_for(condition, timeout: float = 30, what: str = "condition", interval: float = 0.02):
+    """Poll ``condition`` until it returns something true (returned), or fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(interval)
+
+
+def staged_bytes(uploads: Path) -> int:
+    """How many bytes a server has staged in its upload directory (files may go away meanwhile)."""
+    total = 0
+    for path in uploads.iterdir():
+        try:
+            total += path.stat().st_size
+        except FileNotFoundError:
+            pass
+    return total
+
+
+class FakeClock:
+    """A clock for ``slipway.clock.install``: starts at the wall clock's time and moves only when told."""
+
+    def __init__(self, start: float | None = None):
+        self.time = time.time() if start is None else start
+
+    def __call__(self) -> float:
+        return self.time
+
+    def advance(self, seconds: float) -> None:
+        self.time += seconds
+
+
+@pytest.fixture
+def clock():
+    """A FakeClock every time rule reads (``slipway.clock``) for the duration of the test."""
+    from slipway import clock as slipway_clock
+
+    fake = FakeClock()
+    previous = slipway_clock.install(fake)
+    yield fake
+    slipway_clock.install(previous)
+
+
 _STARTED: list = []
 
 

@@ -1,6 +1,7 @@
 """The audit writer thread: pull/push entries reach the database without the request writing them."""
 from __future__ import annotations
 
+import threading
 import time
 
 import pytest
@@ -21,8 +22,22 @@ def wait_for(predicate, timeout: float = 5.0) -> None:
     raise AssertionError("condition not met in time")
 
 
+class WatchedEvent(threading.Event):
+    """An Event that notes the timeout of every wait, so a test sees what the writer waits for."""
+
+    def __init__(self):
+        super().__init__()
+        self.waits: list = []
+
+    def wait(self, timeout=None):
+        self.waits.append(timeout)
+        return super().wait(timeout)
+
+
 def test_the_writer_thread_writes_buffered_entries_and_the_rest_on_stop(db):
-    writer = audit.Writer(interval=0.05).start()
+    writer = audit.Writer(interval=0.05)
+    writer.wake = WatchedEvent()
+    writer.start()
     try:
         audit.record_later("pull_repo", ROBOT, (1, "org"), (2, "org/app"), "10.0.0.1", {"tag": "v1"})
         wait_for(lambda: LogEntry.select().count() == 1)
@@ -31,7 +46,7 @@ def test_the_writer_thread_writes_buffered_entries_and_the_rest_on_stop(db):
             "pull_repo", "org+bot", "robot", "org/app", "10.0.0.1")
         assert entry.metadata == '{"tag": "v1"}'
         writer.interval = 60  # from now on only a full buffer or stop() writes
-        time.sleep(0.1)
+        wait_for(lambda: writer.wake.waits[-1] == 60)  # the thread now waits the 60 s
         audit.record_later("push_repo", ROBOT, (1, "org"), (2, "org/app"), "10.0.0.1", {"tag": "v2"})
     finally:
         writer.stop()

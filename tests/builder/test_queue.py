@@ -13,7 +13,7 @@ import pytest
 import requests
 
 from tests.builder.conftest import FAST_QUEUE, Builds
-from tests.conftest import ContainerTools, SlipwayServer
+from tests.conftest import ContainerTools, SlipwayServer, wait_for
 
 SLOW = '["/bin/busybox", "sh", "-c", "for i in 1 2 3 4 5 6 7 8; do echo tick $i; sleep 0.4; done"]'
 
@@ -62,7 +62,8 @@ def test_cancel_a_running_build_stops_buildah(one_worker):
     repo = one_worker.repo("to-cancel")
     build = one_worker.start_dockerfile(repo, f"FROM {one_worker.base}\nRUN [\"/bin/busybox\", \"sleep\", \"60\"]\n")
     one_worker.wait(repo, build["id"], phases=("building",), timeout=60)
-    time.sleep(0.5)
+    wait_for(lambda: "STEP 2/2" in one_worker.log_text(repo, build["id"]), timeout=60,
+             what="buildah to run the RUN step")
     asked = time.time()
     one_worker.admin.ok("DELETE", f"/repository/{repo}/build/{build['id']}")
     done = one_worker.wait(repo, build["id"], timeout=20)

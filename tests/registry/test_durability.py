@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from tests.conftest import SlipwayServer
+from tests.conftest import SlipwayServer, staged_bytes, wait_for
 
 
 def sha256(data: bytes) -> str:
@@ -53,7 +53,8 @@ def test_server_killed_mid_upload_leaves_no_visible_blob(fresh):
     sock.sendall((f"PATCH {location} HTTP/1.1\r\nHost: {fresh.host}\r\nAuthorization: Bearer {token}\r\n"
                   f"Content-Range: 1000000-{len(data) - 1}\r\nContent-Length: {len(data) - 1000000}\r\n\r\n").encode())
     sock.sendall(data[1000000:2500000])
-    time.sleep(0.5)
+    wait_for(lambda: staged_bytes(fresh.data_dir / "storage" / "uploads") > 1000000,
+             what="the server to stage part of the second chunk")
     os.killpg(fresh.proc.pid, signal.SIGKILL)
     fresh.proc.wait()
     sock.close()
@@ -76,7 +77,7 @@ def test_killed_during_a_monolithic_push_leaves_nothing_visible(fresh):
     sock.sendall((f"POST /v2/admin/mono/blobs/uploads/?digest={digest} HTTP/1.1\r\nHost: {fresh.host}\r\n"
                   f"Authorization: Bearer {token}\r\nContent-Length: {len(data)}\r\n\r\n").encode())
     sock.sendall(data[:2000000])
-    time.sleep(0.5)
+    wait_for(lambda: staged_bytes(fresh.data_dir / "storage" / "uploads"), what="the server to stage bytes")
     os.killpg(fresh.proc.pid, signal.SIGKILL)
     fresh.proc.wait()
     sock.close()

@@ -10,7 +10,7 @@ import time
 import pytest
 import requests
 
-from tests.conftest import ADMIN_PASSWORD
+from tests.conftest import ADMIN_PASSWORD, staged_bytes, wait_for
 
 REPO = "admin/api-test"
 
@@ -199,12 +199,13 @@ def test_cancel_and_unknown_uploads(server, tok):
 def test_client_that_hangs_up_mid_body_leaves_no_blob(server, tok):
     data = os.urandom(200000)
     digest = sha256(data)
+    uploads = server.data_dir / "storage" / "uploads"
     with socket.create_connection(("127.0.0.1", server.port)) as s:
         s.sendall((f"POST /v2/{REPO}/blobs/uploads/?digest={digest} HTTP/1.1\r\nHost: {server.host}\r\n"
                    f"Authorization: Bearer {tok}\r\nContent-Length: {len(data)}\r\n\r\n").encode())
         s.sendall(data[:100000])
-        time.sleep(0.3)
-    time.sleep(0.3)
+        wait_for(lambda: staged_bytes(uploads), what="the server to stage the first bytes")  # mid-body
+    wait_for(lambda: not list(uploads.iterdir()), timeout=10, what="the staged bytes to be discarded")
     assert server.v2("HEAD", f"/v2/{REPO}/blobs/{digest}", tok).status_code == 404
     assert list((server.data_dir / "storage" / "uploads").iterdir()) == []
 
@@ -218,7 +219,8 @@ def test_client_that_hangs_up_mid_download_is_not_a_server_error(server, tok):
                    f"Authorization: Bearer {tok}\r\n\r\n").encode())
         assert s.recv(4096).startswith(b"HTTP/1.1 200")
         s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")  # RST
-    time.sleep(0.5)
+    # The request's access log line is written once its handler is done (after any traceback it caused).
+    wait_for(lambda: f"GET /v2/{REPO}/blobs/{digest} " in server.log_text(), what="the download's access log line")
     assert server.v2("HEAD", f"/v2/{REPO}/blobs/{digest}", tok).status_code == 200
     log = server.log_text()
     assert log.count("Traceback") == before and "Stream is closed" not in log, log[-2000:]

@@ -6,6 +6,7 @@ import hashlib
 import hmac
 import json
 import os
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -14,7 +15,7 @@ import pytest
 import requests
 
 from tests.builder.conftest import FAST_QUEUE, Builds
-from tests.conftest import ContainerTools, SlipwayServer, free_port
+from tests.conftest import ContainerTools, SlipwayServer, free_port, wait_for
 
 HOOK = """#!/usr/bin/env python3
 # post-receive: tell Slipway about every pushed ref (the custom git trigger's payload)
@@ -137,7 +138,7 @@ def test_git_push_through_a_post_receive_hook_builds_templated_tags(env):
     git.commit({"README.md": "docs only\n"}, "Update the README [skip build]")
     out = git.git("push", "-q", "origin", "main")
     assert '"status": "skipped"' in out and "[skip build]" in out
-    time.sleep(1)
+    # The webhook's answer is the proof: a build is queued in the transaction it answers after.
     assert len(trigger_builds(builds, repo, trigger["id"])) == 2
     kinds = builds.server.sql("SELECT metadata FROM log_entry WHERE kind = 'trigger_webhook' ORDER BY id")
     outcomes = [json.loads(m[0])["status"] for m in kinds]
@@ -260,7 +261,15 @@ class Sshd:
         Path("/run/sshd").mkdir(exist_ok=True)
         self.proc = subprocess.Popen(["/usr/sbin/sshd", "-D", "-e", "-f", str(config)],
                                      stdout=open(base / "sshd.log", "wb"), stderr=subprocess.STDOUT)
-        time.sleep(0.5)
+        wait_for(self.listening, timeout=10, what="sshd to listen")
+
+    def listening(self) -> bool:
+        assert self.proc.poll() is None, (self.base / "sshd.log").read_text()
+        try:
+            socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+            return True
+        except OSError:
+            return False
 
     def stop(self):
         self.proc.terminate()
