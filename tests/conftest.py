@@ -31,17 +31,22 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def new_database_url(data_dir: Path) -> str:
-    """A fresh, empty database for one server or test: SQLite in ``data_dir`` or a new PostgreSQL database."""
+def new_database_url(data_dir: Path, template_url: str | None = None) -> str:
+    """A fresh database for one server or test: SQLite in ``data_dir`` or a new PostgreSQL database;
+    empty, or a copy of the one at ``template_url``."""
     if not USE_PG:
-        return f"sqlite:///{data_dir / 'slipway.db'}"
+        path = data_dir / "slipway.db"
+        if template_url:
+            shutil.copyfile(template_url[len("sqlite:///"):], path)
+        return f"sqlite:///{path}"
     import psycopg2
 
     name = f"slipway_test_{uuid.uuid4().hex[:12]}"
     conn = psycopg2.connect(PG_ADMIN_URL)
     conn.autocommit = True
     with conn.cursor() as cur:
-        cur.execute(f'CREATE DATABASE "{name}"')
+        template = f' TEMPLATE "{template_url.rsplit("/", 1)[1]}"' if template_url else ""
+        cur.execute(f'CREATE DATABASE "{name}"{template}')
     conn.close()
     return PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
 
@@ -248,22 +253,6 @@ def migrated_template(tmp_path_factory) -> str:
     return url
 
 
-def copy_database(template_url: str, data_dir: Path) -> str:
-    if not USE_PG:
-        path = data_dir / "slipway.db"
-        shutil.copyfile(template_url[len("sqlite:///"):], path)
-        return f"sqlite:///{path}"
-    import psycopg2
-
-    name = f"slipway_test_{uuid.uuid4().hex[:12]}"
-    conn = psycopg2.connect(PG_ADMIN_URL)
-    conn.autocommit = True
-    with conn.cursor() as cur:
-        cur.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_url.rsplit("/", 1)[1]}"')
-    conn.close()
-    return PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
-
-
 @pytest.fixture
 def db(tmp_path, migrated_template):
     """A fresh, migrated database bound in this process, for tests of plain logic without HTTP."""
@@ -271,7 +260,7 @@ def db(tmp_path, migrated_template):
     from slipway import db as slipway_db
 
     crypto.configure("test-secret")  # encrypted columns (as slipway.app.open_db does with the server secret)
-    database = slipway_db.bind(slipway_db.open_database(copy_database(migrated_template, tmp_path)))
+    database = slipway_db.bind(slipway_db.open_database(new_database_url(tmp_path, migrated_template)))
     yield database
     database.close()
 
