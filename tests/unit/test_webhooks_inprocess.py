@@ -12,11 +12,11 @@ import pytest
 from registry import repos, tags
 from slipway import events
 from slipway.config import Config
+from tests.receiver import Receiver
 from webhooks import dispatch, notifications
 from webhooks.models import Attempt, Delivery
 
 from .steps import push_image
-from tests.receiver import Receiver
 
 
 @pytest.fixture
