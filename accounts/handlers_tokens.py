@@ -4,7 +4,7 @@ from __future__ import annotations
 from slipway.api import API, ApiHandler
 from slipway.errors import Invalid
 
-from . import tokens, views
+from . import tokens, users, views
 from .models import Account
 
 NAME = r"[^/]+"
@@ -18,7 +18,7 @@ class TokenBase(ApiHandler):
         identity = self.require_login()
         if identity.kind != "user":
             raise self.deny("Only users have tokens")
-        return Account.get_by_id(identity.account_id)
+        return users.get_account(identity.account_id)
 
     def row(self, token_id: str):
         if not token_id.isdigit():

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from accounts import audit, orgs
-from accounts.handlers_logs import log_routes
+from accounts.handlers_logs import AggregateLogsHandler, ExportLogsHandler, LogsHandler, log_routes
 from accounts.models import ORG, ROBOT, Account, Team, TeamMember
 from accounts.permissions import can_create_in
 from accounts.users import get_user_or_robot
@@ -221,10 +221,24 @@ class TeamPermissionHandler(RepositoryBase):
         self.send(None, 204)
 
 
-class RepositoryLogs:
+class RepositoryLogs(RepositoryBase):
+    """Whose logs: the repository's (its administrators read them)."""
+
     def log_scope(self) -> dict:
         repo = self.repository("admin")
         return {"repository_id": repo.id, "since": repo.created_at}
+
+
+class RepositoryLogsHandler(RepositoryLogs, LogsHandler):
+    pass
+
+
+class RepositoryAggregateLogsHandler(RepositoryLogs, AggregateLogsHandler):
+    pass
+
+
+class RepositoryExportLogsHandler(RepositoryLogs, ExportLogsHandler):
+    pass
 
 
 default_handlers = [
@@ -234,6 +248,6 @@ default_handlers = [
     (rf"{REPO_PATH}/permissions/user/(?P<username>{NAME})", UserPermissionHandler),
     (rf"{REPO_PATH}/permissions/team/?", TeamPermissionsHandler),
     (rf"{REPO_PATH}/permissions/team/(?P<teamname>{NAME})", TeamPermissionHandler),
-] + log_routes(REPO_PATH, type("RepositoryLogsMixin", (RepositoryLogs, RepositoryBase), {}))
+] + log_routes(REPO_PATH, RepositoryLogsHandler, RepositoryAggregateLogsHandler, RepositoryExportLogsHandler)
 # Last of all routes: its path would also match the deeper paths of other packages.
 fallback_handlers = [(rf"{REPO_PATH}/?", RepositoryHandler)]

@@ -9,8 +9,8 @@ from builder.worker import wake
 from registry.handlers_api import REPO_PATH, RepositoryBase
 from registry.permissions import can
 from slipway import redact
-from slipway.api import ApiHandler
-from slipway.errors import DomainError, NotFound
+from slipway.api import ApiHandler, body_too_large
+from slipway.errors import NotFound
 
 from . import service, settle
 from .models import Trigger
@@ -157,8 +157,7 @@ class WebhookHandler(ApiHandler):
         self.trigger = Trigger.get_or_none(Trigger.uuid == self.path_kwargs["trigger_uuid"])
         if self.trigger is None:
             raise NotFound(f"Unknown trigger {self.path_kwargs['trigger_uuid']}")
-        self.refuse_large_body(lambda limit: DomainError(
-            f"The payload is larger than the limit of {limit} bytes", status=413))
+        self.refuse_large_body(lambda limit: body_too_large(limit, "The payload"))
 
     async def post(self, trigger_uuid: str) -> None:
         """Receive a push (custom git JSON, GitHub, GitLab, Bitbucket or Gitea payloads)."""
