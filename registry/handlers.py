@@ -13,10 +13,11 @@ from accounts import audit, revocation
 from accounts.identity import ANONYMOUS
 from accounts.login import LoginError
 from slipway.api import int_query
+from slipway.errors import DomainError
 from slipway.web import BaseHandler
 
 from . import auth, basic, blobs, content, digests, manifests, repos
-from .errors import RegistryError, blob_unknown, name_unknown
+from .errors import RegistryError, blob_unknown, name_unknown, oci_error
 from .names import check_tag, split_name
 from .permissions import can, visible_repositories
 from .tokens import Claims, parse_scope
@@ -37,6 +38,8 @@ class RegistryHandler(BaseHandler):
         exc = kwargs.get("exc_info", (None, None, None))[1]
         if isinstance(exc, RegistryError):
             error = exc
+        elif isinstance(exc, DomainError):  # what the registry's logic raised: its one mapping to the OCI format
+            error = oci_error(exc)
         elif isinstance(exc, HTTPError) and exc.status_code == 405:
             error = RegistryError("UNSUPPORTED", "the operation is unsupported")
         elif isinstance(exc, HTTPError) and exc.status_code == 404:
@@ -63,7 +66,7 @@ class RegistryHandler(BaseHandler):
         return body is not None and not body.done()
 
     def log_exception(self, typ, value, tb) -> None:
-        if isinstance(value, RegistryError):
+        if isinstance(value, (RegistryError, DomainError)):
             return  # the client's mistake, answered in the response
         super().log_exception(typ, value, tb)
 
@@ -328,13 +331,7 @@ class ManifestHandler(RegistryHandler):
         claims = self.authorize(name, "delete")
         if digests.is_digest(reference):
             digests.parse(reference)
-        repo = self.existing_repo(name)
-        ended = content.delete_reference(repo, reference)
-        if digests.is_digest(reference):
-            audit.record("delete_manifest", claims.identity, repo.namespace, repo, self.client_ip,
-                         {"manifest_digest": reference, "tags": ended})
-        else:
-            audit.record("delete_tag", claims.identity, repo.namespace, repo, self.client_ip, {"tag": reference})
+        content.delete_reference(self.existing_repo(name), reference, claims.identity, self.client_ip)
         self.set_status(202)
         self.finish()
 
@@ -458,10 +455,7 @@ class UploadStartHandler(RegistryHandler):
             self.receiver = await self.blocking(blobs.ChunkReceiver, self.services.storage, self.upload_id, 0)
 
     async def _try_mount(self, name: str, claims: Claims, digest: str, source_name: str) -> bool:
-        try:
-            source = repos.find(source_name)
-        except RegistryError:
-            return False
+        source = repos.lookup(source_name)
         if source is None or not can(claims.identity, "pull", source):
             return False  # not readable: fall back to a normal upload, as the spec says
         blob = blobs.mount(self.repo, source, digest)
