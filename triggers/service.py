@@ -39,6 +39,22 @@ def get_trigger(repo: Repository, trigger_uuid: str) -> Trigger:
     return trigger
 
 
+def list_triggers(repo: Repository) -> list[Trigger]:
+    """The repository's triggers, oldest first."""
+    rows = list(Trigger.select().where(Trigger.repository == repo.id).order_by(Trigger.created_at))
+    for row in rows:
+        row.repository = repo
+    return rows
+
+
+def webhook_trigger(trigger_uuid: str) -> Trigger:
+    """The trigger a webhook URL names (the webhook's credential and signature are checked later)."""
+    trigger = Trigger.get_or_none(Trigger.uuid == trigger_uuid)
+    if trigger is None:
+        raise NotFound(f"Unknown trigger {trigger_uuid}")
+    return trigger
+
+
 def _apply_config(trigger: Trigger, config: dict) -> None:
     unknown = set(config) - set(CONFIG_FIELDS)
     if unknown:
