@@ -309,8 +309,6 @@ class ManifestHandler(RegistryHandler):
             check_tag(reference)
             tag = reference
         repo = repos.find_or_create_for_push(name, claims.identity, self.client_ip)
-        if repo.state == "read_only":
-            raise RegistryError("DENIED", f"repository {name} is read-only")
         result = await self.blocking(content.put_manifest, repo, parsed, tag, self.services.storage)
         metadata = {"manifest_digest": parsed.digest, **({"tag": tag} if tag else {})}
         audit.record_later("push_repo", claims.identity, (repo.namespace_id, repo.namespace.name), repo,
@@ -440,8 +438,6 @@ class UploadStartHandler(RegistryHandler):
         name = self.path_kwargs["name"]
         claims = self.authorize(name, "push")
         self.repo = repos.find_or_create_for_push(name, claims.identity, self.client_ip)
-        if self.repo.state == "read_only":
-            raise RegistryError("DENIED", f"repository {name} is read-only")
         self.digest = self.get_query_argument("digest", None)
         mount, source = self.get_query_argument("mount", None), self.get_query_argument("from", None)
         if mount and source and self.digest is None:

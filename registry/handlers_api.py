@@ -79,14 +79,12 @@ class RepositoryHandler(RepositoryBase):
     async def get(self, namespace: str, repository: str) -> None:
         """A repository, with what the caller may do to it."""
         repo = self.repository("read")
-        tags = {}
-        for tag in tags.alive_tags(repo, 100):
-            tags[tag.name] = {"name": tag.name, "manifest_digest": tag.manifest.digest,
-                              "last_modified": audit.quay_date(tag.lifetime_start)}
+        alive = {tag.name: {"name": tag.name, "manifest_digest": tag.manifest.digest,
+                            "last_modified": audit.quay_date(tag.lifetime_start)} for tag in tags.alive_tags(repo, 100)}
         self.send({**repository_summary(repo), "is_organization": repo.namespace.kind == ORG,
                    "can_write": can(self.identity, "write", repo), "can_admin": can(self.identity, "admin", repo),
                    "tag_expiration_s": repo.namespace.time_machine_s, "status_token": "", "trust_enabled": False,
-                   "is_free_account": True, "tags": tags})
+                   "is_free_account": True, "tags": alive})
 
     async def put(self, namespace: str, repository: str) -> None:
         """Change a repository's description."""

@@ -1,13 +1,17 @@
 """/api/v1 for tags (history, retarget, expiry, restore), manifests and their labels (Quay's paths and shapes)."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from slipway.errors import Invalid
 
 from . import labels, tags
 from .digests import DIGEST_PATTERN
 from .handlers_api import REPO_PATH, RepositoryBase
 from .manifests import INDEX_TYPES
-from .models import Manifest
+
+if TYPE_CHECKING:  # annotations only: handlers touch no models
+    from .models import Manifest
 
 TAG = r"(?P<tag>[A-Za-z0-9_][A-Za-z0-9._-]{0,127})"
 MANIFEST_PATH = rf"{REPO_PATH}/manifest/(?P<digest>{DIGEST_PATTERN})"

@@ -103,14 +103,17 @@ def create_repository(namespace: str, name: str, identity: Identity, visibility:
 
 
 def find_or_create_for_push(full_name: str, identity: Identity, ip: str | None = None) -> Repository:
-    """The repository to push into; a missing one is created private, if the pusher may create it."""
+    """The repository to push into; a missing one is created private, if the pusher may create it.
+    A read-only repository takes no pushes."""
     repo = find(full_name)
-    if repo is not None:
-        return repo
-    namespace, _ = split_name(full_name)
-    if not can_create_in(identity, namespace_account(namespace)):
-        raise Denied(f"you may not create repositories in namespace {namespace}", detail={"name": full_name})
-    return create(full_name, identity, ip=ip)[0]
+    if repo is None:
+        namespace, _ = split_name(full_name)
+        if not can_create_in(identity, namespace_account(namespace)):
+            raise Denied(f"you may not create repositories in namespace {namespace}", detail={"name": full_name})
+        return create(full_name, identity, ip=ip)[0]
+    if repo.state == "read_only":
+        raise Denied(f"repository {full_name} is read-only")
+    return repo
 
 
 def set_visibility(repo: Repository, visibility: str, performer: Identity, ip: str | None = None) -> None:
