@@ -2,13 +2,16 @@
 from __future__ import annotations
 
 import secrets
+from typing import TYPE_CHECKING
 
 from slipway.api import API, ApiHandler
 from slipway.errors import Forbidden
 
 from . import orgs, prototypes, users, views
-from .models import Account
 from .permissions import can_create_in, is_namespace_admin, is_org_member
+
+if TYPE_CHECKING:  # annotations only: handlers touch no models
+    from .models import Account
 
 NAME = r"[^/]+"
 

@@ -1,11 +1,15 @@
 """/api/v1 for robot accounts, in organizations and in a user's own namespace (Quay's paths and shapes)."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from slipway.api import API, ApiHandler
 
 from . import orgs, robots, users, views
-from .models import Account
 from .permissions import is_namespace_admin
+
+if TYPE_CHECKING:  # annotations only: handlers touch no models
+    from .models import Account
 
 NAME = r"[^/]+"
 

@@ -1,11 +1,15 @@
 """/api/v1 for a user's application tokens (Quay's /user/apptoken) and API tokens (beyond Quay)."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from slipway.api import API, ApiHandler
 from slipway.errors import Invalid
 
 from . import tokens, users, views
-from .models import Account
+
+if TYPE_CHECKING:  # annotations only: handlers touch no models
+    from .models import Account
 
 NAME = r"[^/]+"
 
