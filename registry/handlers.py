@@ -17,7 +17,7 @@ from slipway.errors import DomainError
 from slipway.web import BaseHandler
 
 from . import auth, basic, blobs, content, digests, manifests, repos
-from .errors import RegistryError, blob_unknown, name_unknown, oci_error
+from .errors import NameInvalid, RegistryError, blob_unknown, name_unknown, oci_error
 from .names import check_tag, split_name
 from .permissions import can, visible_repositories
 from .tokens import Claims, parse_scope
@@ -451,7 +451,10 @@ class UploadStartHandler(RegistryHandler):
             self.receiver = await self.blocking(blobs.ChunkReceiver, self.services.storage, self.upload_id, 0)
 
     async def _try_mount(self, name: str, claims: Claims, digest: str, source_name: str) -> bool:
-        source = repos.lookup(source_name)
+        try:
+            source = repos.find(source_name)
+        except NameInvalid:
+            return False
         if source is None or not can(claims.identity, "pull", source):
             return False  # not readable: fall back to a normal upload, as the spec says
         blob = blobs.mount(self.repo, source, digest)

@@ -27,11 +27,12 @@ def find(full_name: str) -> Repository | None:
 
 
 def lookup(full_name: str) -> Repository | None:
-    """``find`` for a name read from a path: a name no repository can have names nothing (None)."""
+    """``find`` for a name read from an API path: a name no repository can have is not found (nothing is
+    there, whoever asks), rather than invalid."""
     try:
         return find(full_name)
-    except NameInvalid:
-        return None
+    except NameInvalid as e:
+        raise NotFound(e.message, e.detail) from None
 
 
 def by_names(names: list[str]) -> dict[str, Repository]:
