@@ -11,8 +11,7 @@ the /v2 handlers also raise for what only HTTP knows (a challenge, a range).
 """
 from __future__ import annotations
 
-from slipway.errors import (Conflict, DomainError, Forbidden, Invalid, NotFound, TooLarge, TooMany,
-                            Unauthenticated)
+from slipway.errors import Conflict, DomainError, Forbidden, Invalid, NotFound, TooLarge, TooMany, Unauthenticated
 
 STATUS = {
     "BLOB_UNKNOWN": 404,

@@ -15,8 +15,7 @@ import jsonschema
 from tornado.web import HTTPError
 
 from . import redact
-from .errors import (Conflict, DomainError, Forbidden, Invalid, LoginFailed, NotFound, TooLarge, TooMany,
-                     Unauthenticated)
+from .errors import Conflict, DomainError, Forbidden, Invalid, LoginFailed, NotFound, TooLarge, TooMany, Unauthenticated
 from .web import BaseHandler
 
 API = "/api/v1"
