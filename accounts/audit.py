@@ -24,8 +24,6 @@ from .models import Account, LogEntry
 
 log = logging.getLogger(__name__)
 PAGE_SIZE = 100
-_buffer: list[dict] = []
-_lock = threading.Lock()
 FLUSH_AT = 500
 INSERT_ROWS = 90  # rows per INSERT statement: 990 parameters, under SQLite's limit before 3.32 (999)
 _metadata_json = json.JSONEncoder(sort_keys=True).encode  # json.dumps(sort_keys=True) builds an encoder per call
@@ -69,46 +67,13 @@ def record(kind: str, performer: Identity | None = None, namespace=None, reposit
 
 def record_later(kind: str, performer: Identity | None = None, namespace=None, repository=None,
                  ip: str | None = None, metadata: dict | None = None) -> None:
-    """Queue one entry for the next flush (the hot path: pulls and pushes).
-
-    With a :class:`Writer` running (``slipway serve``) the request never writes:
-    the writer's thread does. Without one, the request that fills the buffer flushes it.
-    """
-    row = _row(kind, performer, namespace, repository, ip, metadata)
-    with _lock:
-        _buffer.append(row)
-        full = len(_buffer) >= FLUSH_AT
-    if full:
-        if _writer is not None:
-            _writer.wake.set()
-        else:
-            flush()
+    """Queue one entry in this process's buffer (``BUFFER``) for the next flush (the hot path: pulls and pushes)."""
+    BUFFER.add(_row(kind, performer, namespace, repository, ip, metadata))
 
 
 def flush() -> int:
-    """Write the buffered entries: multi-row INSERTs of up to ``INSERT_ROWS`` rows each.
-
-    peewee would build the SQL text of every row again, and ``executemany`` hands
-    the GIL back and forth with the event loop once per row (about 3,000 times a
-    second under a pull benchmark); a multi-row statement does it once per statement.
-    If the write fails, the entries go back to the buffer for the next flush.
-    """
-    with _lock:
-        rows = _buffer[:]
-        _buffer.clear()
-    if not rows:
-        return 0
-    try:
-        with database.atomic():
-            cursor = database.cursor()
-            for start in range(0, len(rows), INSERT_ROWS):
-                chunk = rows[start:start + INSERT_ROWS]
-                cursor.execute(_insert_sql(len(chunk)), list(chain.from_iterable(chunk)))
-    except Exception:
-        with _lock:
-            _buffer[:0] = rows[-MAX_KEPT:]  # keep the newest if the database stays away
-        raise
-    return len(rows)
+    """Write the entries waiting in this process's buffer now."""
+    return BUFFER.flush()
 
 
 def _insert_sql(count: int) -> str:
@@ -117,22 +82,73 @@ def _insert_sql(count: int) -> str:
     return f'INSERT INTO "{LogEntry._meta.table_name}" ({quoted}) VALUES ' + ", ".join([one] * count)
 
 
+class Buffer:
+    """Entries waiting to be written, and the :class:`Writer` (if one runs) that writes them.
+
+    With a writer running (``slipway serve``) a request never writes: the writer's thread does.
+    Without one, the request that fills the buffer flushes it.
+    """
+
+    def __init__(self, flush_at: int = FLUSH_AT):
+        self.flush_at = flush_at
+        self.writer: Writer | None = None
+        self._rows: list[tuple] = []
+        self._lock = threading.Lock()
+
+    def add(self, row: tuple) -> None:
+        with self._lock:
+            self._rows.append(row)
+            full = len(self._rows) >= self.flush_at
+        if full:
+            writer = self.writer
+            if writer is not None:
+                writer.wake.set()
+            else:
+                self.flush()
+
+    def flush(self) -> int:
+        """Write the buffered entries: multi-row INSERTs of up to ``INSERT_ROWS`` rows each.
+
+        peewee would build the SQL text of every row again, and ``executemany`` hands
+        the GIL back and forth with the event loop once per row (about 3,000 times a
+        second under a pull benchmark); a multi-row statement does it once per statement.
+        If the write fails, the entries go back to the buffer for the next flush.
+        """
+        with self._lock:
+            rows = self._rows[:]
+            self._rows.clear()
+        if not rows:
+            return 0
+        try:
+            with database.atomic():
+                cursor = database.cursor()
+                for start in range(0, len(rows), INSERT_ROWS):
+                    chunk = rows[start:start + INSERT_ROWS]
+                    cursor.execute(_insert_sql(len(chunk)), list(chain.from_iterable(chunk)))
+        except Exception:
+            with self._lock:
+                self._rows[:0] = rows[-MAX_KEPT:]  # keep the newest if the database stays away
+            raise
+        return len(rows)
+
+
 class Writer:
-    """A thread that writes the buffered entries every ``interval`` seconds, or at once when it fills.
+    """A thread that writes a buffer's entries every ``interval`` seconds, or at once when it fills.
 
     sqlite3 and psycopg2 release the GIL while the database works, so the
     event loop keeps serving requests during a flush instead of stalling on it.
+    ``start()`` attaches it to its buffer, ``stop()`` detaches it and writes what is left.
     """
 
-    def __init__(self, interval: float = 1.0):
+    def __init__(self, interval: float = 1.0, buffer: Buffer | None = None):
         self.interval = interval
+        self.buffer = buffer if buffer is not None else BUFFER
         self.wake = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="audit-writer", daemon=True)
 
     def start(self) -> "Writer":
-        global _writer
-        _writer = self
+        self.buffer.writer = self
         self._thread.start()
         return self
 
@@ -141,22 +157,23 @@ class Writer:
             self.wake.wait(self.interval)
             self.wake.clear()
             try:
-                flush()
+                self.buffer.flush()
             except Exception:
                 log.exception("writing audit log entries failed; retrying in %.0f s", self.interval)
                 database.close()
 
     def stop(self) -> None:
         """Stop the thread and write what is left (from the caller's thread)."""
-        global _writer
         self._stop.set()
         self.wake.set()
         self._thread.join(timeout=10)
-        _writer = None
-        flush()
+        if self.buffer.writer is self:
+            self.buffer.writer = None
+        self.buffer.flush()
 
 
-_writer: Writer | None = None
+#: This process's buffer (``record_later`` and ``flush`` use it).
+BUFFER = Buffer()
 
 
 # -- reading -----------------------------------------------------------------------------------------

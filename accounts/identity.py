@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class Identity:
-    kind: str  # anonymous | user | robot | build
+    kind: str  # anonymous | user | robot | build | trigger | cli
     account_id: int | None = None
     name: str = ""
     superuser: bool = False

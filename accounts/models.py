@@ -39,11 +39,6 @@ class Account(BaseModel):
     def is_namespace(self) -> bool:
         return self.kind in (USER, ORG)
 
-    @property
-    def short_name(self) -> str:
-        """A robot's name without its namespace prefix."""
-        return self.name.split("+", 1)[1] if self.kind == ROBOT else self.name
-
 
 class Team(BaseModel):
     org = ForeignKeyField(Account, backref="teams", on_delete="CASCADE")
@@ -125,6 +120,3 @@ class AuthGeneration(BaseModel):
 
     class Meta:
         table_name = "auth_generation"
-
-
-MODELS = [Account, Team, TeamMember, Token, Prototype, LogEntry, AuthGeneration]

@@ -24,13 +24,6 @@ def get_org(name: str) -> Account:
     return org
 
 
-def get_namespace(name: str) -> Account:
-    account = Account.get_or_none((Account.name == name) & (Account.kind.in_([USER, ORG])))
-    if account is None:
-        raise NotFound(f"Namespace '{name}' does not exist")
-    return account
-
-
 def create_org(name: str, email: str | None, creator: Identity, ip: str | None = None) -> Account:
     """A new organization; its creator becomes the first member of the ``owners`` team (role admin)."""
     if creator.anonymous or creator.is_robot or creator.account_id is None:

@@ -28,13 +28,6 @@ def full_name(namespace: Account, short: str) -> str:
     return f"{namespace.name}+{short}"
 
 
-def split_robot_name(name: str) -> tuple[str, str]:
-    namespace, sep, short = name.partition("+")
-    if not sep or not namespace or not short:
-        raise Invalid(f"Invalid robot name '{name}': robot names are '<namespace>+<name>'")
-    return namespace, short
-
-
 def get_robot(namespace: Account, short: str) -> Account:
     robot = Account.get_or_none((Account.name == full_name(namespace, short)) & (Account.kind == ROBOT))
     if robot is None:

@@ -4,20 +4,19 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import threading
 import time
 
 from peewee import IntegrityError
 
 from slipway.db import database
-from slipway.errors import Conflict, DomainError, Forbidden, Invalid, LoginFailed, NotFound
+from slipway.errors import Conflict, Forbidden, Invalid, LoginFailed, NotFound
 
 from . import audit, revocation
 from .identity import Identity
 from .models import ORG, TIME_MACHINE_CHOICES, USER, Account, Team, TeamMember
 from .names import namespace_name_problem
 from .passwords import hash_password, needs_rehash, verify_password
-
-AccountError = DomainError  # the name older callers use
 
 
 class LoginError(LoginFailed):
@@ -92,20 +91,43 @@ def identity_for(account: Account, via: str, scopes: frozenset | None = None, to
 # an HMAC under a per-process random key. The entry only counts while the stored hash is
 # unchanged, so a password change or reset ends it at once.
 _DUMMY_HASH = hash_password(secrets.token_urlsafe(16))
-_VERIFIED: dict[bytes, tuple[str, float]] = {}
-_VERIFIED_KEY = secrets.token_bytes(32)
 VERIFIED_TTL = 300
 
 
-def _verified_key(username: str, password: str) -> bytes:
-    return hmac.new(_VERIFIED_KEY, f"{username}\0{password}".encode(), hashlib.sha256).digest()
+class VerifiedPasswords:
+    """(user, password) pairs verified lately, under an HMAC with a random key of their own.
+
+    A pair counts for ``ttl`` seconds while the account's stored hash is the one it was verified
+    against. ``clock`` gives the time (tests pass their own).
+    """
+
+    def __init__(self, ttl: float = VERIFIED_TTL, limit: int = 10000, clock=time.time):
+        self.ttl, self.limit, self.clock = ttl, limit, clock
+        self._key = secrets.token_bytes(32)
+        self._pairs: dict[bytes, tuple[str, float]] = {}
+        self._lock = threading.Lock()
+
+    def _digest(self, username: str, password: str) -> bytes:
+        return hmac.new(self._key, f"{username}\0{password}".encode(), hashlib.sha256).digest()
+
+    def known(self, username: str, password: str, password_hash: str) -> bool:
+        remembered = self._pairs.get(self._digest(username, password))
+        return remembered is not None and remembered[0] == password_hash and remembered[1] > self.clock()
+
+    def remember(self, username: str, password: str, password_hash: str) -> None:
+        with self._lock:
+            if len(self._pairs) > self.limit:
+                self._pairs.clear()
+            self._pairs[self._digest(username, password)] = (password_hash, self.clock() + self.ttl)
 
 
-def login_with_password(username: str, password: str) -> Identity:
+#: This process's verified pairs (``login_with_password`` uses it unless given its own).
+VERIFIED = VerifiedPasswords()
+
+
+def login_with_password(username: str, password: str, verified_pairs: VerifiedPasswords = VERIFIED) -> Identity:
     account = Account.get_or_none((Account.name == username) & (Account.kind == USER))
-    key = _verified_key(username, password)
-    remembered = _VERIFIED.get(key)
-    if account is not None and remembered and remembered[0] == account.password_hash and remembered[1] > time.time():
+    if account is not None and verified_pairs.known(username, password, account.password_hash):
         verified = True
     else:
         # Unknown users cost an Argon2 check too, so timing does not tell which names exist.
@@ -118,9 +140,7 @@ def login_with_password(username: str, password: str) -> Identity:
     if needs_rehash(account.password_hash):
         account.password_hash = hash_password(password)
         Account.update(password_hash=account.password_hash).where(Account.id == account.id).execute()
-    if len(_VERIFIED) > 10000:
-        _VERIFIED.clear()
-    _VERIFIED[key] = (account.password_hash, time.time() + VERIFIED_TTL)
+    verified_pairs.remember(username, password, account.password_hash)
     return identity_for(account, "password")
 
 

@@ -1,9 +1,9 @@
 """Image build backends behind one interface: the buildah CLI (default) and a Docker engine (docker SDK).
 
 A backend pulls base images, builds, pushes and forgets an image. Output goes
-line by line to ``on_line``. ``Stopper.check()`` is consulted between lines and
-at least every 50 ms; when it answers (cancelled, timed out) the running command
-is stopped and ``Stopped`` is raised.
+line by line to ``on_line``. The job's ``check_stop()`` is consulted between lines
+and at least every 50 ms; when it answers a reason (cancelled, timed out, over a
+limit) the running command is stopped and ``Stopped`` is raised.
 """
 from __future__ import annotations
 
@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 from urllib.parse import urlsplit
+
+from slipway import extras
 
 from . import sandbox as sandbox_mod
 
@@ -480,9 +482,12 @@ class DockerBackend(Backend):
     name = "docker"
 
     def __init__(self, docker_host: str, client=None):
-        import docker
+        if client is None:
+            extras.require("docker", "The docker build backend (builds.backend: docker)")
+            import docker
 
-        self.client = client or docker.APIClient(base_url=docker_host, timeout=600)
+            client = docker.APIClient(base_url=docker_host, timeout=600)
+        self.client = client
         self.credentials: dict | None = None
 
     def use_credentials(self, auths: dict) -> None:

@@ -11,8 +11,8 @@ from accounts.models import ROBOT, Account
 from accounts.permissions import is_namespace_admin
 from registry import repos
 from registry.models import Repository
-from registry.names import TAG_RE
-from slipway import crypto, events, redact
+from registry.names import TAG_RULE, is_tag
+from slipway import crypto, events, redact, urls
 from slipway.db import database, now_ms
 from slipway.errors import Forbidden, Invalid, NotFound, TooMany
 
@@ -45,18 +45,12 @@ class BuildRequest:
     trigger_metadata: dict = field(default_factory=dict)
 
 
-def base_url(config) -> str:
-    """Slipway's address in links and image names of build events."""
-    return (config.server.public_url or f"http://localhost:{config.server.port}").rstrip("/")
-
-
 def _check(req: BuildRequest) -> None:
     if not req.docker_tags:
         req.docker_tags = ["latest"]
     for tag in req.docker_tags:
-        if not isinstance(tag, str) or not TAG_RE.match(tag):
-            raise Invalid(f"Invalid tag '{tag}': up to 128 letters, digits, '_', '.', '-', "
-                          "not starting with '.' or '-'")
+        if not is_tag(tag):
+            raise Invalid(f"Invalid tag '{tag}': {TAG_RULE}")
     for name, path in (("dockerfile_path", req.dockerfile_path), ("context", req.context)):
         if ".." in path.replace("\\", "/").split("/"):
             raise Invalid(f"Invalid {name} '{path}': it may not contain '..'")
@@ -207,7 +201,7 @@ def view(build: Build, can_write: bool) -> dict:
 def event_payload(build: Build, base: str) -> dict:
     """Quay's build event fields."""
     repo = build.repository
-    host = base.split("://", 1)[-1]
+    host = urls.host(base)
     payload = {
         "build_id": build.uuid,
         "build_name": build.uuid[:7],
@@ -250,6 +244,13 @@ def revoke_credential(build: Build) -> None:
 CACHE_PUBLISH_MS = 30 * 60 * 1000
 
 
+def build_identity(build: Build, repositories: tuple = (), read_repositories: tuple = ()) -> Identity:
+    """The one identity a build acts as (its registry credential, the creator of its layer cache):
+    ``build/<uuid>``, confined to ``repositories`` (push) and ``read_repositories`` (pull)."""
+    return Identity(kind="build", name=f"build/{build.uuid}", via="build_token", repositories=tuple(repositories),
+                    read_repositories=tuple(read_repositories))
+
+
 def identity_for_build_secret(secret: str) -> Identity | None:
     build = Build.get_or_none(Build.credential_hash == crypto.hash_token(secret))
     if build is None:
@@ -259,12 +260,11 @@ def identity_for_build_secret(secret: str) -> Identity | None:
     if build.phase == COMPLETE:  # publishing the layer cache: that repository only, for a while
         if cache is None or not build.completed_at or now_ms() - build.completed_at > CACHE_PUBLISH_MS:
             return None
-        return Identity(kind="build", name=f"build/{build.uuid}", via="build_token", repositories=(cache.id,))
+        return build_identity(build, (cache.id,))
     if build.phase in TERMINAL or build.phase not in RUNNING:
         return None
     allowed = [repo.id]
     if cache is not None:
         allowed.append(cache.id)
-    return Identity(kind="build", name=f"build/{build.uuid}", via="build_token", repositories=tuple(allowed),
-                    read_repositories=tuple(json.loads(build.base_repositories or "[]")))
+    return build_identity(build, allowed, json.loads(build.base_repositories or "[]"))
 

@@ -4,11 +4,14 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from slipway import variables
+
 # Arguments buildah and docker fill in themselves.
 AUTOMATIC_ARGS = {"TARGETPLATFORM", "TARGETOS", "TARGETARCH", "TARGETVARIANT", "BUILDPLATFORM", "BUILDOS",
                   "BUILDARCH", "BUILDVARIANT", "HTTP_PROXY", "HTTPS_PROXY", "FTP_PROXY", "NO_PROXY", "ALL_PROXY",
                   "http_proxy", "https_proxy", "ftp_proxy", "no_proxy", "all_proxy"}
-VAR_RE = re.compile(r"\$(?:\{([A-Za-z_][A-Za-z0-9_]*)(?::?-([^}]*))?\}|([A-Za-z_][A-Za-z0-9_]*))")
+# Inside ${...}: NAME, NAME:-default or NAME-default (the default when NAME is unset or empty).
+ARG_RE = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)(?::?-(.*))?", re.DOTALL)
 
 
 @dataclass
@@ -39,13 +42,15 @@ def instructions(text: str) -> list[tuple[str, str]]:
 
 
 def substitute(text: str, values: dict) -> str:
-    def replace(match):
-        name = match.group(1) or match.group(3)
-        default = match.group(2)
-        value = values.get(name)
-        return value if value not in (None, "") else (default or "")
+    """``$NAME``, ``${NAME}`` and ``${NAME:-default}`` filled in from ``values`` (the ARGs)."""
+    def value_of(inside: str) -> str | None:
+        match = ARG_RE.fullmatch(inside)
+        if match is None:
+            return None  # not an ARG reference: left as written
+        value = values.get(match.group(1))
+        return value if value not in (None, "") else (match.group(2) or "")
 
-    return VAR_RE.sub(replace, text)
+    return variables.substitute(text, value_of, bare=True)
 
 
 def read(text: str, build_args: dict, target: str | None = None) -> Dockerfile:

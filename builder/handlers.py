@@ -139,7 +139,7 @@ class BuildListHandler(RepositoryBase):
         if body.get("archive_url"):
             outgoing.check_url(body["archive_url"], self.config.network)
         build = builds.request_build(repo, self.identity, build_request(body),
-                                     self.config.builds.max_queued_per_namespace, builds.base_url(self.config),
+                                     self.config.builds.max_queued_per_namespace, self.base_url(),
                                      self.client_ip)
         wake()
         self.send(builds.view(build, True), 201)
@@ -164,8 +164,7 @@ class BuildHandler(BuildBase):
     async def delete(self, namespace: str, repository: str, build_uuid: str) -> None:
         """Cancel a build: a waiting one leaves the queue, a running one is stopped within seconds."""
         build = self.build("write")
-        queue.cancel(build, builds.base_url(self.config), self.config.builds.max_log_bytes, self.identity,
-                     self.client_ip)
+        queue.cancel(build, self.base_url(), self.config.builds.max_log_bytes, self.identity, self.client_ip)
         self.send(None, 204)
 
 
@@ -177,7 +176,7 @@ class BuildLogsHandler(BuildBase):
     async def get(self, namespace: str, repository: str, build_uuid: str) -> None:
         """Log entries from ?start=N: {"start", "total", "logs"} (Quay's shape)."""
         build = self.log_build()
-        start = _int_arg(self, "start", 0)
+        start = self.int_argument("start", 0)
         rows = logs.read(build, start, limit=10000)
         self.send({"start": start, "total": logs.total(build.id), "logs": [logs.entry_view(r) for r in rows]})
 
@@ -212,7 +211,7 @@ class BuildLogStreamHandler(BuildBase):
         build = self.log_build()
         last_id = self.request.headers.get("Last-Event-ID")
         position = (self.int_argument_value(last_id, "Last-Event-ID") + 1 if last_id and last_id.isdigit()
-                    else _int_arg(self, "start", 0))
+                    else self.int_argument("start", 0))
         self.set_header("Content-Type", "text/event-stream")
         self.set_header("Cache-Control", "no-cache")
         self.set_header("X-Accel-Buffering", "no")
@@ -251,10 +250,6 @@ class BuildLogStreamHandler(BuildBase):
 
     def on_connection_close(self) -> None:
         self.closed = True
-
-
-def _int_arg(handler, name: str, default: int) -> int:
-    return handler.int_argument(name, default)
 
 
 default_handlers = [

@@ -85,6 +85,3 @@ class FileDrop(BaseModel):
     size = BigIntegerField(default=0)
     uploaded = BooleanField(default=False)
     created_at = TimestampField(default=now_ms)
-
-
-MODELS = [Build, BuildJob, BuildLog, FileDrop]

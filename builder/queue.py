@@ -17,7 +17,7 @@ from peewee import fn
 
 from accounts import audit
 from accounts.identity import Identity
-from slipway import events
+from slipway import events, urls
 from slipway.db import database, is_postgres, now_ms
 from slipway.errors import Invalid
 
@@ -151,7 +151,7 @@ def reap_expired_leases(config, hooks: BuildHooks) -> int:
         writer = LogWriter(build, config.builds.max_log_bytes)
         log.warning("build %s: worker %s stopped responding", build.uuid, job.lease_owner)
         internal_failure(build, job.lease_owner, "The build worker stopped responding (it was stopped or crashed)",
-                         writer, builds.base_url(config), config.builds.retry_delay_seconds, hooks, lease_expired=True)
+                         writer, urls.base_url(config), config.builds.retry_delay_seconds, hooks, lease_expired=True)
         writer.flush()
         count += 1
     return count

@@ -37,6 +37,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from slipway.processes import die_with_parent, libc
+
 log = logging.getLogger("slipway.builder.sandbox")
 
 CLONE_NEWNET = 0x40000000
@@ -127,18 +129,6 @@ def write_private(path: Path, text: str, user: BuildUser | None) -> None:
         f.write(text)
     if user is not None and os.geteuid() == 0:
         os.chown(path, user.uid, user.gid)
-
-
-def _libc():
-    return ctypes.CDLL("libc.so.6", use_errno=True)
-
-
-def die_with_parent(sig: int = signal.SIGKILL) -> None:
-    """In a child: get ``sig`` if the worker dies, so a killed worker leaves no build running."""
-    try:
-        _libc().prctl(1, sig)  # PR_SET_PDEATHSIG
-    except OSError:
-        pass
 
 
 # -- cgroups -------------------------------------------------------------------------------------------------
@@ -282,7 +272,7 @@ def _listen_in_netns(pid: int, port: int) -> socket.socket:
         try:
             fd = os.open(f"/proc/{pid}/ns/net", os.O_RDONLY)
             try:
-                if _libc().setns(fd, CLONE_NEWNET) != 0:
+                if libc().setns(fd, CLONE_NEWNET) != 0:
                     raise OSError(ctypes.get_errno(), "setns into the build's network namespace failed")
             finally:
                 os.close(fd)

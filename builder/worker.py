@@ -19,7 +19,6 @@ import time
 import uuid
 from pathlib import Path
 
-from accounts.identity import Identity
 from accounts.models import Account
 from accounts.robots import robot_token
 from accounts.users import identity_for
@@ -27,7 +26,7 @@ from registry import repos
 from registry.models import PUBLIC
 from registry.permissions import can
 from registry.storage import Storage
-from slipway import events, outgoing, redact
+from slipway import events, outgoing, redact, urls
 from slipway.db import database, now_ms
 from slipway.errors import Invalid
 
@@ -67,7 +66,7 @@ class Worker:
         self.hooks = hooks
         self.backend = backend or backends.make_backend(config)
         self.id = name or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
-        self.base = builds.base_url(config)
+        self.base = urls.base_url(config)
         self.local_names = images.local_registry_names(config)
         self.stopping = threading.Event()  # the pool's stop: a worker told to stop drops a cache publication
 
@@ -387,7 +386,7 @@ class BuildRun:
         host = self.config.build_registry_url.split("://", 1)[1]
         name = f"{self.repo.full_name}/{builds.CACHE_SUFFIX}"
         if repos.find(name) is None:
-            repos.create(name, Identity(kind="build", name=f"build/{self.build.uuid}", via="build_token"),
+            repos.create(name, builds.build_identity(self.build),
                          description=f"Layer cache of builds of {self.repo.full_name}")
         return f"{host}/{name}"
 
@@ -411,7 +410,8 @@ class BuildRun:
 
 
 class WorkerPool:
-    """Worker threads in this process, plus the job that takes builds back from dead workers."""
+    """Build worker threads in this process (the job that takes builds back from dead workers is
+    ``reap``, scheduled separately by ``builder.jobs``)."""
 
     def __init__(self, config, storage: Storage, count: int, hooks: BuildHooks):
         self.config = config

@@ -11,6 +11,7 @@ the bytes) the staged bytes themselves are hashed again at the end.
 """
 from __future__ import annotations
 
+import threading
 import uuid
 from collections import OrderedDict
 
@@ -23,15 +24,38 @@ from .errors import DigestInvalid, UploadLocked, blob_unknown, upload_unknown
 from .models import Blob, Manifest, ManifestBlob, Repository, RepositoryBlob, Upload
 from .storage import Storage, UploadBusy, UploadLock, UploadMissing
 
-_HASHERS: "OrderedDict[str, tuple[int, object, object]]" = OrderedDict()
-_HASHER_LIMIT = 1000
+
+class RunningHashes:
+    """Running sha256 states of upload sessions between chunks, the newest ``limit`` of them.
+
+    Each is kept with the offset it reached and the fingerprint of the staged bytes its writer left.
+    Used from the event loop and from threads (S3 uploads), so every access holds a lock; a state is
+    taken out (``take``) by the one request that writes to the session, never shared.
+    """
+
+    def __init__(self, limit: int = 1000):
+        self.limit = limit
+        self._states: "OrderedDict[str, tuple[int, object, object]]" = OrderedDict()
+        self._lock = threading.Lock()
+
+    def remember(self, upload_id: str, offset: int, hasher, fingerprint) -> None:
+        with self._lock:
+            self._states[upload_id] = (offset, hasher, fingerprint)
+            self._states.move_to_end(upload_id)
+            while len(self._states) > self.limit:
+                self._states.popitem(last=False)
+
+    def take(self, upload_id: str) -> tuple[int, object, object] | None:
+        """(offset, hasher, fingerprint) of the session, removed from the cache; None if not kept."""
+        with self._lock:
+            return self._states.pop(upload_id, None)
+
+    def __len__(self) -> int:
+        return len(self._states)
 
 
-def _remember(upload_id: str, offset: int, hasher, fingerprint) -> None:
-    _HASHERS[upload_id] = (offset, hasher, fingerprint)
-    _HASHERS.move_to_end(upload_id)
-    while len(_HASHERS) > _HASHER_LIMIT:
-        _HASHERS.popitem(last=False)
+#: This process's running hashes (the functions below use it unless given their own).
+HASHES = RunningHashes()
 
 
 def new_upload_id() -> str:
@@ -65,15 +89,16 @@ def claim(storage: Storage, upload_id: str) -> UploadLock:
 class ChunkReceiver:
     """Takes one request's body into an upload at ``offset``, hashing on the fly."""
 
-    def __init__(self, storage: Storage, upload_id: str, offset: int):
+    def __init__(self, storage: Storage, upload_id: str, offset: int, hashes: RunningHashes = HASHES):
         self.storage = storage
+        self.hashes = hashes
         self.upload_id = upload_id
         self.offset = offset
         try:
             self.writer = storage.upload_writer(upload_id, offset)
         except UploadMissing:
             raise upload_unknown(upload_id) from None
-        cached = _HASHERS.pop(upload_id, None)
+        cached = hashes.take(upload_id)
         if cached is not None and cached[0] == offset:
             self.hasher = cached[1]
         elif offset == 0:
@@ -92,7 +117,7 @@ class ChunkReceiver:
         """Make the chunk durable; returns the upload's new size."""
         size = self.writer.close()
         if self.hasher is not None:
-            _remember(self.upload_id, size, self.hasher, self.writer.fingerprint)
+            self.hashes.remember(self.upload_id, size, self.hasher, self.writer.fingerprint)
         return size
 
     def abort(self) -> None:
@@ -105,7 +130,7 @@ def record_progress(upload: Upload, size: int) -> None:
 
 
 def verify_and_commit(storage: Storage, repo: Repository, upload_id: str, digest: str, size: int,
-                      upload: Upload | None = None) -> Blob:
+                      upload: Upload | None = None, hashes: RunningHashes = HASHES) -> Blob:
     """Check the staged bytes against ``digest``; if they match, they become a blob linked to ``repo``.
 
     On a mismatch the staged bytes are discarded and DIGEST_INVALID is raised, so
@@ -113,7 +138,7 @@ def verify_and_commit(storage: Storage, repo: Repository, upload_id: str, digest
     the session is private to its request), so the bytes checked are the bytes committed.
     """
     algorithm, hexpart = digests.parse(digest)
-    cached = _HASHERS.pop(upload_id, None)
+    cached = hashes.take(upload_id)
     if (algorithm == "sha256" and cached is not None and cached[0] == size and cached[2] is not None
             and cached[2] == _fingerprint(storage, upload_id)):
         actual = cached[1].hexdigest()
@@ -126,7 +151,7 @@ def verify_and_commit(storage: Storage, repo: Repository, upload_id: str, digest
             raise upload_unknown(upload_id) from None
         actual = hasher.hexdigest()
     if actual != hexpart:
-        discard(storage, upload_id, upload)
+        discard(storage, upload_id, upload, hashes)
         raise DigestInvalid(f"the uploaded content has digest {algorithm}:{actual}, not the {digest} given; "
                             "the upload was discarded", detail={"digest": digest})
     # The bytes become a blob inside the transaction that links them, with the blob row locked:
@@ -168,8 +193,8 @@ def link(repo: Repository, blob: Blob) -> None:
         pass  # already linked
 
 
-def discard(storage: Storage, upload_id: str, upload: Upload | None = None) -> None:
-    _HASHERS.pop(upload_id, None)
+def discard(storage: Storage, upload_id: str, upload: Upload | None = None, hashes: RunningHashes = HASHES) -> None:
+    hashes.take(upload_id)
     storage.upload_delete(upload_id)
     if upload is not None:
         Upload.delete().where(Upload.id == upload.id).execute()

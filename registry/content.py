@@ -15,7 +15,7 @@ from . import labels, queries
 from .digests import is_digest
 from .errors import InUse, ManifestBlobUnknown, ManifestInvalid, manifest_unknown, name_unknown
 from .manifests import ParsedManifest, descriptor_for_referrers
-from .models import Blob, Manifest, ManifestBlob, ManifestChild, Repository, RepositoryBlob, Tag
+from .models import Blob, Manifest, ManifestBlob, ManifestChild, Repository, RepositoryBlob, Tag, alive
 from .names import check_tag, split_name
 from .storage import Storage
 
@@ -57,11 +57,6 @@ def list_tags(full_name: str, n: int | None, last: str) -> list[str]:
     return [row[0] for row in queries.run("tags_page", namespace, name, now_ms(), last or "", limit)]
 
 
-def alive(now: int | None = None):
-    now = now_ms() if now is None else now
-    return Tag.lifetime_end.is_null() | (Tag.lifetime_end > now)
-
-
 def alive_tag(repo: Repository, name: str) -> Tag | None:
     return (Tag.select().where((Tag.repository == repo) & (Tag.name == name) & alive())
             .order_by(Tag.lifetime_start.desc()).first())
@@ -89,8 +84,6 @@ def set_tag(repo: Repository, name: str, manifest: Manifest, now: int | None = N
 @dataclass
 class PushResult:
     manifest: Manifest
-    tag_changed: bool = False
-    expires_at: int | None = None  # from quay.expires-after
     invalid_expiry: str | None = None  # a quay.expires-after value that is not Quay's format
 
 
@@ -184,8 +177,7 @@ def put_manifest(repo: Repository, parsed: ParsedManifest, tag: str | None, stor
             manifest.deleted_at = None
         result = PushResult(manifest)
         if tag is not None:
-            row, result.tag_changed, result.invalid_expiry = point_tag(repo, tag, manifest)
-            result.expires_at = row.lifetime_end
+            _, _, result.invalid_expiry = point_tag(repo, tag, manifest)
     return result
 
 

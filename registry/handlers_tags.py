@@ -9,11 +9,12 @@ from . import labels, tags
 from .digests import DIGEST_PATTERN
 from .handlers_api import REPO_PATH, RepositoryBase
 from .manifests import INDEX_TYPES
+from .names import TAG_PATTERN
 
 if TYPE_CHECKING:  # annotations only: handlers touch no models
     from .models import Manifest
 
-TAG = r"(?P<tag>[A-Za-z0-9_][A-Za-z0-9._-]{0,127})"
+TAG = rf"(?P<tag>{TAG_PATTERN})"
 MANIFEST_PATH = rf"{REPO_PATH}/manifest/(?P<digest>{DIGEST_PATTERN})"
 
 

@@ -33,10 +33,6 @@ class ParsedManifest:
     config_digest: str | None = None
     document: dict = field(default_factory=dict)
 
-    @property
-    def is_index(self) -> bool:
-        return self.media_type in INDEX_TYPES
-
 
 def invalid(message: str) -> ManifestInvalid:
     return ManifestInvalid(f"manifest invalid: {message}")

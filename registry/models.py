@@ -103,6 +103,13 @@ class Tag(BaseModel):
         )
 
 
+def alive(now: int | None = None, tag=Tag):
+    """The one alive-tag predicate: ``lifetime_end`` null or in the future. ``tag`` may be an alias
+    (``Tag.alias("t")``): ``registry.queries`` renders it into its hand-written SQL."""
+    now = now_ms() if now is None else now
+    return tag.lifetime_end.is_null() | (tag.lifetime_end > now)
+
+
 class Upload(BaseModel):
     """A blob upload session; its bytes live in storage under the same id."""
 
@@ -134,7 +141,3 @@ class RepositoryPermission(BaseModel):
 
     class Meta:
         indexes = ((("repository", "account"), False), (("repository", "team"), False))
-
-
-MODELS = [Repository, Blob, RepositoryBlob, Manifest, ManifestBlob, ManifestChild, Tag, Upload, RepositoryPermission,
-          ManifestLabel]

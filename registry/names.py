@@ -8,7 +8,13 @@ from .errors import ManifestInvalid, NameInvalid
 COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
 NAME_PATTERN = rf"{COMPONENT}(?:/{COMPONENT})*"
 NAME_RE = re.compile(rf"^{NAME_PATTERN}\Z")
-TAG_RE = re.compile(r"^[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}\Z")
+# The tag grammar, the one copy: route patterns, pushes, build requests and trigger templates use it.
+MAX_TAG_LENGTH = 128
+TAG_CHARACTERS = "A-Za-z0-9_.-"
+TAG_PATTERN = rf"[A-Za-z0-9_][{TAG_CHARACTERS}]{{0,{MAX_TAG_LENGTH - 1}}}"
+TAG_RE = re.compile(rf"^{TAG_PATTERN}\Z")
+TAG_RULE = (f"up to {MAX_TAG_LENGTH} characters of letters, digits, '_', '.', '-', "
+            "not starting with '.' or '-'")
 # Quay refuses these as path segments: they collide with its UI and API routes.
 RESERVED_SEGMENTS = {"build", "trigger", "tag"}
 MAX_NAME_LENGTH = 255
@@ -37,7 +43,16 @@ def split_name(name: str) -> tuple[str, str]:
     return namespace, repository
 
 
+def is_tag(tag) -> bool:
+    return isinstance(tag, str) and TAG_RE.match(tag) is not None
+
+
 def check_tag(tag: str) -> None:
-    if not TAG_RE.match(tag):
-        raise ManifestInvalid(f"invalid tag '{tag}': up to 128 characters of letters, digits, '_', '.', '-', "
-                              "not starting with '.' or '-'", detail={"tag": tag})
+    if not is_tag(tag):
+        raise ManifestInvalid(f"invalid tag '{tag}': {TAG_RULE}", detail={"tag": tag})
+
+
+def as_tag(value: str) -> str | None:
+    """Make ``value`` a valid tag: other characters become '-', no leading '.'/'-', cut to the longest tag."""
+    cleaned = re.sub(f"[^{TAG_CHARACTERS}]", "-", value).lstrip(".-")[:MAX_TAG_LENGTH]
+    return cleaned or None

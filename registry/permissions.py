@@ -8,6 +8,8 @@ Scoped API tokens are capped by their scopes.
 """
 from __future__ import annotations
 
+from peewee import Value
+
 from accounts import audit, revocation
 from accounts.identity import Identity
 from accounts.models import ORG, ROBOT, USER, Account, Team, TeamMember
@@ -30,6 +32,31 @@ def best(*roles: str | None) -> str | None:
     return max(roles, key=RANK.__getitem__)
 
 
+# -- where a role comes from: defined once, applied to one repository (``_granted_role``) and as a
+# subquery over all of them (``_readable_ids``) ---------------------------------------------------------
+
+def _reach(identity: Identity) -> int | None:
+    """The one namespace a robot's roles are confined to (None: no such limit)."""
+    return identity.namespace_id if identity.is_robot else None
+
+
+def _owned_namespace(identity: Identity) -> int | None:
+    """The namespace ``identity`` owns outright, with admin on all of it (a user's own)."""
+    return identity.account_id if identity.kind == USER else None
+
+
+def _admin_orgs(identity: Identity):
+    """Organizations where ``identity`` is in an admin team (admin on every repository in them)."""
+    return (Team.select(Team.org).join(TeamMember)
+            .where((TeamMember.account == identity.account_id) & (Team.role == "admin")))
+
+
+def _holds_grant(identity: Identity):
+    """The ``repository_permission`` rows held by ``identity``: its own grants and its teams'."""
+    teams = TeamMember.select(TeamMember.team).where(TeamMember.account == identity.account_id)
+    return (RepositoryPermission.account == identity.account_id) | RepositoryPermission.team.in_(teams)
+
+
 def _granted_role(identity: Identity, repo: Repository) -> str | None:
     """The strongest role from grants, ignoring visibility and token scopes."""
     if identity.repositories is not None:  # a build credential: its repositories only
@@ -38,28 +65,15 @@ def _granted_role(identity: Identity, repo: Repository) -> str | None:
         return "read" if repo.id in identity.read_repositories else None
     if identity.superuser:
         return "admin"
-    if identity.kind == "user" and repo.namespace_id == identity.account_id:
-        return "admin"
-    if identity.is_robot and identity.namespace_id != repo.namespace_id:
+    reach = _reach(identity)
+    if reach is not None and repo.namespace_id != reach:
         return None  # a robot never reaches beyond its own namespace
-    role = None
-    namespace = repo.namespace
-    if namespace.kind == ORG:
-        teams = list(Team.select(Team.id, Team.role).join(TeamMember)
-                     .where((Team.org == namespace.id) & (TeamMember.account == identity.account_id)))
-        if any(t.role == "admin" for t in teams):
-            return "admin"
-        team_ids = [t.id for t in teams]
-    else:
-        team_ids = []
-    holder = RepositoryPermission.account == identity.account_id
-    if team_ids:
-        holder |= RepositoryPermission.team.in_(team_ids)
+    if repo.namespace_id == _owned_namespace(identity):
+        return "admin"
+    admin = _admin_orgs(identity).where(Team.org == repo.namespace_id).select(Value("admin"))
     grants = RepositoryPermission.select(RepositoryPermission.role).where(
-        (RepositoryPermission.repository == repo.id) & holder)
-    for grant in grants:
-        role = best(role, grant.role)
-    return role
+        (RepositoryPermission.repository == repo.id) & _holds_grant(identity))
+    return best(None, *(role for (role,) in (admin + grants).tuples()))
 
 
 def repository_role(identity: Identity, repo: Repository) -> str | None:
@@ -106,17 +120,15 @@ def visible_repositories(identity: Identity, after: str, limit: int | None, name
 
 
 def _readable_ids(identity: Identity):
-    """A subquery of repository ids ``identity`` holds any role on (scopes aside)."""
-    teams = TeamMember.select(TeamMember.team).where(TeamMember.account == identity.account_id)
-    direct = RepositoryPermission.select(RepositoryPermission.repository).where(
-        (RepositoryPermission.account == identity.account_id) | RepositoryPermission.team.in_(teams))
-    admin_orgs = (Team.select(Team.org).join(TeamMember)
-                  .where((TeamMember.account == identity.account_id) & (Team.role == "admin")))
-    readable = Repository.id.in_(direct) | Repository.namespace.in_(admin_orgs)
-    if identity.kind == USER:
-        readable |= Repository.namespace == identity.account_id
-    if identity.is_robot:
-        readable &= Repository.namespace == identity.namespace_id
+    """A subquery of repository ids ``identity`` holds any role on (scopes aside): ``_granted_role``'s rules."""
+    granted = RepositoryPermission.select(RepositoryPermission.repository).where(_holds_grant(identity))
+    readable = Repository.id.in_(granted) | Repository.namespace.in_(_admin_orgs(identity))
+    owned = _owned_namespace(identity)
+    if owned is not None:
+        readable |= Repository.namespace == owned
+    reach = _reach(identity)
+    if reach is not None:
+        readable &= Repository.namespace == reach
     return Repository.select(Repository.id).where(readable)
 
 

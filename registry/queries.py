@@ -9,6 +9,8 @@ from functools import lru_cache
 
 from slipway.db import database, param
 
+from .models import Tag, alive
+
 _REPO = """
   JOIN repository r ON r.id = {alias}.repository_id
   JOIN account a ON a.id = r.namespace_id
@@ -18,7 +20,7 @@ _SQL = {
     "manifest_by_tag": """
 SELECT m.digest, m.media_type, m.content, r.id, a.id FROM tag t
   JOIN manifest m ON m.id = t.manifest_id""" + _REPO.format(alias="t") + """
-   AND t.name = ? AND (t.lifetime_end IS NULL OR t.lifetime_end > ?)
+   AND t.name = ? AND {alive}
  ORDER BY t.lifetime_start DESC LIMIT 1""",
     "manifest_by_digest": """
 SELECT m.digest, m.media_type, m.content, r.id, a.id FROM manifest m""" + _REPO.format(alias="m") + """
@@ -29,7 +31,7 @@ SELECT b.size FROM repository_blob rb
    AND b.digest = ?""",
     "tags_page": """
 SELECT DISTINCT t.name {collate} FROM tag t""" + _REPO.format(alias="t") + """
-   AND (t.lifetime_end IS NULL OR t.lifetime_end > ?) AND t.name {collate} > ?
+   AND {alive} AND t.name {collate} > ?
  ORDER BY 1 LIMIT ?""",
     "repository_id": """
 SELECT r.id FROM repository r JOIN account a ON a.id = r.namespace_id
@@ -41,7 +43,13 @@ SELECT r.id FROM repository r JOIN account a ON a.id = r.namespace_id
 def _sql(name: str, placeholder: str) -> str:
     # OCI wants tags in lexical (byte) order; PostgreSQL would sort by the database's locale.
     collate = 'COLLATE "C"' if placeholder == "%s" else ""
-    return _SQL[name].replace("?", placeholder).replace("{collate}", collate)
+    return _SQL[name].replace("{alive}", _alive_sql()).replace("?", placeholder).replace("{collate}", collate)
+
+
+def _alive_sql() -> str:
+    """``models.alive`` (the one alive-tag predicate) as SQL text on the tag alias ``t``, its time a parameter."""
+    sql, _ = database.get_sql_context().sql(alive(0, Tag.alias("t"))).query()
+    return sql
 
 
 def run(name: str, *params) -> list[tuple]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import fcntl
 import os
 import threading
-import time
 from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Iterator
@@ -92,9 +91,6 @@ class Storage(ABC):
     # -- uploads -------------------------------------------------------------
     @abstractmethod
     def upload_create(self, upload_id: str) -> None: ...
-
-    @abstractmethod
-    def upload_size(self, upload_id: str) -> int: ...
 
     @abstractmethod
     def upload_writer(self, upload_id: str, offset: int) -> BlobWriter: ...
@@ -223,12 +219,6 @@ class FilesystemStorage(Storage):
     def upload_create(self, upload_id: str) -> None:
         self._upload_path(upload_id).touch(exist_ok=False)
 
-    def upload_size(self, upload_id: str) -> int:
-        try:
-            return os.stat(self._upload_path(upload_id)).st_size
-        except FileNotFoundError:
-            raise UploadMissing(upload_id) from None
-
     def upload_writer(self, upload_id: str, offset: int) -> BlobWriter:
         try:
             return _FileWriter(self._upload_path(upload_id), offset)
@@ -274,7 +264,3 @@ class FilesystemStorage(Storage):
                 yield path.name, path.stat().st_mtime
             except FileNotFoundError:
                 continue
-
-
-def age_seconds(mtime: float) -> float:
-    return time.time() - mtime

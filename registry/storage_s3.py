@@ -150,10 +150,6 @@ class S3Storage(Storage):
             raise UploadMissing(upload_id)
         return objects
 
-    def upload_size(self, upload_id: str) -> int:
-        self._require(upload_id)
-        return sum(size for _, size, _ in self._chunks(upload_id))
-
     def upload_writer(self, upload_id: str, offset: int) -> BlobWriter:
         self._require(upload_id)
         # Drop chunks at or beyond the offset: a retried chunk replaces what a failed try left.

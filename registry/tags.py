@@ -14,11 +14,9 @@ from slipway.db import database, now_ms
 from slipway.errors import Invalid, NotFound
 
 from . import labels
-from .content import alive, alive_tag, point_tag, set_tag
+from .content import alive_tag, point_tag, set_tag
 from .manifests import INDEX_TYPES
-from .models import Blob, Manifest, ManifestBlob, Repository, Tag
-
-PAGE = 50
+from .models import Blob, Manifest, ManifestBlob, Repository, Tag, alive
 
 
 def view(tag: Tag, sizes: dict) -> dict:

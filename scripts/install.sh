@@ -57,11 +57,27 @@ python=/usr/bin/python3
 if [ ! -x .venv/bin/python ]; then
   "$python" -m venv .venv
 fi
-extras=""
-case "$mode" in test|bench) extras="[test]" ;; esac
+# Optional dependencies are pyproject.toml extras (postgres, s3, docker, uvloop): the tests use them
+# all; running Slipway takes uvloop and, once the package is in, what the configuration names
+# (SLIPWAY_CONFIG / SLIPWAY_* : a PostgreSQL database, S3 storage, the docker build backend).
+case "$mode" in
+  test|bench) extras="test,postgres,s3,docker,uvloop" ;;
+  *) extras="uvloop" ;;
+esac
 stamp=".venv/.installed-$mode-$(sha256sum pyproject.toml | cut -c1-16)"
 if [ ! -f "$stamp" ]; then
   .venv/bin/pip install -q --upgrade pip
-  .venv/bin/pip install -q -e ".$extras"
+  .venv/bin/pip install -q -e ".[$extras]"
   touch "$stamp"
 fi
+case "$mode" in
+  runtime|clients)
+    configured="$(.venv/bin/python -m slipway.extras 2>/dev/null || echo uvloop)"
+    stamp=".venv/.installed-extras-${configured//,/-}-$(sha256sum pyproject.toml | cut -c1-16)"
+    if [ ! -f "$stamp" ]; then
+      echo "Installing the Python extras the configuration uses: $configured"
+      .venv/bin/pip install -q -e ".[$configured]"
+      touch "$stamp"
+    fi
+    ;;
+esac

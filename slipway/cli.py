@@ -9,6 +9,7 @@ from pathlib import Path
 
 from . import __version__
 from . import config as config_module
+from .errors import DomainError
 
 NO_DATA = "no Slipway data in {path}; pass --data-dir or set SLIPWAY_DATA_DIR"
 
@@ -180,12 +181,12 @@ def _gc(config, grace: int | None) -> int:
 
 
 def _create_user(args) -> int:
-    from accounts.users import AccountError, create_user
+    from accounts.users import create_user
 
     password = _read_password(args.password)
     try:
         user = create_user(args.name, password, email=args.email, superuser=args.superuser)
-    except AccountError as e:
+    except DomainError as e:
         print(f"slipway: {e.message}", file=sys.stderr)
         return 1
     print(f"created user {user.name}{' (superuser)' if user.superuser else ''}")
@@ -206,7 +207,7 @@ def _list_users() -> int:
 
 def _reset_password(args) -> int:
     from accounts.identity import Identity
-    from accounts.users import AccountError, change_password, get_user
+    from accounts.users import change_password, get_user
 
     # The audit log names the command line as the performer (no account: whoever runs it owns the data).
     performer = Identity(kind="cli", name="slipway admin reset-password", via="cli")
@@ -214,7 +215,7 @@ def _reset_password(args) -> int:
         user = get_user(args.name)
         password = secrets.token_urlsafe(12) if args.generate else _read_password(args.password)
         change_password(user, password, performer)
-    except AccountError as e:
+    except DomainError as e:
         print(f"slipway: {e.message}", file=sys.stderr)
         return 1
     print(f"new password for {user.name}" + (f": {password}" if args.generate else " set"))

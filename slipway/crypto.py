@@ -5,33 +5,65 @@ import base64
 import hashlib
 import hmac
 import secrets
+from contextlib import contextmanager
+from typing import Iterator
 
 from cryptography.fernet import Fernet, InvalidToken
 from peewee import TextField
 
-_fernet: Fernet | None = None
+
+class Cipher:
+    """Encryption of secrets at rest with a key derived from the server secret (Fernet)."""
+
+    def __init__(self, server_secret: str):
+        key = hashlib.sha256(b"slipway-encryption-v1:" + server_secret.encode()).digest()
+        self._fernet = Fernet(base64.urlsafe_b64encode(key))
+
+    def encrypt(self, plaintext: str) -> str:
+        return self._fernet.encrypt(plaintext.encode()).decode()
+
+    def decrypt(self, ciphertext: str) -> str:
+        try:
+            return self._fernet.decrypt(ciphertext.encode()).decode()
+        except InvalidToken:
+            raise ValueError("cannot decrypt: the server secret changed since this was stored") from None
 
 
-def configure(server_secret: str) -> None:
-    """Derive the encryption key from the server secret (called once at start)."""
-    global _fernet
-    key = hashlib.sha256(b"slipway-encryption-v1:" + server_secret.encode()).digest()
-    _fernet = Fernet(base64.urlsafe_b64encode(key))
+class _Installed:
+    """The cipher encrypted columns use: installed once at start (``configure``), swapped by tests
+    (``using``). Columns are read and written deep inside peewee, where no cipher can be passed."""
+
+    cipher: Cipher | None = None
+
+
+def configure(server_secret: str) -> Cipher:
+    """Derive the encryption key from the server secret and install it (called once at start)."""
+    _Installed.cipher = Cipher(server_secret)
+    return _Installed.cipher
+
+
+@contextmanager
+def using(cipher: Cipher) -> Iterator[Cipher]:
+    """Install ``cipher`` for the duration of a block (an in-process test), then put back the previous one."""
+    previous, _Installed.cipher = _Installed.cipher, cipher
+    try:
+        yield cipher
+    finally:
+        _Installed.cipher = previous
+
+
+def cipher() -> Cipher:
+    if _Installed.cipher is None:
+        raise RuntimeError("slipway.crypto.configure() has not been called")
+    return _Installed.cipher
 
 
 def encrypt(plaintext: str) -> str:
-    if _fernet is None:
-        raise RuntimeError("slipway.crypto.configure() has not been called")
-    return _fernet.encrypt(plaintext.encode()).decode()
+    return cipher().encrypt(plaintext)
 
 
 def decrypt(ciphertext: str) -> str:
-    if _fernet is None:
-        raise RuntimeError("slipway.crypto.configure() has not been called")
-    try:
-        return _fernet.decrypt(ciphertext.encode()).decode()
-    except InvalidToken:
-        raise ValueError("cannot decrypt: the server secret changed since this was stored") from None
+    return cipher().decrypt(ciphertext)
 
 
 class EncryptedTextField(TextField):

@@ -8,6 +8,8 @@ from urllib.parse import urlparse
 from peewee import BigIntegerField, Database, DatabaseProxy, Model, PostgresqlDatabase, SqliteDatabase
 from playhouse.db_url import connect as connect_url
 
+from . import extras
+
 database = DatabaseProxy()
 
 
@@ -51,6 +53,7 @@ def open_database(url: str) -> Database:
             check_same_thread=False,
         )
     if scheme in ("postgres", "postgresql"):
+        extras.require("postgres", "A PostgreSQL database (database.url)")
         db = connect_url(url)
         return db
     raise ValueError(f"unsupported database URL {url!r}: use sqlite:///path or postgresql://user:pass@host/db")

@@ -2,10 +2,11 @@
 
 A package's ``migrations.py`` holds ``MIGRATIONS = [(number, name, function)]``, which its
 ``includeme`` registers; the composition root hands the registered ``[(component, steps)]``,
-in dependency order, to ``migrate``.
-Steps are written to be safe both on a fresh database (where the first step
-creates tables from the current models) and on an old one (later steps add what
-is missing), so upgrading in place and installing fresh reach the same schema.
+in dependency order, to ``migrate``, and every applied step is recorded in
+``schema_migration``. A step creates its tables from frozen copies of the models as they were
+at that step (``frozen_meta``), never from the live models, and later steps add columns
+(``add_column_if_missing``) or rewrite data: a fresh install walks the same steps as an
+upgrade, so both reach the same schema.
 """
 from __future__ import annotations
 

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import logging
 import os
 import signal
@@ -23,6 +22,7 @@ from slipway.errors import DomainError
 from . import db, tls
 from .app import build_services, make_app, open_db
 from .config import Config
+from .processes import die_with_parent
 
 log = logging.getLogger("slipway")
 
@@ -68,19 +68,12 @@ def make_private(config: Config) -> None:
 
 
 def use_uvloop() -> None:
+    """uvloop's event loop when the ``uvloop`` extra is installed (faster), else asyncio's own."""
     try:
         import uvloop
     except ImportError:
         return
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-
-
-def _die_with_parent() -> None:
-    """A forked HTTP process ends when the supervising parent does (Linux prctl PR_SET_PDEATHSIG)."""
-    try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)
-    except OSError:
-        pass
 
 
 def _pass_on_to_children(signum, frame) -> None:
@@ -203,7 +196,7 @@ def serve(config: Config) -> None:
         # would restart one killed by the signal).
         signal.signal(signal.SIGTERM, _exit_now)
         signal.signal(signal.SIGINT, _exit_now)
-        _die_with_parent()
+        die_with_parent(signal.SIGTERM)  # a forked child ends with its supervising parent
     if background and task == processes:
         for sock in sockets:
             sock.close()

@@ -10,7 +10,7 @@ from tornado import httputil
 from tornado.ioloop import IOLoop
 from tornado.web import Application, HTTPError, RequestHandler, stream_request_body
 
-from . import redact
+from . import redact, urls
 
 #: The body every handler takes unless it says otherwise (API JSON, forms): bodies are capped per route.
 DEFAULT_MAX_BODY = 1024 * 1024
@@ -134,16 +134,9 @@ class BaseHandler(RequestHandler):
         return self.request.remote_ip
 
     def base_url(self) -> str:
-        """The URL clients reach Slipway at: the configured public URL, else what the request says."""
-        if self.config.server.public_url:
-            return self.config.server.public_url.rstrip("/")
-        scheme, host = self.request.protocol, self.request.host
-        if self._from_trusted_proxy():
-            headers = self.request.headers
-            forwarded = _parse_forwarded(headers.get("Forwarded", ""))
-            scheme = (headers.get("X-Forwarded-Proto") or forwarded.get("proto") or scheme).split(",")[0].strip()
-            host = (headers.get("X-Forwarded-Host") or forwarded.get("host") or host).split(",")[0].strip()
-        return f"{scheme}://{host}"
+        """The URL clients reach Slipway at (``slipway.urls.base_url``: the configured public URL, else
+        what this request says)."""
+        return urls.base_url(self.config, self.request, self._from_trusted_proxy())
 
     def basic_auth(self) -> tuple[str, str] | None:
         header = self.request.headers.get("Authorization", "")
@@ -159,17 +152,6 @@ class BaseHandler(RequestHandler):
     async def in_thread(self, fn, *args):
         """Run blocking work (password hashing, remote storage) off the event loop."""
         return await IOLoop.current().run_in_executor(None, fn, *args)
-
-
-def _parse_forwarded(value: str) -> dict:
-    """The first element of an RFC 7239 Forwarded header, as a dict."""
-    result = {}
-    first = value.split(",", 1)[0]
-    for part in first.split(";"):
-        key, sep, val = part.strip().partition("=")
-        if sep:
-            result[key.lower()] = val.strip('"')
-    return result
 
 
 def _has_body(request) -> bool:

@@ -123,7 +123,7 @@ class TriggerStartHandler(TriggerBase):
             refs, default_branch = await self.in_thread(settle.remote_refs, trigger.build_source, trigger, self.config)
         metadata = service.manual_metadata(trigger, body, refs, default_branch)
         build = service.start_build(trigger, metadata, self.identity, self.config.builds.max_queued_per_namespace,
-                                    builder_builds.base_url(self.config), self.client_ip)
+                                    self.base_url(), self.client_ip)
         wake()
         self.send(builder_builds.view(build, True), 201)
 
@@ -153,7 +153,7 @@ class WebhookHandler(ApiHandler):
         """Receive a push (custom git JSON, GitHub, GitLab, Bitbucket or Gitea payloads)."""
         trigger = self.trigger
         result = service.receive(trigger, self.request.headers, self.request.body, self.basic_auth(),
-                                 self.config.builds.max_queued_per_namespace, builder_builds.base_url(self.config),
+                                 self.config.builds.max_queued_per_namespace, self.base_url(),
                                  self.client_ip, self.config.triggers.replay_window_seconds)
         if result["status"] == "queued":
             wake()

@@ -55,6 +55,3 @@ class Delivery(BaseModel):
 
     class Meta:
         indexes = ((("trigger", "delivery_id"), True),)
-
-
-MODELS = [Trigger, Delivery]

@@ -6,16 +6,14 @@ in a push is dropped. Rendered values are made valid tags.
 """
 from __future__ import annotations
 
-import re
-
+from registry.names import as_tag
+from slipway import variables
 from slipway.errors import Invalid
 
-VAR_RE = re.compile(r"\$\{([^}]*)\}")
 PERSON = ("username", "url", "avatar_url")
 VARIABLES = {"commit", "ref", "default_branch", "git_url", "parsed_ref.branch", "parsed_ref.tag",
              "parsed_ref.remote", "commit_info.short_sha", "commit_info.url", "commit_info.message",
              "commit_info.date"} | {f"commit_info.{who}.{key}" for who in ("author", "committer") for key in PERSON}
-MAX_TAG = 128
 
 
 def check_templates(templates) -> list[str]:
@@ -24,44 +22,35 @@ def check_templates(templates) -> list[str]:
     for template in templates:
         if not template.strip():
             raise Invalid("tag_templates may not contain an empty template")
-        for name in VAR_RE.findall(template):
+        for name in variables.names(template):
             if name not in VARIABLES:
                 raise Invalid(f"Invalid tag template '{template}': unknown variable '${{{name}}}' "
                               f"(known: {', '.join('${' + v + '}' for v in sorted(VARIABLES))})")
-        if "${" in VAR_RE.sub("", template):
+        if variables.unclosed(template):
             raise Invalid(f"Invalid tag template '{template}': an unclosed '${{'")
     return templates
 
 
 def lookup(metadata: dict, path: str):
-    value = metadata
-    for key in path.split("."):
-        if not isinstance(value, dict) or value.get(key) in (None, ""):
-            return None
-        value = value[key]
-    return value if isinstance(value, (str, int)) else None
+    """A variable's value: a non-empty string or a number at ``path``, else None (missing)."""
+    value = variables.lookup(metadata, path)
+    return value if isinstance(value, (str, int)) and value != "" else None
 
 
 def render(template: str, metadata: dict) -> str | None:
     """The template filled in, or None if one of its values is missing."""
     missing = False
 
-    def fill(match):
+    def fill(name: str) -> str:
         nonlocal missing
-        value = lookup(metadata, match.group(1))
+        value = lookup(metadata, name)
         if value is None:
             missing = True
             return ""
         return str(value)
 
-    result = VAR_RE.sub(fill, template)
+    result = variables.substitute(template, fill)
     return None if missing else result
-
-
-def as_tag(value: str) -> str | None:
-    """Make ``value`` a valid tag: invalid characters become '-', no leading '.'/'-', at most 128 characters."""
-    cleaned = re.sub(r"[^A-Za-z0-9_.-]", "-", value).lstrip(".-")[:MAX_TAG]
-    return cleaned or None
 
 
 def tags_for(templates: list[str], metadata: dict, default_tag_from_ref: bool,

@@ -21,14 +21,14 @@ import jinja2
 import requests
 
 from accounts.models import ORG, USER, Account, Team, TeamMember
-from slipway import outgoing, redact
+from slipway import outgoing, redact, variables
 from slipway.errors import DomainError
 
 from .models import Delivery, InAppNotification, Notification
 from .notifications import secret
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
-VAR_RE = re.compile(r"\$\{([A-Za-z0-9_.-]+)\}")
+VAR_NAME_RE = re.compile(r"[A-Za-z0-9_.-]+")  # a path into the payload
 TITLES = {
     "repo_push": "Repository {repository} has been pushed to",
     "build_queued": "A build of {repository} has been queued",
@@ -146,12 +146,6 @@ def render_template(template: str, payload: dict) -> str:
     A string that is just ``"${path}"`` becomes the value itself (a list stays a list);
     inside longer text, lists are joined with ", " and objects written as JSON.
     """
-    def lookup(path: str):
-        value = payload
-        for key in path.split("."):
-            value = value.get(key) if isinstance(value, dict) else None
-        return value
-
     def as_text(value) -> str:
         if value is None:
             return ""
@@ -165,10 +159,11 @@ def render_template(template: str, payload: dict) -> str:
         if isinstance(node, list):
             return [fill(value) for value in node]
         if isinstance(node, str):
-            whole = VAR_RE.fullmatch(node)
-            if whole:
-                return lookup(whole.group(1))
-            return VAR_RE.sub(lambda m: as_text(lookup(m.group(1))), node)
+            whole = variables.whole(node)
+            if whole is not None and VAR_NAME_RE.fullmatch(whole):
+                return variables.lookup(payload, whole)
+            return variables.substitute(node, lambda name: as_text(variables.lookup(payload, name))
+                                        if VAR_NAME_RE.fullmatch(name) else None)
         return node
 
     return json.dumps(fill(json.loads(template)))

@@ -81,6 +81,3 @@ class EventCursor(BaseModel):
 
     name = CharField(max_length=64, unique=True)
     last_id = IntegerField(default=0)
-
-
-MODELS = [Notification, Delivery, Attempt, InAppNotification, ExpiryNotice, EventCursor]

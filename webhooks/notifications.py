@@ -9,7 +9,7 @@ from accounts.identity import Identity
 from accounts.models import ORG, USER, Account, Team
 from registry.models import Repository
 from registry.permissions import can
-from slipway import crypto, outgoing, patterns, redact
+from slipway import crypto, outgoing, patterns, redact, urls
 from slipway.db import database
 from slipway.errors import Invalid, NotFound
 
@@ -19,8 +19,9 @@ SEVERITIES = ["Unknown", "Negligible", "Low", "Medium", "High", "Critical"]
 
 
 def base_urls(config) -> tuple[str, str]:
-    base = (config.server.public_url or f"http://localhost:{config.server.port}").rstrip("/")
-    return base, base.split("://", 1)[-1]
+    """Slipway's address (without a request: ``server.public_url``) and its host, for payload links."""
+    base = urls.base_url(config)
+    return base, urls.host(base)
 
 
 def repository_fields(full_name: str, config) -> dict:

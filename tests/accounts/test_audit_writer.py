@@ -36,15 +36,15 @@ def test_the_writer_thread_writes_buffered_entries_and_the_rest_on_stop(db):
     finally:
         writer.stop()
     assert [e.kind for e in LogEntry.select().order_by(LogEntry.id)] == ["pull_repo", "push_repo"]
-    assert audit._writer is None
+    assert audit.BUFFER.writer is None
 
 
 def test_a_full_buffer_wakes_the_writer_instead_of_writing_in_the_request(db, monkeypatch):
-    monkeypatch.setattr(audit, "FLUSH_AT", 3)
+    monkeypatch.setattr(audit.BUFFER, "flush_at", 3)
     writer = audit.Writer(interval=60).start()
     calls = []
-    real_flush = audit.flush
-    monkeypatch.setattr(audit, "flush", lambda: calls.append(threading_name()) or real_flush())
+    real_flush = audit.BUFFER.flush
+    monkeypatch.setattr(audit.BUFFER, "flush", lambda: calls.append(threading_name()) or real_flush())
     try:
         for i in range(3):
             audit.record_later("pull_repo", ROBOT, (1, "org"), (2, "org/app"), None, {"tag": f"t{i}"})
