@@ -148,7 +148,8 @@ class Slipway:
                 raise BenchError("slipway serve not ready after 60 s")
             time.sleep(0.1)
         if separate_worker:
-            self.worker = Proc("worker", [python, "-m", "slipway.cli", "worker"], self.env(1), self.log_paths[1])
+            self.worker = Proc("worker", [python, "-m", "slipway.cli", "worker"],
+                               dict(self.env(1), SLIPWAY_SERVER__PUBLIC_URL=self.url), self.log_paths[1])
             time.sleep(3)  # imports, database, first claim poll
             if self.worker.proc.poll() is not None:
                 raise BenchError(f"slipway worker exited with {self.worker.proc.returncode}")

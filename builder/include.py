@@ -10,5 +10,4 @@ def includeme(reg) -> None:
     reg.add_routes(handlers.default_handlers)
     reg.add_login(builds.BUILD_USER, builds.identity_for_build_secret)
     hooks = reg.extension(BuildHooks)  # filled by the packages above (triggers) in their own includeme
-    # Build workers and their lease reaper run on every node: in serve's background process and in `slipway worker`.
-    reg.add_jobs(lambda background: jobs.register(background, hooks), per_node=True)
+    reg.add_jobs(lambda background: jobs.register(background, hooks))

@@ -25,6 +25,7 @@ import ipaddress
 import logging
 import os
 import pwd
+import re
 import select
 import shlex
 import shutil
@@ -44,6 +45,7 @@ log = logging.getLogger("slipway.builder.sandbox")
 CLONE_NEWNET = 0x40000000
 # Inside the build's network namespace: where the registry relay listens.
 RELAY_HOST = "127.0.0.1:5000"
+REALM = re.compile(rb'realm="[^"]*/v2/auth"')
 # Never reachable from a RUN step unless the operator allows private addresses (RFC 1918, 6598, 3927,
 # 5771, and "this network"). 127/8 inside the namespace is the namespace's own loopback.
 BLOCKED_RANGES = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "169.254.0.0/16",
@@ -386,8 +388,9 @@ class RegistryRelay:
             if answer is None:
                 return
             head = answer[0]
-            if self.tls:  # the token realm the registry names: the relay, which speaks plain HTTP to buildah
-                head = head.replace(f'realm="https://{RELAY_HOST}/'.encode(), f'realm="http://{RELAY_HOST}/'.encode())
+            # The token realm the registry names (its public URL when server.public_url is set, else the relay
+            # the request came through) becomes the relay, over plain HTTP: nothing else is reachable from here.
+            head = REALM.sub(f'realm="http://{RELAY_HOST}/v2/auth"'.encode(), head)
             client.sendall(self._with_close(head) + answer[1])
             _pump(upstream, client)
         except OSError:

@@ -67,8 +67,16 @@ class Worker:
         self.backend = backend or backends.make_backend(config)
         self.id = name or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.base = urls.base_url(config)
-        self.local_names = images.local_registry_names(config)
+        self.own_names = images.local_registry_names(config)
         self.stopping = threading.Event()  # the pool's stop: a worker told to stop drops a cache publication
+
+    @property
+    def local_names(self) -> set[str]:
+        """The names of this Slipway's registry: this worker's own, and every API node's address (nodes
+        started since count too)."""
+        from registry.identity import node_addresses
+
+        return self.own_names | node_addresses()
 
     def run(self, stop: threading.Event) -> None:
         """Claim and run builds until ``stop`` is set."""

@@ -10,6 +10,7 @@ pushes wait at most one batch.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
 
 from peewee import JOIN, fn
@@ -132,6 +133,25 @@ def _blobs(freed: Freed, storage: Storage, cutoff: int, batch: int) -> None:
             freed.blobs += 1
             freed.bytes += size
             freed.digests.append(blob.digest)
+
+
+def remove_orphans(storage: Storage, grace_seconds: int) -> tuple[list[str], int]:
+    """Delete stored blobs no ``blob`` row knows about (a crash between storing and recording them), once
+    older than ``grace_seconds`` (a push stores the bytes a moment before it records them). Returns the
+    digests removed and their bytes."""
+    removed, size = [], 0
+    for digest in orphaned_files(storage):
+        mtime = storage.blob_mtime(digest)
+        if mtime is None or time.time() - mtime < grace_seconds:
+            continue
+        if Blob.select().where(Blob.digest == digest).exists():
+            continue  # recorded meanwhile
+        size += storage.blob_size(digest) or 0
+        storage.delete_blob(digest)
+        removed.append(digest)
+    if removed:
+        log.info("removed %d orphaned blob(s), %d bytes", len(removed), size)
+    return removed, size
 
 
 def orphaned_files(storage: Storage) -> list[str]:

@@ -129,7 +129,8 @@ class RegistryHandler(BaseHandler):
         return header
 
     def service_name(self) -> str:
-        return self.request.host
+        """One service for every node when ``server.public_url`` is set (its host); else the host asked."""
+        return self.services.tokens.audience or self.request.host
 
     def authorize(self, name: str, action: str, or_action: str | None = None) -> Claims:
         """The caller's token if it grants ``action`` (or ``or_action``) on repository ``name``; else the
@@ -206,8 +207,10 @@ class TokenHandler(RegistryHandler):
         requested = [s for s in (parse_scope(t) for t in scope_texts) if s is not None]
         generation = revocation.current()  # read before the grant is decided
         granted = await self.in_thread(auth.grant, identity, requested)
-        token, ttl = self.services.tokens.issue(identity, granted, self.get_argument("service", self.service_name()),
-                                                generation)
+        # With a public URL, tokens are for this Slipway's one service whatever a client names (the check on
+        # use refuses any other); without one, for the service asked, as before.
+        service = self.services.tokens.audience or self.get_argument("service", self.service_name())
+        token, ttl = self.services.tokens.issue(identity, granted, service, generation)
         issued = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
         body = {"token": token, "access_token": token, "expires_in": ttl, "issued_at": issued}
         if oauth:

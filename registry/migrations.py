@@ -117,8 +117,28 @@ def labels_and_final_tags():
     database.create_tables([ManifestLabelV3], safe=True)
 
 
+class StorageIdentityV4(Model):
+    driver = CharField(max_length=16)
+    location = CharField(max_length=1024)
+    marker = CharField(max_length=64, unique=True)
+    created_at = TimestampField(default=now_ms)
+    Meta = frozen_meta("storage_identity")
+
+
+class NodeAddressV4(Model):
+    name = CharField(max_length=300, unique=True)
+    seen_at = TimestampField(default=now_ms)
+    Meta = frozen_meta("node_address")
+
+
+def identity():
+    """Which storage holds the blobs, and the addresses the nodes serve at (registry.identity)."""
+    database.create_tables([StorageIdentityV4, NodeAddressV4], safe=True)
+
+
 MIGRATIONS = [
     (1, "registry", initial),
     (2, "permissions", permissions),
     (3, "labels", labels_and_final_tags),
+    (4, "identity", identity),
 ]

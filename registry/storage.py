@@ -88,6 +88,26 @@ class Storage(ABC):
         """A URL the client may fetch the blob from directly (redirect), or None."""
         return None
 
+    @abstractmethod
+    def blob_mtime(self, digest: str) -> float | None:
+        """When the blob's bytes were stored (seconds since the epoch), or None if they are not."""
+
+    # -- identity (registry.identity) ----------------------------------------
+    #: its ``storage.driver`` name, and the setting that says where it is (for messages)
+    driver = ""
+    setting = "storage.driver"
+
+    @abstractmethod
+    def location(self) -> str:
+        """Where the bytes are, as a person would name it (a directory, s3://endpoint/bucket/prefix)."""
+
+    @abstractmethod
+    def read_marker(self) -> str | None:
+        """The marker object naming this storage (``MARKER``), or None if there is none."""
+
+    @abstractmethod
+    def write_marker(self, text: str) -> None: ...
+
     # -- uploads -------------------------------------------------------------
     @abstractmethod
     def upload_create(self, upload_id: str) -> None: ...
@@ -115,6 +135,9 @@ class Storage(ABC):
     @abstractmethod
     def list_uploads(self) -> Iterator[tuple[str, float]]:
         """(upload id, last modification time) of every staged upload."""
+
+
+MARKER = "slipway-storage-id"  # beside blobs/ and uploads/, never listed as either
 
 
 def blob_key(digest: str) -> str:
@@ -182,6 +205,29 @@ class FilesystemStorage(Storage):
     def blob_size(self, digest: str) -> int | None:
         try:
             return os.stat(self.blob_path(digest)).st_size
+        except FileNotFoundError:
+            return None
+
+    driver = "filesystem"
+    setting = "storage.path"
+
+    def location(self) -> str:
+        return str(self.root.resolve())
+
+    def read_marker(self) -> str | None:
+        try:
+            return (self.root / MARKER).read_text().strip()
+        except FileNotFoundError:
+            return None
+
+    def write_marker(self, text: str) -> None:
+        staged = self.root / f"{MARKER}.{os.getpid()}"
+        staged.write_text(text + "\n")
+        os.replace(staged, self.root / MARKER)
+
+    def blob_mtime(self, digest: str) -> float | None:
+        try:
+            return os.stat(self.blob_path(digest)).st_mtime
         except FileNotFoundError:
             return None
 

@@ -13,7 +13,7 @@ import boto3
 from botocore.config import Config as BotoConfig
 from botocore.exceptions import ClientError
 
-from .storage import CHUNK, BlobWriter, Storage, UploadMissing, blob_key
+from .storage import CHUNK, MARKER, BlobWriter, Storage, UploadMissing, blob_key
 
 PART_SIZE = 16 * 1024 * 1024  # S3 parts must be >= 5 MiB except the last
 
@@ -132,6 +132,35 @@ class S3Storage(Storage):
         for obj in self._list(prefix):
             algorithm, _, hexpart = obj["Key"][len(prefix):].split("/", 2)
             yield f"{algorithm}:{hexpart}"
+
+    driver = "s3"
+    setting = "storage.s3_bucket / storage.s3_prefix / storage.s3_endpoint_url"
+
+    def location(self) -> str:
+        return f"s3://{self.client.meta.endpoint_url.split('://', 1)[-1]}/{self.bucket}/{self.prefix}"
+
+    def read_marker(self) -> str | None:
+        try:
+            body = self.client.get_object(Bucket=self.bucket, Key=self.prefix + MARKER)["Body"]
+        except ClientError as e:
+            if e.response.get("Error", {}).get("Code") in ("NoSuchKey", "404", "NoSuchBucket"):
+                return None
+            raise
+        try:
+            return body.read().decode().strip()
+        finally:
+            body.close()
+
+    def write_marker(self, text: str) -> None:
+        self.client.put_object(Bucket=self.bucket, Key=self.prefix + MARKER, Body=(text + "\n").encode())
+
+    def blob_mtime(self, digest: str) -> float | None:
+        try:
+            return self.client.head_object(Bucket=self.bucket, Key=self._blob(digest))["LastModified"].timestamp()
+        except ClientError as e:
+            if e.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return None
+            raise
 
     def blob_url(self, digest: str) -> str | None:
         if not self.redirect:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 import uuid
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 import jwt
 
@@ -55,10 +56,19 @@ class Claims:
         return self.access.get((type_, name), frozenset())
 
 
+def service_of(public_url: str) -> str | None:
+    """The registry service all nodes share: the host[:port] of ``server.public_url``, else None."""
+    return (urlsplit(public_url).netloc or None) if public_url else None
+
+
 class TokenService:
-    def __init__(self, secret: str, ttl: int = 3600):
+    def __init__(self, secret: str, ttl: int = 3600, audience: str | None = None):
         self.secret = secret
         self.ttl = ttl
+        # With server.public_url, every node of this Slipway is one service named by it (``service_of``):
+        # tokens are issued for it, and a token for another service (another Slipway with the same secret)
+        # is refused. Without it the service is whatever host a request names, and ``aud`` is not checked.
+        self.audience = audience
         self._cache: dict[str, Claims] = {}
 
     def issue(self, identity: Identity, granted: list[Scope], service: str, generation: int = 0) -> tuple[str, int]:
@@ -99,8 +109,9 @@ class TokenService:
             self._cache.pop(token, None)
             return None
         try:
-            payload = jwt.decode(token, self.secret, algorithms=[ALGORITHM], issuer=ISSUER,
-                                 options={"verify_aud": False, "require": ["exp", "iss", "access"]})
+            payload = jwt.decode(token, self.secret, algorithms=[ALGORITHM], issuer=ISSUER, audience=self.audience,
+                                 options={"verify_aud": self.audience is not None,
+                                          "require": ["exp", "iss", "access"]})
         except jwt.PyJWTError:
             return None
         claims = _claims_from(payload)

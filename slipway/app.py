@@ -19,7 +19,7 @@ import webhooks.include
 from accounts.login import Authenticator
 from registry.drivers import open_storage
 from registry.storage import Storage
-from registry.tokens import TokenService
+from registry.tokens import TokenService, service_of
 
 from . import api, crypto, db, migrate
 from .config import Config
@@ -71,7 +71,7 @@ def build_services(config: Config) -> Services:
     return Services(
         config=config,
         storage=open_storage(config),
-        tokens=TokenService(config.secret_key(), config.auth.token_ttl),
+        tokens=TokenService(config.secret_key(), config.auth.token_ttl, service_of(config.server.public_url)),
         authenticator=Authenticator(reg.logins, config.auth.robots_enabled),
         registration=reg,
     )

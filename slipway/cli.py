@@ -60,6 +60,8 @@ def main(argv: list[str] | None = None) -> int:
     _data_dir_option(p_reset)
     p_gc = admin.add_parser("gc", help="collect garbage now (expired tags, unreferenced manifests and blobs)")
     p_gc.add_argument("--grace", type=int, help="seconds (default: gc.grace_seconds) that young uploads are kept")
+    p_gc.add_argument("--orphans", action="store_true",
+                      help="also remove stored blobs no database row knows about, once older than the grace period")
     _data_dir_option(p_gc)
 
     args = parser.parse_args(argv)
@@ -88,6 +90,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.workers is not None:
             config.builds.workers = args.workers
         problem = _missing_data(config)
+        if problem and not config.database_url.startswith("sqlite:"):
+            problem = _wait_for_schema(config, problem)
         if problem:
             print(f"slipway: {problem}", file=sys.stderr)
             return 1
@@ -117,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.admin_command == "reset-password":
         return _reset_password(args)
     if args.admin_command == "gc":
-        return _gc(config, args.grace)
+        return _gc(config, args.grace, args.orphans)
     return 1
 
 
@@ -153,6 +157,22 @@ def _missing_data(config) -> str | None:
     return None
 
 
+WORKER_WAITS_FOR_SCHEMA = 60  # seconds
+
+
+def _wait_for_schema(config, problem: str) -> str | None:
+    """A worker started together with its API nodes on an empty PostgreSQL database waits for their
+    ``slipway serve`` (or ``slipway migrate``) to create the schema, rather than refusing at once."""
+    import time
+
+    print(f"slipway worker: {problem}; waiting up to {WORKER_WAITS_FOR_SCHEMA} s", file=sys.stderr, flush=True)
+    deadline = time.monotonic() + WORKER_WAITS_FOR_SCHEMA
+    while problem and time.monotonic() < deadline:
+        time.sleep(0.5)
+        problem = _missing_data(config)
+    return problem
+
+
 def _read_password(given: str | None) -> str:
     if given is not None:
         return given
@@ -165,18 +185,29 @@ def _read_password(given: str | None) -> str:
         print("The two passwords differ; try again.", file=sys.stderr)
 
 
-def _gc(config, grace: int | None) -> int:
+def _gc(config, grace: int | None, orphans: bool = False) -> int:
     from registry.drivers import open_storage
-    from registry.gc import collect, orphaned_files
+    from registry.gc import collect, orphaned_files, remove_orphans
 
+    from .server import require_own_storage
+
+    require_own_storage(config)  # never delete rows whose bytes this process cannot reach
     storage = open_storage(config)
-    freed = collect(storage, config.gc.grace_seconds if grace is None else grace, config.gc.batch)
+    grace = config.gc.grace_seconds if grace is None else grace
+    freed = collect(storage, grace, config.gc.batch)
     print(freed)
     for digest in freed.digests:
         print(f"  freed {digest}")
-    orphans = orphaned_files(storage)
     if orphans:
-        print(f"{len(orphans)} stored blob(s) have no database row (left by an interrupted push); they are kept")
+        removed, size = remove_orphans(storage, grace)
+        print(f"removed {len(removed)} stored blob(s) no row knows about (older than {grace} s); freed {size} bytes")
+        for digest in removed:
+            print(f"  removed {digest}")
+        return 0
+    left = orphaned_files(storage)
+    if left:
+        print(f"{len(left)} stored blob(s) have no database row (left by an interrupted push); they are kept "
+              "(`slipway admin gc --orphans` removes them)")
     return 0
 
 

@@ -53,18 +53,31 @@ def pending(components: list) -> list[tuple[str, int, str, object]]:
     return todo
 
 
+MIGRATE_LOCK = 7_311_978  # the PostgreSQL advisory lock id held while migrating
+
+
 def migrate(components: list, up_to: dict | None = None) -> list[str]:
     """Apply every pending step of ``components = [(component, steps)]`` (or only steps up to
-    ``up_to[component]``); return their names."""
+    ``up_to[component]``); return their names.
+
+    Any number of processes may call this at once on one database (nodes started together): on
+    PostgreSQL they take turns on an advisory lock for the whole run; on SQLite each step runs in a
+    transaction holding the write lock, and a step another process applied meanwhile is skipped. The
+    ones that wait find nothing left to do and go on.
+    """
     applied = []
     sqlite = not _pg()
     if sqlite:  # no cascading surprises while tables change (only settable outside a transaction)
         database.execute_sql("PRAGMA foreign_keys = OFF")
+    else:
+        database.execute_sql("SELECT pg_advisory_lock(%s)", (MIGRATE_LOCK,))
     try:
         applied = _apply(components, up_to)
     finally:
         if sqlite:
             database.execute_sql("PRAGMA foreign_keys = ON")
+        else:
+            database.execute_sql("SELECT pg_advisory_unlock(%s)", (MIGRATE_LOCK,))
     return applied
 
 
@@ -74,6 +87,9 @@ def _apply(components: list, up_to: dict | None) -> list[str]:
         if up_to is not None and number > up_to.get(component, 0):
             continue
         with database.atomic():
+            if SchemaMigration.select().where((SchemaMigration.component == component)
+                                              & (SchemaMigration.version == number)).exists():
+                continue  # applied by another process since ``pending`` looked (SQLite)
             log.info("migrating %s to %d (%s)", component, number, name)
             fn()
             SchemaMigration.create(component=component, version=number, name=name, applied_at=now_ms())

@@ -20,7 +20,7 @@ class Registration:
         self.routes: list = []
         self.fallback_routes: list = []
         self.migrations: list[tuple[str, list]] = []
-        self.jobs: list[tuple[Callable, bool]] = []
+        self.jobs: list[Callable] = []
         self.logins: dict[str, Callable] = {}
         self.startup: list[Callable] = []
         self._extensions: dict[type, object] = {}
@@ -40,10 +40,10 @@ class Registration:
             raise RuntimeError(f"migrations of {component} registered twice")
         self.migrations.append((component, steps))
 
-    def add_jobs(self, register: Callable, per_node: bool = False) -> None:
-        """``register(background)`` adds the package's scheduled jobs to a ``slipway.background.Background``.
-        ``per_node`` jobs (build workers and their lease reaper) also run in ``slipway worker``."""
-        self.jobs.append((register, per_node))
+    def add_jobs(self, register: Callable) -> None:
+        """``register(background)`` adds the package's scheduled jobs to a ``slipway.background.Background``
+        (in ``slipway serve``'s background process and in every ``slipway worker``)."""
+        self.jobs.append(register)
 
     def add_login(self, username: str, check: Callable) -> None:
         """A special login: ``check(secret) -> Identity | None`` answers logins as ``username``."""
@@ -61,5 +61,5 @@ class Registration:
             self._extensions[cls] = cls()
         return self._extensions[cls]
 
-    def job_registrars(self, per_node_only: bool = False) -> list[Callable]:
-        return [register for register, per_node in self.jobs if per_node or not per_node_only]
+    def job_registrars(self) -> list[Callable]:
+        return list(self.jobs)

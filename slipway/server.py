@@ -17,7 +17,7 @@ from tornado.process import fork_processes
 
 from accounts import audit
 from accounts.users import ensure_admin
-from slipway.errors import DomainError
+from slipway.errors import Conflict, DomainError
 
 from . import db, tls
 from .app import build_services, make_app, open_db
@@ -95,7 +95,10 @@ def _exit_now(signum, frame) -> None:
 
 def first_start(config: Config) -> None:
     """On an empty database, create the admin user and say how to log in."""
-    account, generated = ensure_admin(config.auth.admin_user, config.auth.admin_password)
+    try:
+        account, generated = ensure_admin(config.auth.admin_user, config.auth.admin_password)
+    except Conflict:  # another node starting at the same moment created it first
+        return
     if account is None:
         return
     scheme = "https" if (config.server.tls_cert or config.server.tls_self_signed) else "http"
@@ -159,6 +162,8 @@ class PlainHTTPServer(HTTPServer):
 
 def serve(config: Config) -> None:
     setup_logging(config)
+    if not config.server.workers:
+        require_public_url(config, "slipway serve --no-workers (server.workers: false)")
     make_private(config)
     config.secret_key()
     open_db(config)  # migrations run once, before any fork
@@ -168,6 +173,10 @@ def serve(config: Config) -> None:
         print(f"slipway: cannot create the administrator '{config.auth.admin_user}': {e} "
               "(auth.admin_password / SLIPWAY_ADMIN_PASSWORD)", file=sys.stderr)
         raise SystemExit(2) from None
+    require_own_storage(config)
+    from registry.identity import announce
+
+    announce(config.server.host, config.server.port)  # builds on any worker take FROM <this node> as local
     db.database.close()
     ssl_ctx = ssl_options(config)
     processes = config.server.processes or os.cpu_count() or 1
@@ -303,12 +312,15 @@ class WakePipe:
 
 
 def run_worker(config: Config) -> None:
-    """``slipway worker``: no HTTP server; the background machinery of ``serve`` with the jobs that run on
-    every node (build workers, at least one, and their lease reaper)."""
+    """``slipway worker``: build workers and every scheduled job (notifications, GC, sweeps, the lease
+    reaper), no HTTP server. The jobs run under their leases, so any number of workers and ``slipway
+    serve`` nodes may run them; API nodes started with ``--no-workers`` leave them to the workers."""
     setup_logging(config)
+    require_public_url(config, "slipway worker")
     make_private(config)
     config.secret_key()
     open_db(config)
+    require_own_storage(config)
     config.builds.workers = max(1, config.builds.workers)
     services = build_services(config)
     from .background import Background
@@ -316,9 +328,34 @@ def run_worker(config: Config) -> None:
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
     signal.signal(signal.SIGINT, lambda *_: stopping.set())
-    background = Background(services, services.registration.job_registrars(per_node_only=True)).start()
-    log.info("slipway worker: %d build worker(s) against %s", config.builds.workers,
+    background = Background(services, services.registration.job_registrars()).start()
+    log.info("slipway worker: %d build worker(s) and the scheduled jobs against %s", config.builds.workers,
              config.database_url.split("@")[-1])
     while not stopping.wait(1):
         pass
     background.stop()
+
+
+def require_own_storage(config: Config) -> None:
+    """Serve, build or collect only with the storage this database's blobs are in (registry.identity):
+    the first process records it, every later one (on any node) checks it, and stops, naming the
+    setting, when its own storage is another."""
+    from registry.drivers import open_storage
+    from registry.identity import StorageMismatch, ensure
+
+    try:
+        ensure(open_storage(config))
+    except StorageMismatch as e:
+        print(f"slipway: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def require_public_url(config: Config, role: str) -> None:
+    """A scale-out role (an API node without background work, a worker) must know the one URL clients
+    use: its notifications and build events link there, whichever node sends them."""
+    if config.server.public_url:
+        return
+    print(f"slipway: {role} needs server.public_url (SLIPWAY_SERVER__PUBLIC_URL): the URL clients reach "
+          "Slipway at (the load balancer's), the same on every node. Notifications and build events link "
+          "to it whichever process sends them.", file=sys.stderr)
+    raise SystemExit(2)

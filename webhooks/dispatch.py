@@ -4,7 +4,8 @@ Three jobs, all in the background (nothing here runs on a push or in a build):
 ``fan_out`` turns new events into one delivery per matching notification, in
 the same transaction that advances its cursor, so each event is handled once;
 ``scan_expiring`` announces tags about to expire (each tag once per
-notification); ``send_due`` sends what is due, records every attempt, retries
+notification); ``send_due`` claims what is due (so each delivery is sent once
+however many processes send), sends it, records every attempt, retries
 with backoff, and stops a notification after ``max_failures`` successive
 failed attempts until someone resets it (Quay's rule).
 """
@@ -19,7 +20,7 @@ from peewee import chunked
 
 from registry.content import alive
 from registry.models import Repository, Tag
-from slipway import events, patterns
+from slipway import events, leases, patterns
 from slipway.db import database, is_postgres, now_ms
 from slipway.errors import Invalid
 
@@ -145,19 +146,67 @@ def scan_expiring(config) -> int:
     return created
 
 
+CLAIM_SECONDS = 60  # a claim lapses after this unless renewed (its sender died): the delivery is due again
+CLAIM_LOCK = 7_311_979  # the PostgreSQL advisory lock id serializing claims
+
+
+def claim_due(config, holder: str, limit: int = 50) -> list:
+    """Claim up to ``limit`` due deliveries for ``holder`` (of notifications not stopped by failures), oldest
+    first, and return them (with their notifications). A claimed delivery is not due for anyone else
+    (``next_attempt_at`` moves ``CLAIM_SECONDS`` ahead, ``claimed_by`` names the holder) until it is recorded,
+    released, or the claim lapses. Claims are serialized (SQLite's write lock, an advisory lock on
+    PostgreSQL, where the rows are also read ``FOR UPDATE SKIP LOCKED``), and a repository with deliveries
+    claimed by anyone is left out, so its deliveries still go out in order whichever node sends them."""
+    notes = config.notifications
+    now = now_ms()
+
+    def due(at):
+        return ((Delivery.status == PENDING) & (Delivery.next_attempt_at <= at)
+                & (Notification.number_of_failures < notes.max_failures))
+
+    if not Delivery.select().join(Notification).where(due(now)).exists():
+        return []  # the idle poll: a read, without the write lock a claim takes
+    with database.atomic():
+        if is_postgres():
+            database.execute_sql("SELECT pg_advisory_xact_lock(%s)", (CLAIM_LOCK,))
+        now = now_ms()
+        busy = (Delivery.select(Notification.repository).join(Notification)
+                .where(Delivery.claimed_by.is_null(False) & (Delivery.status == PENDING)
+                       & (Delivery.next_attempt_at > now)))
+        query = (Delivery.select(Delivery.id, Delivery.next_attempt_at).join(Notification)
+                 .where(due(now) & Notification.repository.not_in(busy))
+                 .order_by(Delivery.next_attempt_at, Delivery.id).limit(limit))
+        if is_postgres():
+            query = query.for_update(of=Delivery, skip_locked=True)
+        original = {row.id: row.next_attempt_at for row in query}
+        if not original:
+            return []
+        Delivery.update(claimed_by=holder, next_attempt_at=now + CLAIM_SECONDS * 1000).where(
+            Delivery.id.in_(list(original))).execute()
+    claimed = {d.id: d for d in Delivery.select(Delivery, Notification).join(Notification)
+               .where(Delivery.id.in_(list(original)))}
+    for delivery_id, at in original.items():  # as they were due: the order, and what a release restores
+        claimed[delivery_id].next_attempt_at = at
+    return sorted(claimed.values(), key=lambda d: (d.next_attempt_at, d.id))
+
+
+def renew_claims(holder: str, ids: list) -> bool:
+    """Keep claims alive while their sends run (a repository's batch may wait out several timeouts)."""
+    return Delivery.update(next_attempt_at=now_ms() + CLAIM_SECONDS * 1000).where(
+        Delivery.id.in_(ids) & (Delivery.claimed_by == holder) & (Delivery.status == PENDING)).execute() > 0
+
+
 def send_due(config, pool: ThreadPoolExecutor | None = None, limit: int = 50,
              mailer: methods.Mailer | None = None) -> int:
-    """Send the deliveries that are due (of notifications not stopped by failures).
+    """Claim the deliveries that are due and send them: each is sent once, whichever of any number of
+    processes (on any number of nodes) runs this.
 
     The batch's outcomes are recorded together, in one transaction, once its sends are done
     (``_record``). SMTP connections are kept in ``mailer`` (the caller closes it), or else for
     the batch and closed at its end.
     """
-    notes = config.notifications
-    due = list(Delivery.select(Delivery, Notification).join(Notification)
-               .where((Delivery.status == PENDING) & (Delivery.next_attempt_at <= now_ms())
-                      & (Notification.number_of_failures < notes.max_failures))
-               .order_by(Delivery.next_attempt_at, Delivery.id).limit(limit))
+    holder = leases.holder_id()
+    due = claim_due(config, holder, limit)
     if not due:
         return 0
     # A repository's deliveries go out in order (queued, then started, then succeeded);
@@ -169,19 +218,21 @@ def send_due(config, pool: ThreadPoolExecutor | None = None, limit: int = 50,
     own_mailer = mailer is None
     mailer = mailer or methods.Mailer()
     work = [lambda group=group: _send_group(group, config, mailer, outcomes) for group in by_repository.values()]
+    ids = [d.id for d in due]
     try:
-        if pool is None:
-            for job in work:
-                job()
-        else:
-            futures = [pool.submit(job) for job in work]
-            wait(futures)  # all done (or failed) before their outcomes are recorded
-            for future in futures:
-                future.result()
+        with leases.renewing(lambda: renew_claims(holder, ids), CLAIM_SECONDS / 3):
+            if pool is None:
+                for job in work:
+                    job()
+            else:
+                futures = [pool.submit(job) for job in work]
+                wait(futures)  # all done (or failed) before their outcomes are recorded
+                for future in futures:
+                    future.result()
     finally:
         if own_mailer:
             mailer.close()
-        _record(outcomes, config)
+        _record(outcomes, config, holder, due)
     return len(due)
 
 
@@ -212,7 +263,7 @@ def _attempt(delivery: Delivery, config, mailer: methods.Mailer, outcomes: list)
     return error is None
 
 
-def _record(outcomes: list, config) -> None:
+def _record(outcomes: list, config, holder: str, claimed: list) -> None:
     """Record a batch's attempts in one transaction: attempt rows, in-app notifications, deliveries,
     failure counters. (In-app notifications are written here, so a crash before it sends them
     again with the delivery's retry rather than twice.)
@@ -220,16 +271,21 @@ def _record(outcomes: list, config) -> None:
     Each attempt is a row (status code, error, duration, when). A success completes its delivery
     and resets its notification's failures; a failure schedules the delivery's retry (or fails it
     when the retries are spent) and adds one to the notification's failures. Deliveries deleted
-    meanwhile (with their notification) are left out.
+    meanwhile (with their notification) are left out, and so are any whose claim this holder lost.
+    Claimed deliveries not attempted (the rest of a group after a failure) are released as they were.
     """
-    if not outcomes:
-        return
     delays = [int(d) for d in config.notifications.retry_delays]
+    attempted = {o[0].id for o in outcomes}
     with database.atomic():
-        query = Delivery.select(Delivery.id).where(Delivery.id.in_([o[0].id for o in outcomes]))
+        query = Delivery.select(Delivery.id).where(Delivery.id.in_([d.id for d in claimed])
+                                                   & (Delivery.claimed_by == holder))
         if is_postgres():
             query = query.for_update()  # not deleted under us
         present = {row.id for row in query}
+        for delivery in claimed:
+            if delivery.id in present and delivery.id not in attempted:
+                Delivery.update(claimed_by=None, next_attempt_at=delivery.next_attempt_at).where(
+                    Delivery.id == delivery.id).execute()
         outcomes = [o for o in outcomes if o[0].id in present]
         if not outcomes:
             return
@@ -251,7 +307,8 @@ def _record(outcomes: list, config) -> None:
                 counts[delivery.notification_id] = (True, 0)
             else:
                 done = attempts > len(delays)
-                Delivery.update(status=FAILED if done else PENDING, attempts=attempts, last_status_code=status_code,
+                Delivery.update(status=FAILED if done else PENDING, attempts=attempts, claimed_by=None,
+                                last_status_code=status_code,
                                 last_error=error, completed_at=at if done else None,
                                 next_attempt_at=at + (0 if done else delays[attempts - 1] * 1000)).where(
                     Delivery.id == delivery.id).execute()
@@ -259,8 +316,9 @@ def _record(outcomes: list, config) -> None:
         # A batch's successes share its last completion time (each attempt row keeps its own):
         # one statement instead of one per delivery, inside the write lock pushes wait for.
         for status_code, (ids, at) in succeeded.items():
-            Delivery.update(status=SUCCESS, attempts=Delivery.attempts + 1, last_status_code=status_code,
-                            last_error=None, completed_at=at).where(Delivery.id.in_(ids)).execute()
+            Delivery.update(status=SUCCESS, attempts=Delivery.attempts + 1, claimed_by=None,
+                            last_status_code=status_code, last_error=None, completed_at=at).where(
+                Delivery.id.in_(ids)).execute()
         by_change: dict = {}
         for notification_id, change in counts.items():
             by_change.setdefault(change, []).append(notification_id)

@@ -30,5 +30,6 @@ def register(background) -> None:
         finally:
             mailer.close()
 
-    background.every(1, deliver, "webhooks.deliver")
+    # Every background process sends (each claims the deliveries it sends); scans run under a lease.
+    background.every(1, deliver, "webhooks.deliver", exclusive=False)
     background.every(config.notifications.expiry_scan_seconds, scan_expiring, "webhooks.scan_expiring", config)

@@ -7,7 +7,7 @@ from accounts.migrations import AccountV1
 from registry.migrations import RepositoryV1
 from slipway import crypto, redact
 from slipway.db import TimestampField, database, now_ms, param
-from slipway.migrate import frozen_meta, rewrite_column
+from slipway.migrate import add_column_if_missing, frozen_meta, rewrite_column
 
 
 class NotificationV1(Model):
@@ -105,8 +105,19 @@ def encrypt_secrets():
     rewrite_column("notification", "config", crypto.encrypt)
 
 
+class DeliveryV4(DeliveryV1):
+    claimed_by = CharField(max_length=128, null=True)
+    Meta = frozen_meta("notification_delivery")
+
+
+def delivery_claims():
+    """Deliveries are claimed by the process that sends them, so several send without doubles."""
+    add_column_if_missing(DeliveryV4, "claimed_by")
+
+
 MIGRATIONS = [
     (1, "notifications", initial),
     (2, "delivery_once", delivery_once),
     (3, "encrypt_secrets", encrypt_secrets),
+    (4, "delivery_claims", delivery_claims),
 ]

@@ -34,7 +34,8 @@ class Delivery(BaseModel):
     payload = TextField()
     status = CharField(max_length=16, default=PENDING, index=True)
     attempts = IntegerField(default=0)
-    next_attempt_at = TimestampField(default=now_ms, index=True)
+    next_attempt_at = TimestampField(default=now_ms, index=True)  # while claimed: when the claim lapses
+    claimed_by = CharField(max_length=128, null=True)  # the process sending it now (slipway.leases.holder_id)
     last_status_code = IntegerField(null=True)
     last_error = TextField(null=True)
     created_at = TimestampField(default=now_ms)

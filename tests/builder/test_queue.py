@@ -52,7 +52,8 @@ def build_row(builds: Builds, build_id: str) -> dict:
 
 def start_worker(builds: Builds, log_name: str) -> subprocess.Popen:
     log = open(builds.server.data_dir.parent / log_name, "ab")
-    return subprocess.Popen([sys.executable, "-m", "slipway.cli", "worker"], env=builds.server.env,
+    env = {**builds.server.env, "SLIPWAY_SERVER__PUBLIC_URL": builds.server.url}  # a scale-out role needs it
+    return subprocess.Popen([sys.executable, "-m", "slipway.cli", "worker"], env=env,
                             cwd=builds.server.env["PYTHONPATH"], stdout=log, stderr=subprocess.STDOUT,
                             start_new_session=True)
 

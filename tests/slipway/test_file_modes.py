@@ -94,7 +94,8 @@ def test_everything_under_the_data_directory_is_private(tls_server):
 
 
 def test_slipway_worker_creates_files_privately(tls_server):
-    worker = subprocess.Popen(SLIPWAY + ["worker"], env=tls_server.env, cwd=str(Path(__file__).parents[2]),
+    env = {**tls_server.env, "SLIPWAY_SERVER__PUBLIC_URL": tls_server.url}  # a scale-out role needs it
+    worker = subprocess.Popen(SLIPWAY + ["worker"], env=env, cwd=str(Path(__file__).parents[2]),
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
     try:
         deadline = time.time() + 30

@@ -235,7 +235,9 @@ def test_test_notification_and_bad_input(env):
 def test_deliveries_survive_a_restart(tmp_path):
     receiver = Receiver()
     srv = SlipwayServer(tmp_path / "srv", extra_env={"SLIPWAY_NETWORK__ALLOWLIST": "127.0.0.1/32",
-                                                     "SLIPWAY_SERVER__WORKERS": "false"}).start()
+                                                     "SLIPWAY_SERVER__WORKERS": "false"})
+    srv.env["SLIPWAY_SERVER__PUBLIC_URL"] = srv.url  # an API-only node needs it
+    srv.start()
     try:
         tools = ContainerTools(tmp_path / "tools", srv.host)
         builds = Builds(srv, tools)
