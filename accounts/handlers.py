@@ -2,13 +2,16 @@
 from __future__ import annotations
 
 import secrets
+from typing import TYPE_CHECKING
 
 from slipway.api import API, ApiHandler
 from slipway.errors import Forbidden
 
 from . import orgs, prototypes, users, views
-from .models import USER, Account, Team, TeamMember
 from .permissions import can_create_in, is_namespace_admin, is_org_member
+
+if TYPE_CHECKING:  # annotations only: handlers touch no models
+    from .models import Account
 
 NAME = r"[^/]+"
 
@@ -29,8 +32,7 @@ class OrgAdminHandler(ApiHandler):
 def me_view(account: Account) -> dict:
     identity = users.identity_for(account, "password")
     organizations = []
-    for org in (Account.select().join(Team, on=(Team.org == Account.id)).join(TeamMember)
-                .where(TeamMember.account == account.id).distinct().order_by(Account.name)):
+    for org in orgs.organizations_of(account):
         organizations.append({"name": org.name, "avatar": views.avatar(org.name, "org"), "public": False,
                               "is_org_admin": is_namespace_admin(identity, org),
                               "can_create_repo": can_create_in(identity, org), "preferred_namespace": False})
@@ -55,20 +57,16 @@ class UserHandler(ApiHandler):
         self.require_login()
         if self.identity.is_robot:
             raise Forbidden("Robot accounts have no user settings")
-        self.send(me_view(Account.get_by_id(self.identity.account_id)))
+        self.send(me_view(users.get_account(self.identity.account_id)))
 
     async def put(self) -> None:
         """Change the logged-in user's password, email or time machine window."""
         identity = self.require_login()
         body = self.json_body()
-        user = Account.get_by_id(identity.account_id)
-        if "password" in body:
-            users.change_password(user, body["password"], identity, self.client_ip)
-        if "email" in body:
-            users.change_email(user, body["email"], identity, self.client_ip)
-        if "tag_expiration_s" in body:
-            orgs.set_time_machine(user, body["tag_expiration_s"], identity, self.client_ip)
-        self.send(me_view(Account.get_by_id(user.id)))
+        user = users.update_settings(users.get_account(identity.account_id), identity, self.client_ip,
+                                     password=body.get("password"), email=body.get("email"),
+                                     time_machine_s=body.get("tag_expiration_s"))
+        self.send(me_view(user))
 
     async def post(self) -> None:
         """Sign up (when the operator allows it)."""
@@ -81,7 +79,7 @@ class UserHandler(ApiHandler):
     async def delete(self) -> None:
         """Delete the logged-in user's account."""
         identity = self.require_login()
-        users.delete_user(Account.get_by_id(identity.account_id), identity, self.client_ip)
+        users.delete_user(users.get_account(identity.account_id), identity, self.client_ip)
         self.send(None, 204)
 
 
@@ -101,8 +99,8 @@ class SuperuserUsersHandler(ApiHandler):
     async def get(self) -> None:
         """List users (superusers only)."""
         self.require_superuser()
-        rows = Account.select().where(Account.kind == USER).order_by(Account.name)
-        self.send({"users": [{**views.public_user(u), "email": u.email, "enabled": u.enabled} for u in rows]})
+        self.send({"users": [{**views.public_user(u), "email": u.email, "enabled": u.enabled}
+                             for u in users.list_users()]})
 
     async def post(self) -> None:
         """Create a user (superusers only); a password is generated unless given."""
@@ -133,10 +131,7 @@ def org_view(org: Account, identity) -> dict:
     view = {"name": org.name, "avatar": views.avatar(org.name, "org"),
             "is_admin": is_namespace_admin(identity, org), "is_member": is_org_member(identity, org)}
     if view["is_member"]:
-        teams = {}
-        for team in Team.select().where(Team.org == org.id).order_by(Team.name):
-            teams[team.name] = views.team(team, member_count=TeamMember.select().where(TeamMember.team == team.id)
-                                          .count())
+        teams = {team.name: views.team(team, member_count=size) for team, size in orgs.teams_with_sizes(org)}
         view.update({"email": org.email, "teams": teams, "ordered_teams": list(teams), "invoice_email": False,
                      "tag_expiration_s": org.time_machine_s, "is_free_account": True})
     return view

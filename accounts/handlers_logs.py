@@ -18,8 +18,7 @@ from slipway.api import API, ApiHandler
 from slipway.db import database, now_ms
 from slipway.errors import Invalid, NotFound
 
-from . import audit
-from .models import Account
+from . import audit, users
 from .orgs import get_org
 from .permissions import is_namespace_admin
 
@@ -133,14 +132,15 @@ class ExportedLogsHandler(ApiHandler):
             self.finish(f.read())
 
 
+# Whose logs: a mixin that says so (``log_scope``), combined below with each of the three handlers.
+
 class UserLogs:
     def log_scope(self) -> dict:
         identity = self.require_login()
         self.require_scope("user:admin")
         if identity.kind != "user":
             raise self.deny("Only users have user logs")
-        return {"namespace_id": identity.account_id,
-                "since": Account.get_by_id(identity.account_id).created_at}
+        return {"namespace_id": identity.account_id, "since": users.get_account(identity.account_id).created_at}
 
 
 class OrgLogs:
@@ -152,16 +152,36 @@ class OrgLogs:
         return {"namespace_id": org.id, "since": org.created_at}
 
 
-def _kinds(mixin) -> list:
-    return [type(f"{mixin.__name__}{base.__name__}", (mixin, base), {"__doc__": base.__doc__})
-            for base in (LogsHandler, AggregateLogsHandler, ExportLogsHandler)]
+class UserLogsHandler(UserLogs, LogsHandler):
+    pass
 
 
-def log_routes(prefix: str, mixin) -> list:
-    logs, aggregate, export = _kinds(mixin)
+class UserAggregateLogsHandler(UserLogs, AggregateLogsHandler):
+    pass
+
+
+class UserExportLogsHandler(UserLogs, ExportLogsHandler):
+    pass
+
+
+class OrgLogsHandler(OrgLogs, LogsHandler):
+    pass
+
+
+class OrgAggregateLogsHandler(OrgLogs, AggregateLogsHandler):
+    pass
+
+
+class OrgExportLogsHandler(OrgLogs, ExportLogsHandler):
+    pass
+
+
+def log_routes(prefix: str, logs: type, aggregate: type, export: type) -> list:
+    """The three log routes under ``prefix``, served by one owner's three handlers."""
     return [(rf"{prefix}/logs", logs), (rf"{prefix}/aggregatelogs", aggregate), (rf"{prefix}/exportlogs", export)]
 
 
-default_handlers = (log_routes(rf"{API}/user", UserLogs)
-                    + log_routes(rf"{API}/organization/(?P<orgname>{NAME})", OrgLogs)
+default_handlers = (log_routes(rf"{API}/user", UserLogsHandler, UserAggregateLogsHandler, UserExportLogsHandler)
+                    + log_routes(rf"{API}/organization/(?P<orgname>{NAME})", OrgLogsHandler,
+                                 OrgAggregateLogsHandler, OrgExportLogsHandler)
                     + [(rf"{API}/exportedlogs/(?P<export_id>{NAME})", ExportedLogsHandler)])

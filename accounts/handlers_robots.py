@@ -1,11 +1,15 @@
 """/api/v1 for robot accounts, in organizations and in a user's own namespace (Quay's paths and shapes)."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from slipway.api import API, ApiHandler
 
-from . import orgs, robots, views
-from .models import Account
+from . import orgs, robots, users, views
 from .permissions import is_namespace_admin
+
+if TYPE_CHECKING:  # annotations only: handlers touch no models
+    from .models import Account
 
 NAME = r"[^/]+"
 
@@ -23,7 +27,7 @@ class RobotBase(ApiHandler):
             self.require_scope("user:admin")
             if self.identity.is_robot:
                 raise self.deny("Robots cannot manage robots")
-            namespace = Account.get_by_id(self.identity.account_id)
+            namespace = users.get_account(self.identity.account_id)
         if not is_namespace_admin(self.identity, namespace):
             raise self.deny(f"You must administer namespace '{namespace.name}' to manage its robots")
         return namespace
@@ -64,7 +68,7 @@ class RobotRegenerateHandler(RobotBase):
         """Replace a robot's token; the old one stops working at once."""
         _, robot = self.robot()
         token = robots.regenerate(robot, self.identity, self.client_ip)
-        self.send(views.robot(Account.get_by_id(robot.id), token))
+        self.send(views.robot(users.get_account(robot.id), token))
 
 
 class RobotCredentialsHandler(RobotBase):

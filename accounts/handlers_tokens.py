@@ -1,11 +1,15 @@
 """/api/v1 for a user's application tokens (Quay's /user/apptoken) and API tokens (beyond Quay)."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from slipway.api import API, ApiHandler
 from slipway.errors import Invalid
 
-from . import tokens, views
-from .models import Account
+from . import tokens, users, views
+
+if TYPE_CHECKING:  # annotations only: handlers touch no models
+    from .models import Account
 
 NAME = r"[^/]+"
 
@@ -18,7 +22,7 @@ class TokenBase(ApiHandler):
         identity = self.require_login()
         if identity.kind != "user":
             raise self.deny("Only users have tokens")
-        return Account.get_by_id(identity.account_id)
+        return users.get_account(identity.account_id)
 
     def row(self, token_id: str):
         if not token_id.isdigit():

@@ -10,8 +10,8 @@ from slipway.errors import Conflict, Invalid, NotFound
 
 from . import audit, revocation
 from .identity import Identity
-from .models import ORG, ROBOT, TEAM_ROLES, TIME_MACHINE_CHOICES, USER, Account, Team, TeamMember
-from .users import check_new_namespace
+from .models import ORG, ROBOT, TEAM_ROLES, USER, Account, Team, TeamMember
+from .users import check_new_namespace, set_time_machine
 
 OWNERS = "owners"
 TEAM_NAME_RE = r"^[a-z][a-z0-9_]{1,254}\Z"
@@ -53,19 +53,17 @@ def update_org(org: Account, performer: Identity, ip: str | None = None, email: 
     return Account.get_by_id(org.id)
 
 
-def set_time_machine(namespace: Account, seconds: int, performer: Identity, ip: str | None = None) -> None:
-    if seconds not in TIME_MACHINE_CHOICES:
-        raise Invalid(f"Invalid time machine window {seconds}s: choose one of "
-                      f"{', '.join(str(c) for c in TIME_MACHINE_CHOICES)} seconds (0s, 1d, 7d, 14d, 4w)")
-    Account.update(time_machine_s=seconds).where(Account.id == namespace.id).execute()
-    audit.record("change_tag_expiration", performer, namespace=namespace, ip=ip, metadata={"tag_expiration_s": seconds})
-
-
 def delete_org(org: Account, performer: Identity, ip: str | None = None) -> None:
     with database.atomic():
         audit.record("org_delete", performer, namespace=(org.id, org.name), ip=ip, metadata={"org": org.name})
         org.delete_instance()
         revocation.bump()
+
+
+def organizations_of(account: Account) -> list[Account]:
+    """The organizations in one of whose teams ``account`` is, by name."""
+    return list(Account.select().join(Team, on=(Team.org == Account.id)).join(TeamMember)
+                .where(TeamMember.account == account.id).distinct().order_by(Account.name))
 
 
 # -- teams ---------------------------------------------------------------------------------------------
@@ -131,6 +129,17 @@ def delete_team(org: Account, team: Team, performer: Identity, ip: str | None = 
         team.delete_instance()
         revocation.bump()
         audit.record("org_delete_team", performer, namespace=org, ip=ip, metadata={"team": team.name})
+
+
+def teams_with_sizes(org: Account) -> list[tuple[Team, int]]:
+    """The organization's teams by name, each with its number of members."""
+    return [(team, TeamMember.select().where(TeamMember.team == team.id).count())
+            for team in Team.select().where(Team.org == org.id).order_by(Team.name)]
+
+
+def teams_of(account: Account) -> list[Team]:
+    """The teams ``account`` (a user or a robot) is in, by name."""
+    return list(Team.select().join(TeamMember).where(TeamMember.account == account.id).order_by(Team.name))
 
 
 def team_members(team: Team) -> list[Account]:

@@ -14,7 +14,7 @@ from slipway.errors import Conflict, Forbidden, Invalid, LoginFailed, NotFound
 
 from . import audit, revocation
 from .identity import Identity
-from .models import ORG, USER, Account, Team, TeamMember
+from .models import ORG, TIME_MACHINE_CHOICES, USER, Account, Team, TeamMember
 from .names import namespace_name_problem
 from .passwords import hash_password, needs_rehash, verify_password
 
@@ -62,6 +62,15 @@ def get_user(name: str) -> Account:
     if user is None:
         raise NotFound(f"User '{name}' does not exist")
     return user
+
+
+def get_account(account_id: int) -> Account:
+    """The account an identity names (it authenticated a moment ago)."""
+    return Account.get_by_id(account_id)
+
+
+def list_users() -> list[Account]:
+    return list(Account.select().where(Account.kind == USER).order_by(Account.name))
 
 
 def get_user_or_robot(name: str) -> Account:
@@ -155,6 +164,30 @@ def change_email(user: Account, email: str, performer: Identity, ip: str | None 
         Account.update(email=email).where(Account.id == user.id).execute()
         audit.record("user_change_email", performer, namespace=user, ip=ip,
                      metadata={"username": user.name, "email": email})
+
+
+def set_time_machine(namespace: Account, seconds: int, performer: Identity, ip: str | None = None) -> None:
+    """A user's or organization's time machine window (how long ended tags stay restorable)."""
+    if seconds not in TIME_MACHINE_CHOICES:
+        raise Invalid(f"Invalid time machine window {seconds}s: choose one of "
+                      f"{', '.join(str(c) for c in TIME_MACHINE_CHOICES)} seconds (0s, 1d, 7d, 14d, 4w)")
+    with database.atomic():
+        Account.update(time_machine_s=seconds).where(Account.id == namespace.id).execute()
+        audit.record("change_tag_expiration", performer, namespace=namespace, ip=ip,
+                     metadata={"tag_expiration_s": seconds})
+
+
+def update_settings(user: Account, performer: Identity, ip: str | None = None, password: str | None = None,
+                    email: str | None = None, time_machine_s: int | None = None) -> Account:
+    """Change a user's password, email and/or time machine window: all of them or none."""
+    with database.atomic():
+        if password is not None:
+            change_password(user, password, performer, ip)
+        if email is not None:
+            change_email(user, email, performer, ip)
+        if time_machine_s is not None:
+            set_time_machine(user, time_machine_s, performer, ip)
+    return Account.get_by_id(user.id)
 
 
 def orgs_solely_administered_by(user: Account) -> list[str]:

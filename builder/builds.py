@@ -121,9 +121,22 @@ def get_build(repo: Repository, build_uuid: str) -> Build:
     return build
 
 
+def phase_of(build_id: int) -> str | None:
+    """A build's phase as it is now in the database."""
+    return Build.select(Build.phase).where(Build.id == build_id).scalar()
+
+
 def history(repo: Repository, limit: int = 25) -> list[Build]:
     rows = list(Build.select().where(Build.repository == repo.id).order_by(Build.created_at.desc(), Build.id.desc())
                 .limit(limit))
+    for row in rows:
+        row.repository = repo
+    return rows
+
+
+def started_by_trigger(trigger_id: int, repo: Repository, limit: int = 25) -> list[Build]:
+    """The builds a trigger of ``repo`` started, newest first."""
+    rows = list(Build.select().where(Build.trigger_id == trigger_id).order_by(Build.created_at.desc()).limit(limit))
     for row in rows:
         row.repository = repo
     return rows

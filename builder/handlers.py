@@ -6,20 +6,18 @@ import hashlib
 import hmac
 import json
 import time
-import uuid
 
 from tornado.iostream import StreamClosedError
 from tornado.web import stream_request_body
 
-from accounts import audit
 from registry.handlers_api import REPO_PATH, RepositoryBase
 from registry.permissions import can
 from slipway import outgoing
 from slipway.api import API, ApiHandler
-from slipway.errors import Forbidden, Invalid, NotFound
+from slipway.errors import Forbidden, Invalid
 
-from . import builds, logs, queue
-from .models import TERMINAL, Build, FileDrop
+from . import builds, filedrops, logs, queue
+from .models import TERMINAL
 from .worker import filedrop_key, wake
 
 BUILD_PATH = rf"{REPO_PATH}/build/(?P<build_uuid>[0-9a-f-]{{36}})"
@@ -39,8 +37,7 @@ class FileDropHandler(ApiHandler):
         """Get an upload URL for a build context (Quay's two-step flow: PUT the file there, then build)."""
         identity = self.require_login()
         body = self.json_body()
-        file_id = uuid.uuid4().hex
-        FileDrop.create(file_id=file_id, owner=identity.account_id, mime_type=body.get("mimeType", ""))
+        file_id = filedrops.create(identity.account_id, body.get("mimeType", ""))
         await self.in_thread(self.services.storage.upload_create, filedrop_key(file_id))
         expires = int(time.time() * 1000) + DROP_TTL_MS
         signature = drop_signature(self.config.secret_key(), file_id, expires)
@@ -61,9 +58,7 @@ class FileDropUploadHandler(ApiHandler):
         expected = drop_signature(self.config.secret_key(), file_id, int(expires) if expires.isdigit() else 0)
         if not hmac.compare_digest(signature, expected) or int(expires or 0) < time.time() * 1000:
             raise Forbidden("Invalid or expired upload URL: ask for a new one with POST /api/v1/filedrop/")
-        self.drop = FileDrop.get_or_none(FileDrop.file_id == file_id)
-        if self.drop is None or self.drop.uploaded:
-            raise NotFound("No such upload, or it is already done")
+        self.drop = filedrops.awaiting_upload(file_id)
         self.limit = self.config.builds.max_context_bytes
         self.request.connection.set_max_body_size(self.limit + 1)
         self.received = 0
@@ -79,7 +74,7 @@ class FileDropUploadHandler(ApiHandler):
         """Upload the build context (a Dockerfile or an archive)."""
         size = await self.in_thread(self.writer.close)
         self.writer = None
-        FileDrop.update(uploaded=True, size=size).where(FileDrop.id == self.drop.id).execute()
+        filedrops.mark_uploaded(self.drop, size)
         self.send({"file_id": file_id, "size": size})
 
     def on_finish(self) -> None:
@@ -136,7 +131,9 @@ class BuildListHandler(RepositoryBase):
             uploads = self.request.files.get("file")
             if not uploads:
                 raise Invalid("The multipart upload needs a part named 'file' (a Dockerfile or an archive)")
-            body["file_id"] = await self.in_thread(self._store_upload, uploads[0]["body"], uploads[0]["content_type"])
+            body["file_id"] = await self.in_thread(filedrops.store, self.services.storage, self.identity.account_id,
+                                                   uploads[0]["body"], uploads[0]["content_type"],
+                                                   self.config.builds.max_context_bytes)
         else:
             body = self.json_body()
         if body.get("archive_url"):
@@ -147,26 +144,13 @@ class BuildListHandler(RepositoryBase):
         wake()
         self.send(builds.view(build, True), 201)
 
-    def _store_upload(self, data: bytes, content_type: str) -> str:
-        if len(data) > self.config.builds.max_context_bytes:
-            raise Invalid(f"The upload is larger than the limit of {self.config.builds.max_context_bytes} bytes")
-        file_id = uuid.uuid4().hex
-        storage = self.services.storage
-        storage.upload_create(filedrop_key(file_id))
-        writer = storage.upload_writer(filedrop_key(file_id), 0)
-        writer.write(data)
-        size = writer.close()
-        FileDrop.create(file_id=file_id, owner=self.identity.account_id, mime_type=content_type or "",
-                        size=size, uploaded=True)
-        return file_id
-
 
 class BuildBase(RepositoryBase):
-    def build(self, action: str = "read") -> Build:
+    def build(self, action: str = "read"):
         repo = self.repository(action)
         return builds.get_build(repo, self.path_kwargs["build_uuid"])
 
-    def log_build(self) -> Build:
+    def log_build(self):
         """Logs need write permission (or read, if the operator lets readers see them), as Quay."""
         return self.build("read" if self.config.builds.readers_see_logs else "write")
 
@@ -180,9 +164,7 @@ class BuildHandler(BuildBase):
     async def delete(self, namespace: str, repository: str, build_uuid: str) -> None:
         """Cancel a build: a waiting one leaves the queue, a running one is stopped within seconds."""
         build = self.build("write")
-        phase = queue.cancel(build, self.base_url(), self.config.builds.max_log_bytes)
-        audit.record("cancel_build", self.identity, build.repository.namespace, build.repository, self.client_ip,
-                     {"build_uuid": build.uuid, "phase": phase})
+        queue.cancel(build, self.base_url(), self.config.builds.max_log_bytes, self.identity, self.client_ip)
         self.send(None, 204)
 
 
@@ -246,7 +228,7 @@ class BuildLogStreamHandler(BuildBase):
                 if not await self._flush_or_stop():
                     return
                 continue
-            phase = Build.select(Build.phase).where(Build.id == build.id).scalar()
+            phase = builds.phase_of(build.id)
             if phase in TERMINAL and logs.total(build.id) <= position:
                 self.write(f"event: end\ndata: {json.dumps({'phase': phase})}\n\n")
                 self.finish()

@@ -15,6 +15,8 @@ import logging
 
 from peewee import fn
 
+from accounts import audit
+from accounts.identity import Identity
 from slipway import events, urls
 from slipway.db import database, is_postgres, now_ms
 from slipway.errors import Invalid
@@ -155,26 +157,32 @@ def reap_expired_leases(config, hooks: BuildHooks) -> int:
     return count
 
 
-def cancel(build: Build, base_url: str, max_log_bytes: int) -> str:
-    """Cancel a build: a waiting one leaves the queue now; a running one is stopped by its worker."""
+def cancel(build: Build, base_url: str, max_log_bytes: int, performer: Identity, ip: str | None = None) -> str:
+    """Cancel a build: a waiting one leaves the queue now; a running one is stopped by its worker.
+    Returns the phase it was cancelled in; the audit entry is written with the change."""
+    repo = build.repository
     with database.atomic():
         _serialize()
-        build = Build.get_by_id(build.id)
-        if build.phase in TERMINAL:
-            raise Invalid("Build is currently running or has finished" if build.phase != CANCELLED
-                          else "Build was already cancelled")
-        job = BuildJob.get_or_none(BuildJob.build == build.id)
-        if build.phase == WAITING and job is not None and job.lease_owner is None \
-                and BuildJob.delete().where((BuildJob.id == job.id) & BuildJob.lease_owner.is_null()).execute():
-            Build.update(phase=CANCELLED, completed_at=now_ms()).where(Build.id == build.id).execute()
-            writer = LogWriter(build, max_log_bytes)
-            writer.phase(CANCELLED)
-            events.emit(events.BUILD_CANCELLED, build.repository,
-                        builds.event_payload(Build.get_by_id(build.id), base_url))
-            return CANCELLED
-        if build.phase in RUNNING:
-            if build.phase == PUSHING:
-                raise Invalid("Build is currently running or has finished: it is already pushing its image")
-            Build.update(cancel_requested=True).where(Build.id == build.id).execute()
-            return build.phase
+        phase = _cancel(Build.get_by_id(build.id), base_url, max_log_bytes)
+        audit.record("cancel_build", performer, repo.namespace, repo, ip, {"build_uuid": build.uuid, "phase": phase})
+    return phase
+
+
+def _cancel(build: Build, base_url: str, max_log_bytes: int) -> str:
+    if build.phase in TERMINAL:
+        raise Invalid("Build is currently running or has finished" if build.phase != CANCELLED
+                      else "Build was already cancelled")
+    job = BuildJob.get_or_none(BuildJob.build == build.id)
+    if build.phase == WAITING and job is not None and job.lease_owner is None \
+            and BuildJob.delete().where((BuildJob.id == job.id) & BuildJob.lease_owner.is_null()).execute():
+        Build.update(phase=CANCELLED, completed_at=now_ms()).where(Build.id == build.id).execute()
+        writer = LogWriter(build, max_log_bytes)
+        writer.phase(CANCELLED)
+        events.emit(events.BUILD_CANCELLED, build.repository,
+                    builds.event_payload(Build.get_by_id(build.id), base_url))
+        return CANCELLED
+    if build.phase in RUNNING:
+        if build.phase == PUSHING:
+            raise Invalid("Build is currently running or has finished: it is already pushing its image")
+        Build.update(cancel_requested=True).where(Build.id == build.id).execute()
     return build.phase

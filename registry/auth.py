@@ -8,7 +8,7 @@ from accounts.models import Account, Token
 from accounts.permissions import can_create_in
 
 from . import repos
-from .errors import RegistryError
+from .errors import NameInvalid
 from .names import split_name
 from .permissions import can
 from .tokens import Claims, Scope
@@ -32,7 +32,7 @@ def _repository_actions(identity: Identity, scope: Scope) -> tuple:
     wanted = [a for a in scope.actions if a in REPOSITORY_ACTIONS]
     try:
         namespace, _ = split_name(scope.name)
-    except RegistryError:
+    except NameInvalid:
         return ()
     repo = repos.find(scope.name)
     if repo is not None:

@@ -20,7 +20,7 @@ from peewee import IntegrityError
 from slipway.db import database, is_postgres, now_ms
 
 from . import digests
-from .errors import RegistryError, blob_unknown, upload_unknown
+from .errors import DigestInvalid, UploadLocked, blob_unknown, upload_unknown
 from .models import Blob, Manifest, ManifestBlob, Repository, RepositoryBlob, Upload
 from .storage import Storage, UploadBusy, UploadLock, UploadMissing
 
@@ -82,9 +82,8 @@ def claim(storage: Storage, upload_id: str) -> UploadLock:
     except UploadMissing:
         raise upload_unknown(upload_id) from None
     except UploadBusy:
-        raise RegistryError("BLOB_UPLOAD_INVALID",
-                            "another request is writing to this upload session; send the next chunk "
-                            "when it has finished", status=409, detail={"uuid": upload_id}) from None
+        raise UploadLocked("another request is writing to this upload session; send the next chunk "
+                           "when it has finished", detail={"uuid": upload_id}) from None
 
 
 class ChunkReceiver:
@@ -153,8 +152,7 @@ def verify_and_commit(storage: Storage, repo: Repository, upload_id: str, digest
         actual = hasher.hexdigest()
     if actual != hexpart:
         discard(storage, upload_id, upload, hashes)
-        raise RegistryError("DIGEST_INVALID",
-                            f"the uploaded content has digest {algorithm}:{actual}, not the {digest} given; "
+        raise DigestInvalid(f"the uploaded content has digest {algorithm}:{actual}, not the {digest} given; "
                             "the upload was discarded", detail={"digest": digest})
     # The bytes become a blob inside the transaction that links them, with the blob row locked:
     # garbage collection deletes a blob (row and bytes) the same way, so the two never interleave.

@@ -6,12 +6,14 @@ from dataclasses import dataclass
 
 from peewee import IntegrityError
 
+from accounts import audit
+from accounts.identity import Identity
 from slipway import events
 from slipway.db import database, now_ms
 
 from . import labels, queries
 from .digests import is_digest
-from .errors import RegistryError, manifest_unknown, name_unknown
+from .errors import InUse, ManifestBlobUnknown, ManifestInvalid, manifest_unknown, name_unknown
 from .manifests import ParsedManifest, descriptor_for_referrers
 from .models import Blob, Manifest, ManifestBlob, ManifestChild, Repository, RepositoryBlob, Tag, alive
 from .names import check_tag, split_name
@@ -115,9 +117,8 @@ def put_manifest(repo: Repository, parsed: ParsedManifest, tag: str | None, stor
             blob_ids[b.digest], stored[b.digest] = b.id, b.size
         for digest in parsed.blobs:
             if digest not in blob_ids:
-                raise RegistryError("MANIFEST_BLOB_UNKNOWN",
-                                    f"manifest references blob {digest}, which is not in repository "
-                                    f"{repo.full_name}: push the blob first", detail={"digest": digest})
+                raise ManifestBlobUnknown(f"manifest references blob {digest}, which is not in repository "
+                                          f"{repo.full_name}: push the blob first", detail={"digest": digest})
             _check_size(parsed, digest, stored[digest], "blob")
     child_ids = {}
     if parsed.children:
@@ -129,9 +130,8 @@ def put_manifest(repo: Repository, parsed: ParsedManifest, tag: str | None, stor
             child_ids[m.digest], stored[m.digest] = m.id, m.size
         for digest in parsed.children:
             if digest not in child_ids:
-                raise RegistryError("MANIFEST_BLOB_UNKNOWN",
-                                    f"index references manifest {digest}, which is not in repository "
-                                    f"{repo.full_name}: push it first", detail={"digest": digest})
+                raise ManifestBlobUnknown(f"index references manifest {digest}, which is not in repository "
+                                          f"{repo.full_name}: push it first", detail={"digest": digest})
             _check_size(parsed, digest, stored[digest], "manifest")
     if tag is not None:
         check_tag(tag)
@@ -146,15 +146,15 @@ def put_manifest(repo: Repository, parsed: ParsedManifest, tag: str | None, stor
             kept = RepositoryBlob.update(created_at=now).where(
                 (RepositoryBlob.repository == repo) & RepositoryBlob.blob.in_(list(ids))).execute()
             if kept != len(ids):
-                raise RegistryError("MANIFEST_BLOB_UNKNOWN", "a blob of this manifest was just removed from "
-                                    f"repository {repo.full_name}: push it again")
+                raise ManifestBlobUnknown("a blob of this manifest was just removed from "
+                                          f"repository {repo.full_name}: push it again")
         if child_ids:
             ids = set(child_ids.values())
             kept = Manifest.update(created_at=now).where(Manifest.id.in_(list(ids))
                                                          & Manifest.deleted_at.is_null()).execute()
             if kept != len(ids):
-                raise RegistryError("MANIFEST_BLOB_UNKNOWN", "a manifest this index names was just removed from "
-                                    f"repository {repo.full_name}: push it again")
+                raise ManifestBlobUnknown("a manifest this index names was just removed from "
+                                          f"repository {repo.full_name}: push it again")
         Manifest.update(created_at=now).where((Manifest.repository == repo)
                                               & (Manifest.digest == parsed.digest)).execute()
         manifest = Manifest.get_or_none((Manifest.repository == repo) & (Manifest.digest == parsed.digest))
@@ -184,9 +184,9 @@ def put_manifest(repo: Repository, parsed: ParsedManifest, tag: str | None, stor
 def _check_size(parsed: ParsedManifest, digest: str, size: int, what: str) -> None:
     stated = parsed.sizes.get(digest)
     if stated is not None and stated != size:
-        raise RegistryError("MANIFEST_INVALID", f"manifest invalid: the descriptor of {what} {digest} gives size "
-                            f"{stated}, the stored {what} has {size} bytes",
-                            detail={"digest": digest, "size": stated, "stored_size": size})
+        raise ManifestInvalid(f"manifest invalid: the descriptor of {what} {digest} gives size "
+                              f"{stated}, the stored {what} has {size} bytes",
+                              detail={"digest": digest, "size": stated, "stored_size": size})
 
 
 def held_by_tag(repo: Repository, manifest_ids: set) -> tuple[str, str] | None:
@@ -207,17 +207,18 @@ def held_by_tag(repo: Repository, manifest_ids: set) -> tuple[str, str] | None:
     return None
 
 
-def in_use(what: str, digest: str, holder: tuple[str, str]) -> RegistryError:
-    # 405 is the spec's answer for a deletion the registry does not allow; it says which tag holds it.
+def in_use(what: str, digest: str, holder: tuple[str, str]) -> InUse:
+    """The refusal to delete what an alive tag still needs; it says which tag holds it."""
     tag, manifest = holder
-    return RegistryError("UNSUPPORTED", f"{what} {digest} is in use: tag '{tag}' ({manifest}) references it; "
-                         "delete or move that tag first", status=405, detail={"digest": digest, "tag": tag})
+    return InUse(f"{what} {digest} is in use: tag '{tag}' ({manifest}) references it; "
+                 "delete or move that tag first", detail={"digest": digest, "tag": tag})
 
 
-def delete_reference(repo: Repository, reference: str) -> list[str]:
+def delete_reference(repo: Repository, reference: str, performer: Identity, ip: str | None = None) -> list[str]:
     """DELETE .../manifests/<reference>: a tag ends; a digest ends its tags and hides the manifest.
 
-    Returns the names of the tags that ended. Rows stay for the time machine until GC.
+    Returns the names of the tags that ended; the audit entry is written with the change.
+    Rows stay for the time machine until GC.
     """
     now = now_ms()
     with database.atomic():
@@ -240,7 +241,13 @@ def delete_reference(repo: Repository, reference: str) -> list[str]:
                 raise manifest_unknown(reference)
         if tags:
             Tag.update(lifetime_end=now).where(Tag.id.in_([t.id for t in tags])).execute()
-    return [t.name for t in tags]
+        ended = [t.name for t in tags]
+        if is_digest(reference):
+            audit.record("delete_manifest", performer, repo.namespace, repo, ip,
+                         {"manifest_digest": reference, "tags": ended})
+        else:
+            audit.record("delete_tag", performer, repo.namespace, repo, ip, {"tag": reference})
+    return ended
 
 
 def referrers(repo: Repository, subject: str, artifact_type: str | None) -> list[dict]:

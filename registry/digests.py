@@ -4,7 +4,7 @@ from __future__ import annotations
 import hashlib
 import re
 
-from .errors import RegistryError
+from .errors import DigestInvalid
 
 ALGORITHMS = {"sha256": 64, "sha512": 128}
 DIGEST_RE = re.compile(r"^(sha256:[a-f0-9]{64}|sha512:[a-f0-9]{128})\Z")
@@ -19,9 +19,9 @@ def parse(digest: str) -> tuple[str, str]:
         return algorithm, hexpart
     algorithm = (digest or "").split(":", 1)[0]
     if ":" in (digest or "") and algorithm not in ALGORITHMS:
-        raise RegistryError("DIGEST_INVALID", f"unsupported digest algorithm '{algorithm}' (use sha256 or sha512)",
+        raise DigestInvalid(f"unsupported digest algorithm '{algorithm}' (use sha256 or sha512)",
                             detail={"digest": digest})
-    raise RegistryError("DIGEST_INVALID", f"invalid digest '{digest}'", detail={"digest": digest})
+    raise DigestInvalid(f"invalid digest '{digest}'", detail={"digest": digest})
 
 
 def is_digest(reference: str) -> bool:

@@ -13,10 +13,11 @@ from accounts import audit, revocation
 from accounts.identity import ANONYMOUS
 from accounts.login import LoginError
 from slipway.api import int_query
+from slipway.errors import DomainError
 from slipway.web import BaseHandler
 
 from . import auth, basic, blobs, content, digests, manifests, repos
-from .errors import RegistryError, blob_unknown, name_unknown
+from .errors import NameInvalid, RegistryError, blob_unknown, name_unknown, oci_error
 from .names import check_tag, split_name
 from .permissions import can, visible_repositories
 from .tokens import Claims, parse_scope
@@ -37,6 +38,8 @@ class RegistryHandler(BaseHandler):
         exc = kwargs.get("exc_info", (None, None, None))[1]
         if isinstance(exc, RegistryError):
             error = exc
+        elif isinstance(exc, DomainError):  # what the registry's logic raised: its one mapping to the OCI format
+            error = oci_error(exc)
         elif isinstance(exc, HTTPError) and exc.status_code == 405:
             error = RegistryError("UNSUPPORTED", "the operation is unsupported")
         elif isinstance(exc, HTTPError) and exc.status_code == 404:
@@ -63,7 +66,7 @@ class RegistryHandler(BaseHandler):
         return body is not None and not body.done()
 
     def log_exception(self, typ, value, tb) -> None:
-        if isinstance(value, RegistryError):
+        if isinstance(value, (RegistryError, DomainError)):
             return  # the client's mistake, answered in the response
         super().log_exception(typ, value, tb)
 
@@ -309,8 +312,6 @@ class ManifestHandler(RegistryHandler):
             check_tag(reference)
             tag = reference
         repo = repos.find_or_create_for_push(name, claims.identity, self.client_ip)
-        if repo.state == "read_only":
-            raise RegistryError("DENIED", f"repository {name} is read-only")
         result = await self.blocking(content.put_manifest, repo, parsed, tag, self.services.storage)
         metadata = {"manifest_digest": parsed.digest, **({"tag": tag} if tag else {})}
         audit.record_later("push_repo", claims.identity, (repo.namespace_id, repo.namespace.name), repo,
@@ -331,13 +332,7 @@ class ManifestHandler(RegistryHandler):
         claims = self.authorize(name, "delete")
         if digests.is_digest(reference):
             digests.parse(reference)
-        repo = self.existing_repo(name)
-        ended = content.delete_reference(repo, reference)
-        if digests.is_digest(reference):
-            audit.record("delete_manifest", claims.identity, repo.namespace, repo, self.client_ip,
-                         {"manifest_digest": reference, "tags": ended})
-        else:
-            audit.record("delete_tag", claims.identity, repo.namespace, repo, self.client_ip, {"tag": reference})
+        content.delete_reference(self.existing_repo(name), reference, claims.identity, self.client_ip)
         self.set_status(202)
         self.finish()
 
@@ -446,8 +441,6 @@ class UploadStartHandler(RegistryHandler):
         name = self.path_kwargs["name"]
         claims = self.authorize(name, "push")
         self.repo = repos.find_or_create_for_push(name, claims.identity, self.client_ip)
-        if self.repo.state == "read_only":
-            raise RegistryError("DENIED", f"repository {name} is read-only")
         self.digest = self.get_query_argument("digest", None)
         mount, source = self.get_query_argument("mount", None), self.get_query_argument("from", None)
         if mount and source and self.digest is None:
@@ -463,7 +456,7 @@ class UploadStartHandler(RegistryHandler):
     async def _try_mount(self, name: str, claims: Claims, digest: str, source_name: str) -> bool:
         try:
             source = repos.find(source_name)
-        except RegistryError:
+        except NameInvalid:
             return False
         if source is None or not can(claims.identity, "pull", source):
             return False  # not readable: fall back to a normal upload, as the spec says

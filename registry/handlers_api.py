@@ -2,18 +2,15 @@
 from __future__ import annotations
 
 from accounts import audit, orgs
-from accounts.handlers_logs import log_routes
-from accounts.models import ORG, ROBOT, Account, Team, TeamMember
-from accounts.permissions import can_create_in
+from accounts.handlers_logs import AggregateLogsHandler, ExportLogsHandler, LogsHandler, log_routes
+from accounts.models import ORG, ROBOT
 from accounts.users import get_user_or_robot
 from accounts.views import avatar
 from slipway.api import API, ApiHandler
-from slipway.errors import Forbidden, Invalid, NotFound
+from slipway.errors import Invalid, NotFound
 
-from . import permissions, repos
-from .content import alive
-from .errors import RegistryError
-from .models import PRIVATE, PUBLIC, Repository, Tag
+from . import permissions, repos, tags
+from .models import PRIVATE, PUBLIC
 from .names import COMPONENT
 from .permissions import can
 
@@ -28,13 +25,10 @@ ACTION_SCOPE = {"read": "repo:read", "write": "repo:write", "admin": "repo:admin
 
 
 class RepositoryBase(ApiHandler):
-    def repository(self, action: str) -> Repository:
+    def repository(self, action: str):
         """The repository in the path, if the caller may ``action`` (read/write/admin) it."""
         full = f"{self.path_kwargs['namespace']}/{self.path_kwargs['repository']}"
-        try:
-            repo = repos.find(full)
-        except RegistryError as e:  # a path naming no possible repository: nothing there
-            raise NotFound(e.message) from None
+        repo = repos.lookup(full)  # a path naming no possible repository: nothing there
         if repo is None or not can(self.identity, "read", repo):
             if self.identity.anonymous:  # the same answer whether it is private or missing
                 raise self.deny()
@@ -45,7 +39,7 @@ class RepositoryBase(ApiHandler):
         return repo
 
 
-def repository_summary(repo: Repository) -> dict:
+def repository_summary(repo) -> dict:
     return {"namespace": repo.namespace.name, "name": repo.name, "description": repo.description,
             "is_public": repo.visibility == PUBLIC, "kind": "image", "state": repo.state.upper(),
             "is_starred": False}
@@ -62,8 +56,7 @@ class RepositoryListHandler(ApiHandler):
         """Repositories the caller can see (?namespace=, ?public=true adds every public one)."""
         namespace = self.get_argument("namespace", None)
         names = permissions.visible_repositories(self.identity, self.get_argument("next_page", ""), 101, namespace)
-        rows = {r.full_name: r for r in Repository.select(Repository, Account).join(Account).where(
-            Account.name.concat("/").concat(Repository.name).in_(names[:100]))} if names else {}
+        rows = repos.by_names(names[:100])
         body = {"repositories": [repository_summary(rows[n]) for n in names[:100] if n in rows]}
         if len(names) > 100:
             body["next_page"] = names[99]
@@ -74,20 +67,8 @@ class RepositoryListHandler(ApiHandler):
         identity = self.require_login()
         body = self.json_body()
         namespace = body.get("namespace") or identity.name
-        full = f"{namespace}/{body['repository']}"
-        try:
-            if repos.find(full) is not None:
-                raise Invalid(f"Repository {full} already exists")
-        except RegistryError as e:
-            raise Invalid(e.message) from None
-        if not can_create_in(identity, repos.namespace_account(namespace)):
-            if repos.namespace_account(namespace) is None:
-                raise NotFound(f"Namespace '{namespace}' does not exist")
-            raise Forbidden(f"You may not create repositories in namespace '{namespace}'")
-        try:
-            repo, _ = repos.create(full, identity, body["visibility"], body.get("description", ""), self.client_ip)
-        except RegistryError as e:
-            raise Forbidden(e.message) from None
+        repo = repos.create_repository(namespace, body["repository"], identity, body["visibility"],
+                                       body.get("description", ""), self.client_ip)
         self.send({"namespace": namespace, "name": repo.name, "kind": "image"}, 201)
 
 
@@ -98,14 +79,12 @@ class RepositoryHandler(RepositoryBase):
     async def get(self, namespace: str, repository: str) -> None:
         """A repository, with what the caller may do to it."""
         repo = self.repository("read")
-        tags = {}
-        for tag in Tag.select().where((Tag.repository == repo) & alive()).order_by(Tag.name).limit(100):
-            tags[tag.name] = {"name": tag.name, "manifest_digest": tag.manifest.digest,
-                              "last_modified": audit.quay_date(tag.lifetime_start)}
+        alive = {tag.name: {"name": tag.name, "manifest_digest": tag.manifest.digest,
+                            "last_modified": audit.quay_date(tag.lifetime_start)} for tag in tags.alive_tags(repo, 100)}
         self.send({**repository_summary(repo), "is_organization": repo.namespace.kind == ORG,
                    "can_write": can(self.identity, "write", repo), "can_admin": can(self.identity, "admin", repo),
                    "tag_expiration_s": repo.namespace.time_machine_s, "status_token": "", "trust_enabled": False,
-                   "is_free_account": True, "tags": tags})
+                   "is_free_account": True, "tags": alive})
 
     async def put(self, namespace: str, repository: str) -> None:
         """Change a repository's description."""
@@ -131,13 +110,10 @@ class VisibilityHandler(RepositoryBase):
         self.send({"success": True})
 
 
-def user_permission_view(account: Account, role: str, repo: Repository) -> dict:
-    in_org = False
-    if repo.namespace.kind == ORG:
-        in_org = (TeamMember.select().join(Team)
-                  .where((Team.org == repo.namespace_id) & (TeamMember.account == account.id)).exists())
+def user_permission_view(account, role: str, repo) -> dict:
     return {"role": role, "name": account.name, "is_robot": account.kind == ROBOT,
-            "avatar": avatar(account.name, "robot" if account.kind == ROBOT else "user"), "is_org_member": in_org}
+            "avatar": avatar(account.name, "robot" if account.kind == ROBOT else "user"),
+            "is_org_member": permissions.in_organization(account, repo)}
 
 
 ROLE_BODY = {"type": "object", "required": ["role"], "properties": {"role": {"enum": list(permissions.ROLES)}}}
@@ -192,7 +168,7 @@ class TeamPermissionsHandler(RepositoryBase):
 class TeamPermissionHandler(RepositoryBase):
     schemas = {"put": ROLE_BODY}
 
-    def team(self, repo: Repository, teamname: str):
+    def team(self, repo, teamname: str):
         if repo.namespace.kind != ORG:
             raise Invalid(f"{repo.full_name} is in a user namespace, which has no teams")
         return orgs.get_team(repo.namespace, teamname)
@@ -221,10 +197,24 @@ class TeamPermissionHandler(RepositoryBase):
         self.send(None, 204)
 
 
-class RepositoryLogs:
+class RepositoryLogs(RepositoryBase):
+    """Whose logs: the repository's (its administrators read them)."""
+
     def log_scope(self) -> dict:
         repo = self.repository("admin")
         return {"repository_id": repo.id, "since": repo.created_at}
+
+
+class RepositoryLogsHandler(RepositoryLogs, LogsHandler):
+    pass
+
+
+class RepositoryAggregateLogsHandler(RepositoryLogs, AggregateLogsHandler):
+    pass
+
+
+class RepositoryExportLogsHandler(RepositoryLogs, ExportLogsHandler):
+    pass
 
 
 default_handlers = [
@@ -234,6 +224,6 @@ default_handlers = [
     (rf"{REPO_PATH}/permissions/user/(?P<username>{NAME})", UserPermissionHandler),
     (rf"{REPO_PATH}/permissions/team/?", TeamPermissionsHandler),
     (rf"{REPO_PATH}/permissions/team/(?P<teamname>{NAME})", TeamPermissionHandler),
-] + log_routes(REPO_PATH, type("RepositoryLogsMixin", (RepositoryLogs, RepositoryBase), {}))
+] + log_routes(REPO_PATH, RepositoryLogsHandler, RepositoryAggregateLogsHandler, RepositoryExportLogsHandler)
 # Last of all routes: its path would also match the deeper paths of other packages.
 fallback_handlers = [(rf"{REPO_PATH}/?", RepositoryHandler)]

@@ -1,17 +1,18 @@
 """/api/v1 for tags (history, retarget, expiry, restore), manifests and their labels (Quay's paths and shapes)."""
 from __future__ import annotations
 
-from accounts import audit
-from accounts.models import DEFAULT_TIME_MACHINE
-from slipway.errors import Invalid, NotFound
+from typing import TYPE_CHECKING
+
+from slipway.errors import Invalid
 
 from . import labels, tags
-from .content import point_tag
 from .digests import DIGEST_PATTERN
 from .handlers_api import REPO_PATH, RepositoryBase
 from .manifests import INDEX_TYPES
-from .models import Manifest
 from .names import TAG_PATTERN
+
+if TYPE_CHECKING:  # annotations only: handlers touch no models
+    from .models import Manifest
 
 TAG = rf"(?P<tag>{TAG_PATTERN})"
 MANIFEST_PATH = rf"{REPO_PATH}/manifest/(?P<digest>{DIGEST_PATTERN})"
@@ -38,37 +39,16 @@ class TagHandler(RepositoryBase):
         body = self.json_body()
         if "manifest_digest" not in body and "expiration" not in body:
             raise Invalid("Give manifest_digest (to move or create the tag) and/or expiration")
-        if "manifest_digest" in body:
-            manifest = tags.live_manifest(repo, body["manifest_digest"])
-            row, changed, invalid = point_tag(repo, tag, manifest)
-            if changed:
-                audit.record("move_tag", self.identity, repo.namespace, repo, self.client_ip,
-                             {"tag": tag, "manifest_digest": manifest.digest})
-            if invalid:
-                audit.record("invalid_tag_expiration", self.identity, repo.namespace, repo, self.client_ip,
-                             {"tag": tag, "label": labels.EXPIRES_AFTER, "value": invalid})
-        if "expiration" in body:
-            limits = self.config.tags
-            end = tags.set_expiration(repo, tag, body["expiration"], limits.min_expiration_seconds,
-                                      limits.max_expiration_seconds)
-            audit.record("change_tag_expiration", self.identity, repo.namespace, repo, self.client_ip,
-                         {"tag": tag, "expiration_date": end // 1000 if end else None})
-        self.send(_alive_view(repo, tag), 201)
+        limits = self.config.tags
+        tags.update_tag(repo, tag, self.identity, self.client_ip, manifest_digest=body.get("manifest_digest"),
+                        expiration=body.get("expiration", tags.UNCHANGED),
+                        min_seconds=limits.min_expiration_seconds, max_seconds=limits.max_expiration_seconds)
+        self.send(tags.alive_view(repo, tag), 201)
 
     async def delete(self, namespace: str, repository: str, tag: str) -> None:
         """Delete a tag (restorable within the namespace's time machine window)."""
-        repo = self.repository("write")
-        row = tags.delete(repo, tag)
-        audit.record("delete_tag", self.identity, repo.namespace, repo, self.client_ip,
-                     {"tag": tag, "manifest_digest": row.manifest.digest})
+        tags.delete_tag(self.repository("write"), tag, self.identity, self.client_ip)
         self.send(None, 204)
-
-
-def _alive_view(repo, name: str) -> dict:
-    rows, _ = tags.list_tags(repo, name, True, 1, 1)
-    if not rows:
-        raise NotFound(f"Tag {name} does not exist in {repo.full_name}")
-    return rows[0]
 
 
 class TagRestoreHandler(RepositoryBase):
@@ -78,33 +58,20 @@ class TagRestoreHandler(RepositoryBase):
     async def post(self, namespace: str, repository: str, tag: str) -> None:
         """Restore a tag to a manifest it pointed at within the time machine window."""
         repo = self.repository("write")
-        digest = self.json_body()["manifest_digest"]
-        window = repo.namespace.time_machine_s if repo.namespace.time_machine_s is not None else DEFAULT_TIME_MACHINE
-        tags.restore(repo, tag, digest, window)
-        audit.record("revert_tag", self.identity, repo.namespace, repo, self.client_ip,
-                     {"tag": tag, "manifest_digest": digest})
-        self.send(_alive_view(repo, tag))
+        tags.restore_tag(repo, tag, self.json_body()["manifest_digest"], self.identity, self.client_ip)
+        self.send(tags.alive_view(repo, tag))
 
 
 class TagExpireHandler(RepositoryBase):
     async def post(self, namespace: str, repository: str, tag: str) -> None:
         """Remove a tag now and for good, skipping the time machine."""
-        repo = self.repository("write")
-        row = tags.delete(repo, tag, final=True)
-        audit.record("delete_tag", self.identity, repo.namespace, repo, self.client_ip,
-                     {"tag": tag, "manifest_digest": row.manifest.digest, "permanent": True})
+        tags.delete_tag(self.repository("write"), tag, self.identity, self.client_ip, final=True)
         self.send({"success": True})
 
 
 class ManifestBase(RepositoryBase):
     def manifest(self, action: str = "read") -> Manifest:
-        repo = self.repository(action)
-        manifest = Manifest.get_or_none((Manifest.repository == repo.id)
-                                        & (Manifest.digest == self.path_kwargs["digest"]))
-        if manifest is None:
-            raise NotFound(f"Manifest {self.path_kwargs['digest']} does not exist in {repo.full_name}")
-        manifest.repository = repo
-        return manifest
+        return tags.manifest_in(self.repository(action), self.path_kwargs["digest"])
 
 
 class ManifestHandler(ManifestBase):
@@ -129,10 +96,7 @@ class LabelsHandler(ManifestBase):
 
     async def post(self, namespace: str, repository: str, digest: str) -> None:
         """Add a label: {"key", "value"} or {"label": "key=value"}."""
-        manifest = self.manifest("write")
-        label = labels.add(manifest, self.json_body())
-        audit.record("manifest_label_add", self.identity, manifest.repository.namespace, manifest.repository,
-                     self.client_ip, {"key": label.key, "value": label.value, "manifest_digest": manifest.digest})
+        label = labels.add(self.manifest("write"), self.json_body(), self.identity, self.client_ip)
         self.send(labels.view(label), 201)
 
 
@@ -143,11 +107,7 @@ class LabelHandler(ManifestBase):
 
     async def delete(self, namespace: str, repository: str, digest: str, label_id: str) -> None:
         """Delete a label."""
-        manifest = self.manifest("write")
-        label = labels.get(manifest, label_id)
-        label.delete_instance()
-        audit.record("manifest_label_delete", self.identity, manifest.repository.namespace, manifest.repository,
-                     self.client_ip, {"key": label.key, "manifest_digest": manifest.digest})
+        labels.delete(self.manifest("write"), label_id, self.identity, self.client_ip)
         self.send(None, 204)
 
 

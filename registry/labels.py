@@ -6,6 +6,8 @@ import json
 import re
 import uuid
 
+from accounts import audit
+from accounts.identity import Identity
 from slipway.db import database
 from slipway.errors import Invalid, NotFound
 
@@ -93,8 +95,8 @@ def list_labels(manifest: Manifest, prefix: str | None = None) -> list[ManifestL
     return list(query.order_by(ManifestLabel.id))
 
 
-def add(manifest: Manifest, body: dict) -> ManifestLabel:
-    """Add a label from ``{"key", "value"}`` or ``{"label": "key=value"}``."""
+def add(manifest: Manifest, body: dict, performer: Identity, ip: str | None = None) -> ManifestLabel:
+    """Add a label from ``{"key", "value"}`` or ``{"label": "key=value"}`` (``manifest.repository`` loaded)."""
     if "label" in body:
         key, sep, value = str(body["label"]).partition("=")
         if not sep:
@@ -115,9 +117,23 @@ def add(manifest: Manifest, body: dict) -> ManifestLabel:
             json.loads(value)
         except ValueError:
             raise Invalid("The label's value is not valid JSON (media_type application/json)") from None
+    repo = manifest.repository
     with database.atomic():
-        return ManifestLabel.create(uuid=str(uuid.uuid4()), manifest=manifest, key=key, value=value,
-                                    source_type="api", media_type=media_type)
+        label = ManifestLabel.create(uuid=str(uuid.uuid4()), manifest=manifest, key=key, value=value,
+                                     source_type="api", media_type=media_type)
+        audit.record("manifest_label_add", performer, repo.namespace, repo, ip,
+                     {"key": label.key, "value": label.value, "manifest_digest": manifest.digest})
+    return label
+
+
+def delete(manifest: Manifest, label_id: str, performer: Identity, ip: str | None = None) -> None:
+    """Delete a label (``manifest.repository`` loaded)."""
+    repo = manifest.repository
+    with database.atomic():
+        label = get(manifest, label_id)
+        label.delete_instance()
+        audit.record("manifest_label_delete", performer, repo.namespace, repo, ip,
+                     {"key": label.key, "manifest_digest": manifest.digest})
 
 
 def get(manifest: Manifest, label_id: str) -> ManifestLabel:

@@ -5,7 +5,7 @@ import json
 from dataclasses import dataclass, field
 
 from . import digests
-from .errors import RegistryError
+from .errors import DigestInvalid, ManifestInvalid
 
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
@@ -34,8 +34,8 @@ class ParsedManifest:
     document: dict = field(default_factory=dict)
 
 
-def invalid(message: str) -> RegistryError:
-    return RegistryError("MANIFEST_INVALID", f"manifest invalid: {message}")
+def invalid(message: str) -> ManifestInvalid:
+    return ManifestInvalid(f"manifest invalid: {message}")
 
 
 def _descriptor(value, where: str) -> dict:
@@ -49,7 +49,7 @@ def _descriptor(value, where: str) -> dict:
         raise invalid(f"{where}.digest is missing")
     try:
         digests.parse(digest)
-    except RegistryError:
+    except DigestInvalid:
         raise invalid(f"{where}.digest '{digest}' is not a valid sha256/sha512 digest") from None
     size = value.get("size")
     if not isinstance(size, int) or isinstance(size, bool) or size < 0:
@@ -68,9 +68,8 @@ def parse(raw: bytes, content_type: str | None) -> ParsedManifest:
     """Parse and check the structure of a pushed manifest; raise MANIFEST_INVALID with the reason."""
     content_type = (content_type or "").split(";", 1)[0].strip()
     if content_type in DOCKER_SCHEMA1:
-        raise RegistryError("MANIFEST_INVALID",
-                            "Docker schema 1 manifests are not supported: push with a current client "
-                            "(Docker schema 2 or OCI)")
+        raise ManifestInvalid("Docker schema 1 manifests are not supported: push with a current client "
+                              "(Docker schema 2 or OCI)")
     try:
         doc = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as e:

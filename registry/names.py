@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import re
 
-from .errors import RegistryError
+from .errors import ManifestInvalid, NameInvalid
 
 COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
 NAME_PATTERN = rf"{COMPONENT}(?:/{COMPONENT})*"
@@ -23,26 +23,23 @@ MAX_NAME_LENGTH = 255
 def split_name(name: str) -> tuple[str, str]:
     """Check a full repository name and split it into (namespace, repository)."""
     if len(name) > MAX_NAME_LENGTH:
-        raise RegistryError("NAME_INVALID", f"repository name is longer than {MAX_NAME_LENGTH} characters",
-                            detail={"name": name})
+        raise NameInvalid(f"repository name is longer than {MAX_NAME_LENGTH} characters",
+                          detail={"name": name})
     if not NAME_RE.match(name):
-        raise RegistryError(
-            "NAME_INVALID",
+        raise NameInvalid(
             f"invalid repository name '{name}': use lowercase letters, digits and separators "
             "(., _, __, -) between them, in path components separated by /",
             detail={"name": name})
     if "/" not in name:
-        raise RegistryError("NAME_INVALID",
-                            f"repository name '{name}' has no namespace: push to <namespace>/{name}, "
-                            "where the namespace is your username or an organization",
-                            detail={"name": name})
+        raise NameInvalid(f"repository name '{name}' has no namespace: push to <namespace>/{name}, "
+                          "where the namespace is your username or an organization",
+                          detail={"name": name})
     namespace, repository = name.split("/", 1)
     bad = RESERVED_SEGMENTS.intersection(repository.split("/"))
     if bad:
-        raise RegistryError("NAME_INVALID",
-                            f"repository name '{name}' may not contain the path segment "
-                            f"'{sorted(bad)[0]}' (reserved: build, trigger, tag)",
-                            detail={"name": name})
+        raise NameInvalid(f"repository name '{name}' may not contain the path segment "
+                          f"'{sorted(bad)[0]}' (reserved: build, trigger, tag)",
+                          detail={"name": name})
     return namespace, repository
 
 
@@ -52,7 +49,7 @@ def is_tag(tag) -> bool:
 
 def check_tag(tag: str) -> None:
     if not is_tag(tag):
-        raise RegistryError("MANIFEST_INVALID", f"invalid tag '{tag}': {TAG_RULE}", detail={"tag": tag})
+        raise ManifestInvalid(f"invalid tag '{tag}': {TAG_RULE}", detail={"tag": tag})
 
 
 def as_tag(value: str) -> str | None:

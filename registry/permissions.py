@@ -12,11 +12,13 @@ from peewee import Value
 
 from accounts import audit, revocation
 from accounts.identity import Identity
-from accounts.models import ROBOT, USER, Account, Team, TeamMember
+from accounts.models import ORG, ROBOT, USER, Account, Team, TeamMember
 from slipway.db import database, is_postgres
 from slipway.errors import Invalid, NotFound
 
 from .models import PUBLIC, Repository, RepositoryPermission
+from .names import split_name
+from .repos import find
 
 ROLES = ("read", "write", "admin")
 RANK = {None: 0, "read": 1, "write": 2, "admin": 3}
@@ -209,3 +211,49 @@ def grants_of(account_or_team) -> list[tuple[Repository, str]]:
             .join(Repository).join(Account, on=(Repository.namespace == Account.id))
             .where(field == account_or_team.id).order_by(Repository.name))
     return [(r.repository, r.role) for r in rows]
+
+
+def set_roles(account: Account, namespace: Account, wanted: list[tuple[str, str]], performer: Identity,
+              ip: str | None = None) -> None:
+    """Set ``account``'s role on many repositories of ``namespace`` at once (``"none"`` removes it), all or
+    nothing. ``wanted``: (repository name, full or within the namespace; role)."""
+    resolved = []
+    for name, role in wanted:
+        full = name if "/" in name else f"{namespace.name}/{name}"
+        if split_name(full)[0] != namespace.name:
+            raise Invalid(f"Repository {full} is outside namespace {namespace.name}")
+        repo = find(full)
+        if repo is None:
+            raise NotFound(f"Repository {full} does not exist")
+        resolved.append((repo, role))
+    with database.atomic():
+        current = {repo.id for repo, _ in grants_of(account)}
+        for repo, role in resolved:
+            if role == "none":
+                if repo.id in current:
+                    remove_account_role(repo, account, performer, ip)
+            else:
+                set_account_role(repo, account, role, performer, ip)
+
+
+def collaborators(org: Account) -> list[tuple[Account, list[str]]]:
+    """Users with direct grants on the organization's repositories who are in none of its teams, by name,
+    each with the names of those repositories."""
+    in_teams = TeamMember.select(TeamMember.account).join(Team).where(Team.org == org.id)
+    rows = (RepositoryPermission.select(RepositoryPermission, Account, Repository)
+            .join(Account, on=(RepositoryPermission.account == Account.id))
+            .switch(RepositoryPermission).join(Repository)
+            .where((Repository.namespace == org.id) & (Account.kind == USER) & ~(Account.id.in_(in_teams)))
+            .order_by(Account.name, Repository.name))
+    found: dict[int, tuple[Account, list[str]]] = {}
+    for row in rows:
+        found.setdefault(row.account.id, (row.account, []))[1].append(row.repository.name)
+    return list(found.values())
+
+
+def in_organization(account: Account, repo: Repository) -> bool:
+    """Whether ``account`` is in one of the teams of the organization that holds ``repo``."""
+    if repo.namespace.kind != ORG:
+        return False
+    return (TeamMember.select().join(Team)
+            .where((Team.org == repo.namespace_id) & (TeamMember.account == account.id)).exists())

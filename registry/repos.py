@@ -8,9 +8,9 @@ from accounts.identity import Identity
 from accounts.models import ORG, USER, Account, Prototype
 from accounts.permissions import can_create_in
 from slipway.db import database
-from slipway.errors import Invalid
+from slipway.errors import Forbidden, Invalid, NotFound
 
-from .errors import RegistryError
+from .errors import Denied, NameInvalid, NameUnknown
 from .models import PRIVATE, PUBLIC, Repository, RepositoryPermission
 from .names import split_name
 
@@ -26,6 +26,23 @@ def find(full_name: str) -> Repository | None:
             .get_or_none())
 
 
+def lookup(full_name: str) -> Repository | None:
+    """``find`` for a name read from an API path: a name no repository can have is not found (nothing is
+    there, whoever asks), rather than invalid."""
+    try:
+        return find(full_name)
+    except NameInvalid as e:
+        raise NotFound(e.message, e.detail) from None
+
+
+def by_names(names: list[str]) -> dict[str, Repository]:
+    """The repositories of these full names, by full name (names of no repository are left out)."""
+    if not names:
+        return {}
+    return {r.full_name: r for r in Repository.select(Repository, Account).join(Account).where(
+        Account.name.concat("/").concat(Repository.name).in_(names))}
+
+
 def namespace_account(namespace: str) -> Account | None:
     return Account.get_or_none((Account.name == namespace) & (Account.kind.in_([USER, ORG])))
 
@@ -39,11 +56,11 @@ def create(full_name: str, identity: Identity, visibility: str = PRIVATE, descri
     """
     namespace, name = split_name(full_name)
     if name.rsplit("/", 1)[-1] == CACHE_SEGMENT and identity.kind != "build":
-        raise RegistryError("DENIED", f"'{CACHE_SEGMENT}' repositories hold build layer caches and are made by the "
-                            "builder only", detail={"name": full_name})
+        raise Denied(f"'{CACHE_SEGMENT}' repositories hold build layer caches and are made by the builder only",
+                     detail={"name": full_name})
     owner = namespace_account(namespace)
     if owner is None:
-        raise RegistryError("NAME_UNKNOWN", f"namespace {namespace} does not exist", detail={"name": full_name})
+        raise NameUnknown(f"namespace {namespace} does not exist", detail={"name": full_name})
     try:
         with database.atomic():
             repo = Repository.create(namespace=owner, name=name, visibility=visibility, description=description)
@@ -72,16 +89,32 @@ def _apply_prototypes(repo: Repository, creator: Identity) -> None:
                                     role=proto.role)
 
 
+def create_repository(namespace: str, name: str, identity: Identity, visibility: str = PRIVATE,
+                      description: str = "", ip: str | None = None) -> Repository:
+    """A new repository through the API: refused if it exists or the caller may not create in ``namespace``."""
+    full = f"{namespace}/{name}"
+    if find(full) is not None:
+        raise Invalid(f"Repository {full} already exists")
+    owner = namespace_account(namespace)
+    if not can_create_in(identity, owner):
+        if owner is None:
+            raise NotFound(f"Namespace '{namespace}' does not exist")
+        raise Forbidden(f"You may not create repositories in namespace '{namespace}'")
+    return create(full, identity, visibility, description, ip)[0]
+
+
 def find_or_create_for_push(full_name: str, identity: Identity, ip: str | None = None) -> Repository:
-    """The repository to push into; a missing one is created private, if the pusher may create it."""
+    """The repository to push into; a missing one is created private, if the pusher may create it.
+    A read-only repository takes no pushes."""
     repo = find(full_name)
-    if repo is not None:
-        return repo
-    namespace, _ = split_name(full_name)
-    if not can_create_in(identity, namespace_account(namespace)):
-        raise RegistryError("DENIED", f"you may not create repositories in namespace {namespace}",
-                            detail={"name": full_name})
-    return create(full_name, identity, ip=ip)[0]
+    if repo is None:
+        namespace, _ = split_name(full_name)
+        if not can_create_in(identity, namespace_account(namespace)):
+            raise Denied(f"you may not create repositories in namespace {namespace}", detail={"name": full_name})
+        return create(full_name, identity, ip=ip)[0]
+    if repo.state == "read_only":
+        raise Denied(f"repository {full_name} is read-only")
+    return repo
 
 
 def set_visibility(repo: Repository, visibility: str, performer: Identity, ip: str | None = None) -> None:

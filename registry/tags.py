@@ -1,13 +1,22 @@
-"""Tags through the API, with history: list, retarget, expire at a time, delete, restore (time machine)."""
+"""Tags through the API, with history: list, retarget, expire at a time, delete, restore (time machine).
+
+Each change is one use case: it takes the acting identity and the client address and
+writes the change and its audit entry in one transaction (the repo_push event of a
+retarget is written by ``content.point_tag`` inside it too).
+"""
 from __future__ import annotations
 
+from accounts import audit
 from accounts.audit import quay_date
+from accounts.identity import Identity
+from accounts.models import DEFAULT_TIME_MACHINE
 from slipway.db import database, now_ms
 from slipway.errors import Invalid, NotFound
 
-from .content import alive, alive_tag, set_tag
+from . import labels
+from .content import alive_tag, point_tag, set_tag
 from .manifests import INDEX_TYPES
-from .models import Blob, Manifest, ManifestBlob, Repository, Tag
+from .models import Blob, Manifest, ManifestBlob, Repository, Tag, alive
 
 
 def view(tag: Tag, sizes: dict) -> dict:
@@ -47,6 +56,28 @@ def list_tags(repo: Repository, specific: str | None, only_active: bool, page: i
     return [view(t, sizes) for t in rows], more
 
 
+def alive_tags(repo: Repository, limit: int) -> list[Tag]:
+    """Up to ``limit`` alive tags of ``repo`` by name."""
+    return list(Tag.select().where((Tag.repository == repo) & alive()).order_by(Tag.name).limit(limit))
+
+
+def alive_view(repo: Repository, name: str) -> dict:
+    """The alive tag ``name`` in Quay's shape."""
+    rows, _ = list_tags(repo, name, True, 1, 1)
+    if not rows:
+        raise NotFound(f"Tag {name} does not exist in {repo.full_name}")
+    return rows[0]
+
+
+def manifest_in(repo: Repository, digest: str) -> Manifest:
+    """A manifest of ``repo`` by digest, deleted or not (its ``repository`` is ``repo``)."""
+    manifest = Manifest.get_or_none((Manifest.repository == repo.id) & (Manifest.digest == digest))
+    if manifest is None:
+        raise NotFound(f"Manifest {digest} does not exist in {repo.full_name}")
+    manifest.repository = repo
+    return manifest
+
+
 def live_manifest(repo: Repository, digest: str) -> Manifest:
     manifest = Manifest.get_or_none((Manifest.repository == repo.id) & (Manifest.digest == digest)
                                     & Manifest.deleted_at.is_null())
@@ -66,6 +97,45 @@ def set_expiration(repo: Repository, name: str, when: int | None, min_seconds: i
         end = min(max(int(when) * 1000, now + min_seconds * 1000), now + max_seconds * 1000)
     Tag.update(lifetime_end=end).where(Tag.id == tag.id).execute()
     return end
+
+
+UNCHANGED = object()
+
+
+def update_tag(repo: Repository, name: str, performer: Identity, ip: str | None, manifest_digest: str | None = None,
+               expiration=UNCHANGED, min_seconds: int = 0, max_seconds: int = 0) -> None:
+    """Point ``name`` at ``manifest_digest`` and/or set when it expires (epoch seconds, None: never;
+    clamped into [min_seconds, max_seconds] from now)."""
+    with database.atomic():
+        if manifest_digest is not None:
+            manifest = live_manifest(repo, manifest_digest)
+            _, changed, invalid = point_tag(repo, name, manifest)
+            if changed:
+                audit.record("move_tag", performer, repo.namespace, repo, ip,
+                             {"tag": name, "manifest_digest": manifest.digest})
+            if invalid:
+                audit.record("invalid_tag_expiration", performer, repo.namespace, repo, ip,
+                             {"tag": name, "label": labels.EXPIRES_AFTER, "value": invalid})
+        if expiration is not UNCHANGED:
+            end = set_expiration(repo, name, expiration, min_seconds, max_seconds)
+            audit.record("change_tag_expiration", performer, repo.namespace, repo, ip,
+                         {"tag": name, "expiration_date": end // 1000 if end else None})
+
+
+def delete_tag(repo: Repository, name: str, performer: Identity, ip: str | None = None, final: bool = False) -> None:
+    """End the alive tag now (restorable within the time machine window), or with ``final`` for good."""
+    with database.atomic():
+        row = delete(repo, name, final)
+        audit.record("delete_tag", performer, repo.namespace, repo, ip,
+                     {"tag": name, "manifest_digest": row.manifest.digest, **({"permanent": True} if final else {})})
+
+
+def restore_tag(repo: Repository, name: str, digest: str, performer: Identity, ip: str | None = None) -> None:
+    """Point ``name`` back at ``digest``, if it pointed there within the namespace's time machine window."""
+    window = repo.namespace.time_machine_s if repo.namespace.time_machine_s is not None else DEFAULT_TIME_MACHINE
+    with database.atomic():
+        restore(repo, name, digest, window)
+        audit.record("revert_tag", performer, repo.namespace, repo, ip, {"tag": name, "manifest_digest": digest})
 
 
 def delete(repo: Repository, name: str, final: bool = False) -> Tag:

@@ -2,7 +2,8 @@
 
 API handlers subclass ApiHandler and stay thin: resolve the caller, check the
 scope, call a plain function, render a Quay-shaped dict. Plain functions raise
-``slipway.errors.DomainError``; this module renders it as Quay does:
+``slipway.errors.DomainError`` kinds, which carry no HTTP status; ``QUAY_ERRORS``
+here is the one place they become a status and Quay's error shape
 ``{"status", "error_type", "title", "detail", "error_message", "type"}``.
 """
 from __future__ import annotations
@@ -14,10 +15,43 @@ import jsonschema
 from tornado.web import HTTPError
 
 from . import redact
-from .errors import DomainError, Forbidden, Invalid, LoginFailed, NotFound, Unauthenticated
+from .errors import Conflict, DomainError, Forbidden, Invalid, LoginFailed, NotFound, TooLarge, TooMany, Unauthenticated
 from .web import BaseHandler
 
 API = "/api/v1"
+
+#: How each domain error kind is answered on /api/v1: (HTTP status, Quay's error_type). A package's
+#: refined kind (registry.errors.NameInvalid) is answered as the kind it refines.
+QUAY_ERRORS: dict[type, tuple[int, str]] = {
+    Invalid: (400, "invalid_request"),
+    Unauthenticated: (401, "invalid_token"),
+    Forbidden: (403, "insufficient_scope"),
+    NotFound: (404, "not_found"),
+    Conflict: (409, "conflict"),
+    TooLarge: (413, "request_too_large"),
+    TooMany: (429, "too_many_requests"),
+    DomainError: (400, "invalid_request"),
+}
+
+
+def quay_error(exc: DomainError) -> tuple[int, str]:
+    """(status, error_type) for a domain error: the entry of its nearest kind in ``QUAY_ERRORS``."""
+    for cls in type(exc).__mro__:
+        if cls in QUAY_ERRORS:
+            return QUAY_ERRORS[cls]
+    return QUAY_ERRORS[DomainError]
+
+
+class ApiRefusal(Exception):
+    """A refusal the HTTP layer itself answers (a body over the route's cap): status and error_type as given."""
+
+    def __init__(self, status: int, kind: str, message: str):
+        super().__init__(message)
+        self.status, self.kind, self.message = status, kind, message
+
+
+def body_too_large(limit: int, what: str = "The request body") -> ApiRefusal:
+    return ApiRefusal(413, "invalid_request", f"{what} is larger than the limit of {limit} bytes")
 
 
 _VALIDATORS: dict[int, tuple] = {}
@@ -103,10 +137,10 @@ class ApiHandler(BaseHandler):
             self.require_scope(self.scopes[method])
         self.refuse_large_body(self._too_large)
 
-    def _too_large(self, limit: int) -> DomainError:
+    def _too_large(self, limit: int) -> Exception:
         if self.identity.anonymous:  # may be more once logged in (a build context): ask for that first
             return Unauthenticated("Authentication required: use HTTP basic auth or an API token")
-        return DomainError(f"The request body is larger than the limit of {limit} bytes", status=413)
+        return body_too_large(limit)
 
     # -- who may do what ----------------------------------------------------------------------------
     def require_login(self):
@@ -170,6 +204,8 @@ class ApiHandler(BaseHandler):
     def write_error(self, status_code: int, **kwargs) -> None:
         exc = kwargs.get("exc_info", (None, None, None))[1]
         if isinstance(exc, DomainError):
+            (status, kind), message = quay_error(exc), exc.message
+        elif isinstance(exc, ApiRefusal):
             status, kind, message = exc.status, exc.kind, exc.message
         elif isinstance(exc, HTTPError):
             status = exc.status_code
@@ -186,7 +222,7 @@ class ApiHandler(BaseHandler):
         }))
 
     def log_exception(self, typ, value, tb) -> None:
-        if isinstance(value, DomainError):
+        if isinstance(value, (DomainError, ApiRefusal)):
             return
         super().log_exception(typ, value, tb)
 

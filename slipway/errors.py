@@ -1,42 +1,49 @@
-"""Errors that plain logic raises and every API family renders in its own format."""
+"""Errors that plain logic raises: what went wrong, never how it is answered.
+
+A use case raises one of these kinds; each API family maps them to its wire
+format in one place: the /api/v1 family in ``slipway.api`` (Quay's error shape),
+the /v2 registry in ``registry.errors`` (the OCI format). A package may refine a
+kind (``registry.errors.NameInvalid`` is an ``Invalid``) so that a family can
+answer it more precisely.
+"""
 from __future__ import annotations
 
 
 class DomainError(Exception):
-    """A request that cannot be done; ``status`` is the HTTP status that fits."""
+    """A request that cannot be done. ``detail``: optional facts about it (a name, a digest)."""
 
-    status = 400
-    kind = "invalid_request"
-
-    def __init__(self, message: str, status: int | None = None):
+    def __init__(self, message: str, detail: dict | None = None):
         super().__init__(message)
         self.message = message
-        if status is not None:
-            self.status = status
+        self.detail = detail
 
 
 class Invalid(DomainError):
-    status, kind = 400, "invalid_request"
+    """The request is malformed or breaks a rule."""
 
 
 class Unauthenticated(DomainError):
-    status, kind = 401, "invalid_token"
+    """The caller must prove who it is (or its credentials are wrong)."""
 
 
 class Forbidden(DomainError):
-    status, kind = 403, "insufficient_scope"
+    """The caller is known and may not do this."""
 
 
 class NotFound(DomainError):
-    status, kind = 404, "not_found"
+    """What the request names does not exist (or is not shown to the caller)."""
 
 
 class Conflict(DomainError):
-    status, kind = 409, "conflict"
+    """The request collides with the current state (a name taken, the last administrator)."""
+
+
+class TooLarge(DomainError):
+    """The request carries more than a rule allows."""
 
 
 class TooMany(DomainError):
-    status, kind = 429, "too_many_requests"
+    """Too many at once (a queue cap)."""
 
 
 class LoginFailed(Exception):

@@ -4,16 +4,13 @@ from __future__ import annotations
 import json
 
 from builder import builds as builder_builds
-from builder.models import Build
 from builder.worker import wake
 from registry.handlers_api import REPO_PATH, RepositoryBase
 from registry.permissions import can
 from slipway import redact
-from slipway.api import ApiHandler
-from slipway.errors import DomainError, NotFound
+from slipway.api import ApiHandler, body_too_large
 
 from . import service, settle
-from .models import Trigger
 
 TRIGGER_PATH = rf"{REPO_PATH}/trigger/(?P<trigger_uuid>[0-9a-f-]{{36}})"
 CONFIG_SCHEMA = {"type": "object", "properties": {
@@ -26,7 +23,7 @@ CONFIG_SCHEMA = {"type": "object", "properties": {
     "default_branch": {"type": ["string", "null"]}}}
 
 
-def trigger_view(trigger: Trigger, base: str, with_secrets: bool) -> dict:
+def trigger_view(trigger, base: str, with_secrets: bool) -> dict:
     source = redact.url(trigger.build_source)  # shown without its credentials (they stay encrypted)
     config = {"build_source": source, "dockerfile_path": trigger.dockerfile_path,
               "context": trigger.context, "branchtag_regex": trigger.branchtag_regex,
@@ -53,10 +50,10 @@ def trigger_view(trigger: Trigger, base: str, with_secrets: bool) -> dict:
 class TriggerBase(RepositoryBase):
     """Triggers are managed by repository administrators, as in Quay."""
 
-    def trigger(self) -> Trigger:
+    def trigger(self):
         return service.get_trigger(self.repository("admin"), self.path_kwargs["trigger_uuid"])
 
-    def render(self, trigger: Trigger, status: int = 200) -> None:
+    def render(self, trigger, status: int = 200) -> None:
         self.send(trigger_view(trigger, self.base_url(), True), status)
 
 
@@ -67,8 +64,7 @@ class TriggerListHandler(TriggerBase):
     async def get(self, namespace: str, repository: str) -> None:
         """The repository's build triggers."""
         repo = self.repository("admin")
-        rows = Trigger.select().where(Trigger.repository == repo.id).order_by(Trigger.created_at)
-        self.send({"triggers": [trigger_view(t, self.base_url(), True) for t in rows]})
+        self.send({"triggers": [trigger_view(t, self.base_url(), True) for t in service.list_triggers(repo)]})
 
     async def post(self, namespace: str, repository: str) -> None:
         """Create a trigger (service custom-git, github, gitlab, bitbucket or gitea); activate it next."""
@@ -136,14 +132,10 @@ class TriggerBuildsHandler(TriggerBase):
     async def get(self, namespace: str, repository: str, trigger_uuid: str) -> None:
         """The builds this trigger started, newest first."""
         trigger = self.trigger()
-        rows = (Build.select().where(Build.trigger_id == trigger.id).order_by(Build.created_at.desc())
-                .limit(self.int_argument("limit", 25, minimum=1, maximum=100, clamp=True)))
+        limit = self.int_argument("limit", 25, minimum=1, maximum=100, clamp=True)
         writer = can(self.identity, "write", trigger.repository)
-        views = []
-        for build in rows:
-            build.repository = trigger.repository
-            views.append(builder_builds.view(build, writer))
-        self.send({"builds": views})
+        self.send({"builds": [builder_builds.view(build, writer) for build in
+                              builder_builds.started_by_trigger(trigger.id, trigger.repository, limit)]})
 
 
 class WebhookHandler(ApiHandler):
@@ -154,11 +146,8 @@ class WebhookHandler(ApiHandler):
     async def prepare(self) -> None:
         # No API login: the webhook credential and signature are checked by the trigger. An unknown
         # trigger or an oversized body is refused before the body is read.
-        self.trigger = Trigger.get_or_none(Trigger.uuid == self.path_kwargs["trigger_uuid"])
-        if self.trigger is None:
-            raise NotFound(f"Unknown trigger {self.path_kwargs['trigger_uuid']}")
-        self.refuse_large_body(lambda limit: DomainError(
-            f"The payload is larger than the limit of {limit} bytes", status=413))
+        self.trigger = service.webhook_trigger(self.path_kwargs["trigger_uuid"])
+        self.refuse_large_body(lambda limit: body_too_large(limit, "The payload"))
 
     async def post(self, trigger_uuid: str) -> None:
         """Receive a push (custom git JSON, GitHub, GitLab, Bitbucket or Gitea payloads)."""

@@ -11,16 +11,12 @@ trigger's own rule, and the size it allows.
 """
 from __future__ import annotations
 
-from slipway.errors import DomainError
+from slipway.errors import TooLarge
 
 MAX_WEBHOOK_BODY = 5 * 1024 * 1024  # bytes
 MAX_COMMIT_MESSAGE = 16 * 1024  # characters
 MAX_TEXT = 4096  # characters, any other text in a build's trigger metadata
 MARKER = "… [truncated]"
-
-
-class TooLarge(DomainError):
-    status, kind = 413, "request_too_large"
 
 
 def check_body(body: bytes | None) -> None:

@@ -39,6 +39,22 @@ def get_trigger(repo: Repository, trigger_uuid: str) -> Trigger:
     return trigger
 
 
+def list_triggers(repo: Repository) -> list[Trigger]:
+    """The repository's triggers, oldest first."""
+    rows = list(Trigger.select().where(Trigger.repository == repo.id).order_by(Trigger.created_at))
+    for row in rows:
+        row.repository = repo
+    return rows
+
+
+def webhook_trigger(trigger_uuid: str) -> Trigger:
+    """The trigger a webhook URL names (the webhook's credential and signature are checked later)."""
+    trigger = Trigger.get_or_none(Trigger.uuid == trigger_uuid)
+    if trigger is None:
+        raise NotFound(f"Unknown trigger {trigger_uuid}")
+    return trigger
+
+
 def _apply_config(trigger: Trigger, config: dict) -> None:
     unknown = set(config) - set(CONFIG_FIELDS)
     if unknown:
@@ -284,6 +300,7 @@ def receive(trigger: Trigger, headers, body: bytes, credentials: tuple | None, m
             if keys:
                 Delivery.update(build_uuid=uuids[0], build_uuids=json.dumps(uuids)).where(
                     (Delivery.trigger == trigger.id) & Delivery.delivery_id.in_(keys)).execute()
+            return outcome(_queued(built, skipped), to_build)  # its audit entry in the builds' transaction
     except IntegrityError:
         seen = {d.delivery_id: d for d in Delivery.select().where((Delivery.trigger == trigger.id)
                                                                    & Delivery.delivery_id.in_(keys))}
@@ -293,7 +310,11 @@ def receive(trigger: Trigger, headers, body: bytes, credentials: tuple | None, m
                else "the same signed payload was already handled (a retry or a replay)")
         return outcome({"status": "skipped", "reason": why, "build": previous.build_uuid if previous else None,
                         "builds": json.loads(previous.build_uuids) if previous else []}, to_build)
-    result = {"status": "queued", "build": uuids[0], "tags": json.loads(built[0][1].docker_tags),
+
+
+def _queued(built: list, skipped: list) -> dict:
+    """The answer to a webhook that queued ``built`` ((push, build) pairs)."""
+    result = {"status": "queued", "build": built[0][1].uuid, "tags": json.loads(built[0][1].docker_tags),
               "builds": [{"build": build.uuid, "ref": push.ref, "tags": json.loads(build.docker_tags)}
                          for push, build in built]}
     if skipped:
@@ -301,7 +322,7 @@ def receive(trigger: Trigger, headers, body: bytes, credentials: tuple | None, m
     if any("pending" in json.loads(build.trigger_metadata) for _, build in built):
         result["note"] = ("the tags may change when the build clones the source: it settles what the payload "
                           "does not say (default branch, commit message, changed files for path filters)")
-    return outcome(result, to_build)
+    return result
 
 
 def start_build(trigger: Trigger, metadata: dict, requester: Identity, max_queued: int, base: str,

@@ -6,10 +6,8 @@ import json
 from accounts.audit import quay_date
 from registry.handlers_api import REPO_PATH, RepositoryBase
 from slipway.api import API, ApiHandler
-from slipway.errors import NotFound
 
-from . import notifications
-from .models import Attempt, Delivery, InAppNotification, Notification
+from . import inbox, notifications
 
 NOTIFICATION_PATH = rf"{REPO_PATH}/notification/(?P<uuid>[0-9a-f-]{{36}})"
 
@@ -22,9 +20,8 @@ class NotificationListHandler(RepositoryBase):
     async def get(self, namespace: str, repository: str) -> None:
         """The repository's notifications."""
         repo = self.repository("admin")
-        rows = Notification.select().where(Notification.repository == repo.id).order_by(Notification.id)
         limit = self.config.notifications.max_failures
-        self.send({"notifications": [notifications.view(n, max_failures=limit) for n in rows]})
+        self.send({"notifications": [notifications.view(n, max_failures=limit) for n in notifications.list_for(repo)]})
 
     async def post(self, namespace: str, repository: str) -> None:
         """Create a notification: an event (repo_push, build_*, repo_image_expiry, vulnerability_found) and a
@@ -37,7 +34,7 @@ class NotificationListHandler(RepositoryBase):
 
 
 class NotificationBase(RepositoryBase):
-    def notification(self) -> Notification:
+    def notification(self):
         return notifications.get(self.repository("admin"), self.path_kwargs["uuid"])
 
 
@@ -69,22 +66,20 @@ class DeliveriesHandler(NotificationBase):
     async def get(self, namespace: str, repository: str, uuid: str) -> None:
         """Recent deliveries of a notification, each attempt with its status, response code and error."""
         notification = self.notification()
-        rows = list(Delivery.select().where(Delivery.notification == notification.id)
-                    .order_by(Delivery.id.desc()).limit(50))
-        attempts: dict = {}
-        for attempt in Attempt.select().where(Attempt.delivery.in_([d.id for d in rows] or [0])).order_by(Attempt.id):
-            attempts.setdefault(attempt.delivery_id, []).append({
-                "at": quay_date(attempt.attempted_at), "status_code": attempt.status_code, "error": attempt.error,
-                "duration_ms": attempt.duration_ms})
         stopped = notification.number_of_failures >= self.config.notifications.max_failures
         self.send({"deliveries": [{
             "id": d.id, "kind": d.kind, "status": "suspended" if stopped and d.status == "pending" else d.status,
-            "created": quay_date(d.created_at), "attempts": attempts.get(d.id, []),
+            "created": quay_date(d.created_at), "attempts": [attempt_view(a) for a in attempts],
             "last_status_code": d.last_status_code, "last_error": d.last_error,
-            "payload": json.loads(d.payload)} for d in rows]})
+            "payload": json.loads(d.payload)} for d, attempts in notifications.recent_deliveries(notification)]})
 
 
-def inbox_view(row: InAppNotification) -> dict:
+def attempt_view(attempt) -> dict:
+    return {"at": quay_date(attempt.attempted_at), "status_code": attempt.status_code, "error": attempt.error,
+            "duration_ms": attempt.duration_ms}
+
+
+def inbox_view(row) -> dict:
     metadata = json.loads(row.metadata)
     return {"id": row.uuid, "kind": row.kind, "created": quay_date(row.created_at), "dismissed": row.dismissed,
             "metadata": metadata, "title": metadata.get("title")}
@@ -94,22 +89,15 @@ class InboxHandler(ApiHandler):
     async def get(self) -> None:
         """The logged-in user's in-app notifications, newest first (?include_dismissed=true)."""
         identity = self.require_login()
-        query = InAppNotification.select().where(InAppNotification.user == identity.account_id)
-        if self.get_argument("include_dismissed", "false") != "true":
-            query = query.where(~InAppNotification.dismissed)
-        self.send({"notifications": [inbox_view(n) for n in query.order_by(InAppNotification.id.desc()).limit(100)]})
+        rows = inbox.inbox(identity.account_id, self.get_argument("include_dismissed", "false") == "true")
+        self.send({"notifications": [inbox_view(n) for n in rows]})
 
 
 class InboxItemHandler(ApiHandler):
     schemas = {"put": {"type": "object", "required": ["dismissed"], "properties": {"dismissed": {"type": "boolean"}}}}
 
-    def item(self, uuid: str) -> InAppNotification:
-        identity = self.require_login()
-        row = InAppNotification.get_or_none((InAppNotification.uuid == uuid)
-                                            & (InAppNotification.user == identity.account_id))
-        if row is None:
-            raise NotFound(f"Notification {uuid} does not exist")
-        return row
+    def item(self, uuid: str):
+        return inbox.item(self.require_login().account_id, uuid)
 
     async def get(self, uuid: str) -> None:
         """One in-app notification."""
@@ -118,8 +106,7 @@ class InboxItemHandler(ApiHandler):
     async def put(self, uuid: str) -> None:
         """Mark an in-app notification read ({"dismissed": true}) or unread."""
         row = self.item(uuid)
-        row.dismissed = self.json_body()["dismissed"]
-        row.save()
+        inbox.set_dismissed(row, self.json_body()["dismissed"])
         self.send(inbox_view(row))
 
 

@@ -195,3 +195,21 @@ def queue_test(notification: Notification, config) -> Delivery:
     check_can_send(notification.method, config.notifications)
     payload = sample(notification.event, notification.repository.full_name, config)
     return Delivery.create(notification=notification, kind="test", payload=json.dumps(payload))
+
+
+def list_for(repo: Repository) -> list[Notification]:
+    """The repository's notifications, oldest first."""
+    rows = list(Notification.select().where(Notification.repository == repo.id).order_by(Notification.id))
+    for row in rows:
+        row.repository = repo
+    return rows
+
+
+def recent_deliveries(notification: Notification, limit: int = 50) -> list[tuple[Delivery, list[Attempt]]]:
+    """The notification's latest deliveries, newest first, each with its attempts in order."""
+    rows = list(Delivery.select().where(Delivery.notification == notification.id)
+                .order_by(Delivery.id.desc()).limit(limit))
+    attempts: dict = {}
+    for attempt in Attempt.select().where(Attempt.delivery.in_([d.id for d in rows] or [0])).order_by(Attempt.id):
+        attempts.setdefault(attempt.delivery_id, []).append(attempt)
+    return [(d, attempts.get(d.id, [])) for d in rows]
