@@ -8,10 +8,10 @@ import pytest
 
 from accounts import orgs
 from registry import blobs, content, gc, repos, tags
-from registry.errors import RegistryError
+from registry.errors import oci_error
 from registry.jobs import cleanup_stale_uploads
 from registry.models import Blob, Upload
-from slipway.errors import Invalid
+from slipway.errors import DomainError, Invalid
 
 from .steps import digest_of, push_blob, push_image
 
@@ -32,9 +32,9 @@ def test_a_chunked_upload_becomes_a_blob_and_a_wrong_digest_leaves_nothing(stora
     receiver = blobs.ChunkReceiver(storage, upload.uuid, 0)
     receiver.write(b"not what the digest says")
     size = receiver.close()
-    with pytest.raises(RegistryError) as refused:
+    with pytest.raises(DomainError) as refused:
         blobs.verify_and_commit(storage, repo, upload.uuid, digest_of(b"something else"), size, upload)
-    assert refused.value.code == "DIGEST_INVALID"
+    assert oci_error(refused.value).code == "DIGEST_INVALID"
     assert list(storage.uploads.iterdir()) == [] and Upload.select().count() == 0
     assert Blob.select().count() == 1
 
@@ -45,29 +45,29 @@ def test_a_manifest_is_found_by_tag_and_digest_and_needs_its_blobs(storage, repo
     assert content.lookup_manifest("admin/app", "v1").digest == digest
     assert content.lookup_manifest("admin/app", digest).content == pushed.manifest.content
     assert content.list_tags("admin/app", None, "") == ["v1"]
-    with pytest.raises(RegistryError) as unknown:
+    with pytest.raises(DomainError) as unknown:
         content.lookup_manifest("admin/app", "v2")
-    assert unknown.value.code == "MANIFEST_UNKNOWN"
+    assert oci_error(unknown.value).code == "MANIFEST_UNKNOWN"
 
     other = repos.create("admin/other", admin)[0]  # the blobs are not linked there
     raw = pushed.manifest.content
     from registry import manifests
 
-    with pytest.raises(RegistryError) as missing:
+    with pytest.raises(DomainError) as missing:
         content.put_manifest(other, manifests.parse(bytes(raw), pushed.manifest.media_type), "v1", storage)
-    assert missing.value.code == "MANIFEST_BLOB_UNKNOWN"
+    assert oci_error(missing.value).code == "MANIFEST_BLOB_UNKNOWN"
 
 
-def test_a_blob_a_tag_holds_is_not_deleted_and_deleting_a_tag_ends_it(storage, repo):
+def test_a_blob_a_tag_holds_is_not_deleted_and_deleting_a_tag_ends_it(storage, repo, admin):
     pushed = push_image(storage, repo, "v1", layer=b"held")
-    with pytest.raises(RegistryError) as held:
+    with pytest.raises(DomainError) as held:
         blobs.unlink(repo, digest_of(b"held"))
-    assert held.value.code == "UNSUPPORTED" and "tag 'v1'" in held.value.message
-    assert content.delete_reference(repo, "v1") == ["v1"]
+    assert oci_error(held.value).code == "UNSUPPORTED" and "tag 'v1'" in held.value.message
+    assert content.delete_reference(repo, "v1", admin) == ["v1"]
     assert content.list_tags("admin/app", None, "") == []
     blobs.unlink(repo, digest_of(b"held"))  # nothing holds it now
     assert content.blob_size("admin/app", digest_of(b"held")) is None
-    with pytest.raises(RegistryError):
+    with pytest.raises(DomainError):
         content.lookup_manifest("admin/app", "v1")
     assert content.lookup_manifest("admin/app", pushed.manifest.digest)  # the manifest stays until deleted
 
@@ -79,7 +79,7 @@ def test_a_tag_from_an_expiring_image_ends_at_its_time(storage, repo, clock):
     assert content.list_tags("admin/app", None, "") == ["short"]
     clock.advance(1.001)
     assert content.list_tags("admin/app", None, "") == []
-    with pytest.raises(RegistryError):
+    with pytest.raises(DomainError):
         content.lookup_manifest("admin/app", "short")
 
 
@@ -98,7 +98,7 @@ def test_the_time_machine_restores_within_its_window_only(storage, repo, clock):
 def test_gc_spares_what_is_younger_than_the_grace_and_frees_the_rest(storage, repo, admin, clock):
     orgs.set_time_machine(repo.namespace, 0, admin)  # no time machine: what is deleted is garbage
     pushed = push_image(storage, repo, "v1", layer=b"doomed")
-    content.delete_reference(repo, pushed.manifest.digest)
+    content.delete_reference(repo, pushed.manifest.digest, admin)
     stray = push_blob(storage, repo, b"uploaded for a manifest not pushed yet")
     assert gc.collect(storage, grace_seconds=60).blobs == 0  # all of it is younger than the grace
     clock.advance(30)
