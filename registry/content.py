@@ -172,9 +172,11 @@ def put_manifest(repo: Repository, parsed: ParsedManifest, tag: str | None, stor
                     [{"manifest": manifest.id, "child": cid} for cid in set(child_ids.values())]).execute()
             if found_labels:
                 labels.store(manifest, found_labels)
+            events.emit(events.MANIFEST_PUSHED, repo, {"digest": parsed.digest, "media_type": parsed.media_type})
         elif manifest.deleted_at is not None:
             Manifest.update(deleted_at=None).where(Manifest.id == manifest.id).execute()
             manifest.deleted_at = None
+            events.emit(events.MANIFEST_PUSHED, repo, {"digest": parsed.digest, "media_type": parsed.media_type})
         result = PushResult(manifest)
         if tag is not None:
             _, _, result.invalid_expiry = point_tag(repo, tag, manifest)

@@ -14,6 +14,7 @@ from tornado.web import Application
 import accounts.include
 import builder.include
 import registry.include
+import scanner.include
 import triggers.include
 import webhooks.include
 from accounts.login import Authenticator
@@ -31,7 +32,8 @@ TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 
 # Dependency order: a package's tables and hooks are in place before those of the packages above it.
 PACKAGES = [core_includeme, accounts.include.includeme, registry.include.includeme,
-            builder.include.includeme, triggers.include.includeme, webhooks.include.includeme]
+            builder.include.includeme, triggers.include.includeme, webhooks.include.includeme,
+            scanner.include.includeme]
 
 
 def registration(config: Config | None = None) -> Registration:

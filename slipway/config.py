@@ -189,6 +189,21 @@ class NotificationsConfig:
 
 
 @dataclass
+class ScannerConfig:
+    # Index every pushed image manifest and match it against the imported advisories.
+    enabled: bool = True
+    # Advisory feeds imported by the scheduled update (files, directories, zips or http(s) URLs);
+    # `slipway scanner update` imports these when given no argument.
+    feeds: list[str] = field(default_factory=list)
+    update_interval_seconds: int = 6 * 3600
+    # A layer (or a whole scan) that inflates to more than this is a decompression bomb: the scan fails.
+    max_inflated_mb_per_layer: int = 4096
+    max_inflated_mb_per_scan: int = 16384
+    # A scan whose process stops renewing its claim is taken again after this.
+    lease_seconds: int = 60
+
+
+@dataclass
 class Config:
     data_dir: str = "./slipway-data"
     log_level: Literal["debug", "info", "warning", "error", "critical"] = "info"
@@ -203,6 +218,7 @@ class Config:
     builds: BuildsConfig = field(default_factory=BuildsConfig)
     triggers: TriggersConfig = field(default_factory=TriggersConfig)
     notifications: NotificationsConfig = field(default_factory=NotificationsConfig)
+    scanner: ScannerConfig = field(default_factory=ScannerConfig)
 
     # -- derived values ---------------------------------------------------
     @property

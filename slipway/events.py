@@ -14,6 +14,9 @@ from peewee import CharField, IntegerField, TextField
 from .db import BaseModel, TimestampField, now_ms
 
 REPO_PUSH = "repo_push"
+# A manifest stored in a repository (new, or pushed again after a delete), with its digest and media type;
+# read by the scanner to queue a scan. Internal: no notification subscribes to it.
+MANIFEST_PUSHED = "manifest_pushed"
 BUILD_QUEUED, BUILD_START, BUILD_SUCCESS, BUILD_FAILURE, BUILD_CANCELLED = (
     "build_queued", "build_start", "build_success", "build_failure", "build_cancelled")
 

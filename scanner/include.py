@@ -1,0 +1,10 @@
+"""Everything the scanner brings to the application, declared in one place (called by ``slipway.app``)."""
+from __future__ import annotations
+
+from . import handlers, jobs, migrations
+
+
+def includeme(reg) -> None:
+    reg.add_migrations("scanner", migrations.MIGRATIONS)
+    reg.add_routes(handlers.default_handlers)
+    reg.add_jobs(jobs.register)

@@ -1,0 +1,339 @@
+"""Scans: the durable queue (claims with a lease), indexing a manifest from its layers (each layer once per
+indexer version), matching, storing what the security API renders, and announcing new vulnerabilities.
+
+A scan is keyed by the manifest's digest. Queued by the ``manifest_pushed`` events the registry writes with
+each stored manifest (``queue_pushed``), by ``POST .../security``, and again when the indexer version
+changed. ``claim`` takes the oldest due job: ``FOR UPDATE SKIP LOCKED`` on PostgreSQL (workers of several
+nodes skip each other's rows), SQLite's write lock otherwise; the holder renews its lease while it scans, so
+a scan whose process died is taken again once the lease lapses, and one that kept killing its process is
+failed after ``MAX_ATTEMPTS``.
+"""
+from __future__ import annotations
+
+import io
+import json
+import logging
+from collections.abc import Iterator
+from dataclasses import asdict
+
+from peewee import chunked
+
+from registry.manifests import IMAGE_TYPES, INDEX_TYPES
+from registry.models import Manifest, ManifestChild, Repository, Tag, alive
+from slipway import events, leases
+from slipway.db import database, is_postgres, now_ms
+
+from . import advisories
+from .index import INDEXER_VERSION, Distribution, ImageIndex, LayerIndex, LayerUnreadable, Limits, Package, combine, \
+    index_layer
+from .match import ecosystem_keys, match
+from .models import FAILED, QUEUED, SCANNED, UNSUPPORTED, Announced, LayerIndexRow, ManifestKey, ManifestScan, \
+    ScanCursor, ScanJob
+
+log = logging.getLogger("slipway.scanner")
+VULNERABILITY_FOUND = "vulnerability_found"
+MAX_ATTEMPTS = 3  # claims of one scan (each a process that died or stalled while scanning) before it fails
+SETTLE_MS = 10_000  # on PostgreSQL an event id is seen when its transaction commits (see webhooks.dispatch)
+IMAGE_CONFIGS = {"application/vnd.oci.image.config.v1+json", "application/vnd.docker.container.image.v1+json"}
+LAYER_TYPES = {
+    "application/vnd.oci.image.layer.v1.tar", "application/vnd.oci.image.layer.v1.tar+gzip",
+    "application/vnd.oci.image.layer.v1.tar+zstd", "application/vnd.docker.image.rootfs.diff.tar.gzip",
+    "application/vnd.docker.image.rootfs.diff.tar",
+}
+FOREIGN_LAYERS = {"application/vnd.docker.image.rootfs.foreign.diff.tar.gzip",
+                  "application/vnd.oci.image.layer.nondistributable.v1.tar",
+                  "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip",
+                  "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd"}
+
+
+# -- the queue -------------------------------------------------------------------------------------------
+
+def queue(digest: str, force: bool = False) -> None:
+    """Queue a scan of ``digest`` unless it was scanned by this indexer version (``force``: again anyway)."""
+    with database.atomic():
+        scan = ManifestScan.get_or_none(ManifestScan.digest == digest)
+        if scan is None:
+            ManifestScan.insert(digest=digest, status=QUEUED).on_conflict_ignore().execute()
+        elif force or scan.indexer_version not in (None, INDEXER_VERSION):
+            ManifestScan.update(status=QUEUED, reason=None, updated_at=now_ms()).where(
+                ManifestScan.id == scan.id).execute()
+        elif scan.status != QUEUED:
+            return
+        if ScanJob.insert(digest=digest).on_conflict_ignore().as_rowcount().execute() == 0 and force:
+            ScanJob.update(available_at=now_ms(), attempts=0).where(
+                (ScanJob.digest == digest) & ScanJob.lease_owner.is_null()).execute()
+
+
+def queue_pushed(batch: int = 500) -> int:
+    """Queue a scan for each image manifest the registry stored since the last run (``manifest_pushed``);
+    announce what an already scanned manifest has in a repository it was just pushed to."""
+    cursor, _ = ScanCursor.get_or_create(name="manifest_pushed")
+    rows = events.since(cursor.last_id, (events.MANIFEST_PUSHED,), limit=batch)
+    if not rows:
+        return 0
+    settled_before = now_ms() - (SETTLE_MS if is_postgres() else 0)
+    watermark, settled = cursor.last_id, True
+    for event in rows:
+        data = json.loads(event.payload)
+        if data.get("media_type") in INDEX_TYPES:
+            pass  # each platform manifest of an index was pushed (and queued) on its own
+        else:
+            scan = ManifestScan.get_or_none(ManifestScan.digest == data["digest"])
+            if scan is not None and scan.status == SCANNED and scan.indexer_version == INDEXER_VERSION:
+                announce(scan)
+            else:
+                queue(data["digest"])
+        settled = settled and event.created_at < settled_before
+        if settled:
+            watermark = event.id
+    if watermark != cursor.last_id:
+        ScanCursor.update(last_id=watermark).where(
+            (ScanCursor.id == cursor.id) & (ScanCursor.last_id == cursor.last_id)).execute()
+    return len(rows)
+
+
+def claim(holder: str, lease_seconds: int) -> ScanJob | None:
+    """Take the oldest due scan for ``holder`` (free, or its lease lapsed), or None."""
+    while True:
+        now = now_ms()
+        due = (ScanJob.available_at <= now) & (ScanJob.lease_owner.is_null() | (ScanJob.lease_expires < now))
+        if not ScanJob.select(ScanJob.id).where(due).exists():  # idle: a plain read, no lock
+            return None
+        with database.atomic():
+            query = ScanJob.select().where(due).order_by(ScanJob.id).limit(1)
+            if is_postgres():
+                query = query.for_update("FOR UPDATE SKIP LOCKED")
+            job = query.first()
+            if job is None:
+                return None
+            if job.attempts >= MAX_ATTEMPTS:
+                _set(job.digest, FAILED, f"the scan was interrupted {job.attempts} times (its process stopped "
+                                         "or stalled while scanning)")
+                ScanJob.delete().where(ScanJob.id == job.id).execute()
+                continue
+            taken = ScanJob.update(lease_owner=holder, lease_expires=now + lease_seconds * 1000,
+                                   attempts=ScanJob.attempts + 1).where((ScanJob.id == job.id) & due).execute()
+            if taken:
+                job.lease_owner, job.attempts = holder, job.attempts + 1
+                return job
+
+
+def renew(job: ScanJob, holder: str, lease_seconds: int) -> bool:
+    return ScanJob.update(lease_expires=now_ms() + lease_seconds * 1000).where(
+        (ScanJob.id == job.id) & (ScanJob.lease_owner == holder)).execute() == 1
+
+
+def done(job: ScanJob, holder: str) -> None:
+    ScanJob.delete().where((ScanJob.id == job.id) & (ScanJob.lease_owner == holder)).execute()
+
+
+def run_next(storage, limits: ScanLimits, holder: str | None = None, lease_seconds: int = 60) -> str | None:
+    """Claim one scan and run it; its digest, or None when nothing is due."""
+    holder = holder or leases.holder_id()
+    job = claim(holder, lease_seconds)
+    if job is None:
+        return None
+    with leases.renewing(lambda: renew(job, holder, lease_seconds), lease_seconds / 3):
+        try:
+            scan_manifest(job.digest, storage, limits)
+        except Exception as e:  # a bug, or the database: the rest of the registry goes on; the scan says so
+            log.exception("scan of %s failed", job.digest)
+            _set(job.digest, FAILED, f"internal error: {type(e).__name__}: {e}")
+    done(job, holder)
+    return job.digest
+
+
+# -- indexing --------------------------------------------------------------------------------------------
+
+class ScanLimits:
+    def __init__(self, max_inflated_bytes_per_layer: int, max_inflated_bytes_per_scan: int,
+                 max_file_bytes: int = 64 << 20):
+        self.per_layer = max_inflated_bytes_per_layer
+        self.per_scan = max_inflated_bytes_per_scan
+        self.max_file_bytes = max_file_bytes
+
+    @classmethod
+    def from_config(cls, scanner_config) -> ScanLimits:
+        return cls(scanner_config.max_inflated_mb_per_layer << 20, scanner_config.max_inflated_mb_per_scan << 20)
+
+
+class _ChunkReader(io.RawIOBase):
+    """A read-only binary stream over an iterator of byte chunks (a stored blob, read as it streams)."""
+
+    def __init__(self, chunks: Iterator[bytes]):
+        self._chunks = iter(chunks)
+        self._pending = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        while not self._pending:
+            chunk = next(self._chunks, None)
+            if chunk is None:
+                return 0
+            self._pending = bytes(chunk)
+        n = min(len(buffer), len(self._pending))
+        buffer[:n] = self._pending[:n]
+        self._pending = self._pending[n:]
+        return n
+
+
+def _set(digest: str, status: str, reason: str | None) -> None:
+    with database.atomic():
+        updated = ManifestScan.update(status=status, reason=reason, image=None, findings=None,
+                                      indexer_version=INDEXER_VERSION, updated_at=now_ms()).where(
+            ManifestScan.digest == digest).execute()
+        if not updated:
+            ManifestScan.insert(digest=digest, status=status, reason=reason,
+                                indexer_version=INDEXER_VERSION).on_conflict_ignore().execute()
+        ManifestKey.delete().where(ManifestKey.digest == digest).execute()
+
+
+def layer_index(digest: str, media_type: str, storage, limits: Limits) -> LayerIndex:
+    """A layer's index: stored, or read once from the blob (streamed) and stored."""
+    row = LayerIndexRow.get_or_none((LayerIndexRow.layer_digest == digest)
+                                    & (LayerIndexRow.indexer_version == INDEXER_VERSION))
+    if row is not None:
+        return LayerIndex.from_json(row.data)
+    stream = io.BufferedReader(_ChunkReader(storage.read_blob(digest)), 1 << 20)
+    try:
+        found = index_layer(stream, media_type, limits)
+    except FileNotFoundError:
+        raise LayerUnreadable("the layer's blob is missing from storage") from None
+    LayerIndexRow.insert(layer_digest=digest, indexer_version=INDEXER_VERSION,
+                         data=found.to_json()).on_conflict_ignore().execute()
+    return found
+
+
+def scan_manifest(digest: str, storage, limits: ScanLimits) -> str:
+    """Index and match the image manifest ``digest``; stores and returns its status."""
+    row = Manifest.select().where((Manifest.digest == digest) & Manifest.deleted_at.is_null()).first()
+    if row is None:
+        _set(digest, FAILED, "the manifest is no longer stored in any repository")
+        return FAILED
+    document = json.loads(bytes(row.content))
+    if row.media_type in INDEX_TYPES:
+        for child in document.get("manifests", []):
+            queue(child["digest"])
+        _set(digest, UNSUPPORTED, "an index: each of its platform manifests is scanned on its own")
+        return UNSUPPORTED
+    config_type = (document.get("config") or {}).get("mediaType")
+    if row.media_type not in IMAGE_TYPES or config_type not in IMAGE_CONFIGS:
+        _set(digest, UNSUPPORTED, f"not a container image (config media type {config_type})")
+        return UNSUPPORTED
+    layers = [d for d in document.get("layers", []) if d.get("mediaType") not in FOREIGN_LAYERS]
+    unknown = [d.get("mediaType") for d in layers if d.get("mediaType") not in LAYER_TYPES]
+    if unknown:
+        _set(digest, UNSUPPORTED, f"not a container image (layer media type {unknown[0]})")
+        return UNSUPPORTED
+    budget = limits.per_scan
+    indexed = []
+    for number, layer in enumerate(layers, 1):
+        layer_limits = Limits(max_inflated_bytes_per_layer=max(0, min(limits.per_layer, budget)),
+                              max_file_bytes=limits.max_file_bytes)
+        try:
+            indexed.append((layer["digest"], layer_index(layer["digest"], layer["mediaType"], storage, layer_limits)))
+        except LayerUnreadable as e:
+            reason = f"layer {number} ({layer['digest']}): {e}"
+            if budget < limits.per_layer:
+                reason += f" (the scan's inflated bytes are capped at {limits.per_scan >> 20} MB)"
+            _set(digest, FAILED, reason)
+            return FAILED
+        budget -= int(layer.get("size") or 0)  # the compressed size: a lower bound of what it inflated to
+    image = combine(indexed)
+    if not image.supported:
+        _set(digest, UNSUPPORTED, "no package database found (an image FROM scratch, or not an OS image)")
+        return UNSUPPORTED
+    store(digest, image, match(image, advisories.lookup_for(image)))
+    announce(ManifestScan.get(ManifestScan.digest == digest))
+    return SCANNED
+
+
+# -- results ---------------------------------------------------------------------------------------------
+
+def image_json(image: ImageIndex) -> str:
+    return json.dumps({"distribution": asdict(image.distribution) if image.distribution else None,
+                       "packages": [asdict(p) for p in image.packages]}, separators=(",", ":"))
+
+
+def image_from_json(text: str) -> ImageIndex:
+    data = json.loads(text)
+    distribution = Distribution(**data["distribution"]) if data["distribution"] else None
+    return ImageIndex(distribution, [Package(**p) for p in data["packages"]])
+
+
+def findings_json(image: ImageIndex, findings) -> str:
+    position = {p: i for i, p in enumerate(image.packages)}
+    return json.dumps([{"package": position[f.package], "id": f.advisory.id, "ecosystem": f.advisory.ecosystem,
+                        "severity": f.advisory.severity, "fixed_by": f.fixed_by, "link": f.advisory.link,
+                        "description": f.advisory.description} for f in findings if f.package in position],
+                      separators=(",", ":"))
+
+
+def store(digest: str, image: ImageIndex, findings) -> None:
+    keys = {key for p in image.packages for key in ecosystem_keys(p, image.distribution)}
+    with database.atomic():
+        ManifestScan.update(status=SCANNED, reason=None, indexer_version=INDEXER_VERSION, image=image_json(image),
+                            findings=findings_json(image, findings), updated_at=now_ms()).where(
+            ManifestScan.digest == digest).execute()
+        ManifestKey.delete().where(ManifestKey.digest == digest).execute()
+        for rows in chunked([{"digest": digest, "ecosystem": e, "package": n} for e, n in sorted(keys)], 100):
+            ManifestKey.insert_many(rows).on_conflict_ignore().execute()
+
+
+def rematch(keys: set[tuple[str, str]]) -> tuple[int, int]:
+    """Match again, from their stored indexes, the scanned manifests holding a package of ``keys``
+    (ecosystem, package); announce what is new. Returns (manifests matched, vulnerabilities announced)."""
+    digests = set()
+    by_ecosystem: dict[str, list[str]] = {}
+    for ecosystem, name in keys:
+        by_ecosystem.setdefault(ecosystem, []).append(name)
+    for ecosystem, names in by_ecosystem.items():
+        for part in chunked(sorted(set(names)), 500):
+            digests.update(k.digest for k in ManifestKey.select(ManifestKey.digest).where(
+                (ManifestKey.ecosystem == ecosystem) & ManifestKey.package.in_(part)))
+    announced = 0
+    for digest in sorted(digests):
+        scan = ManifestScan.get_or_none((ManifestScan.digest == digest) & (ManifestScan.status == SCANNED))
+        if scan is None or not scan.image:
+            continue
+        image = image_from_json(scan.image)
+        found = findings_json(image, match(image, advisories.lookup_for(image)))
+        if found != scan.findings:
+            ManifestScan.update(findings=found, updated_at=now_ms()).where(ManifestScan.id == scan.id).execute()
+            scan.findings = found
+        announced += announce(scan)
+    return len(digests), announced
+
+
+def announce(scan: ManifestScan) -> int:
+    """Write a ``vulnerability_found`` event, once per repository holding the manifest, for each of its
+    vulnerabilities not announced there yet. Returns how many events were written."""
+    findings = json.loads(scan.findings or "[]")
+    if not findings:
+        return 0
+    image = json.loads(scan.image)
+    packages = image["packages"]
+    written = 0
+    with database.atomic():
+        holders = list(Manifest.select(Manifest.id, Manifest.repository).where(
+            (Manifest.digest == scan.digest) & Manifest.deleted_at.is_null()))
+        for holder in holders:
+            repo = Repository.get_by_id(holder.repository_id)
+            parents = ManifestChild.select(ManifestChild.manifest).where(ManifestChild.child == holder.id)
+            tags = sorted({t.name for t in Tag.select(Tag.name).where(
+                (Tag.repository == repo.id) & alive() & (Tag.manifest.in_(parents) | (Tag.manifest == holder.id)))})
+            for f in findings:
+                package = packages[f["package"]]["name"]
+                new = Announced.insert(repository=repo.id, digest=scan.digest, advisory_id=f["id"],
+                                       package=package).on_conflict_ignore().as_rowcount().execute()
+                if not new:
+                    continue
+                events.emit(VULNERABILITY_FOUND, repo, {
+                    "tags": tags, "manifest_digest": scan.digest, "image": f"{repo.full_name}@{scan.digest}",
+                    "vulnerability": {"id": f["id"], "description": f["description"], "link": f["link"],
+                                      "priority": f["severity"], "has_fix": bool(f["fixed_by"]),
+                                      "package": package}})
+                written += 1
+    return written
