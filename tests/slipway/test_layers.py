@@ -7,7 +7,7 @@ from pathlib import Path
 import grimp
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ["slipway", "accounts", "registry", "builder", "triggers", "webhooks"]
+PACKAGES = ["slipway", "accounts", "registry", "builder", "triggers", "webhooks", "scanner"]
 COMPOSITION_ROOT = {"slipway.app", "slipway.server", "slipway.cli"}
 
 
