@@ -24,11 +24,30 @@ from slipway import events, leases
 from slipway.db import database, is_postgres, now_ms
 
 from . import advisories
-from .index import INDEXER_VERSION, Distribution, ImageIndex, LayerIndex, LayerUnreadable, Limits, Package, combine, \
-    index_layer
+from .index import (
+    INDEXER_VERSION,
+    Distribution,
+    ImageIndex,
+    LayerIndex,
+    LayerUnreadable,
+    Limits,
+    Package,
+    combine,
+    index_layer,
+)
 from .match import ecosystem_keys, match
-from .models import FAILED, QUEUED, SCANNED, UNSUPPORTED, Announced, LayerIndexRow, ManifestKey, ManifestScan, \
-    ScanCursor, ScanJob
+from .models import (
+    FAILED,
+    QUEUED,
+    SCANNED,
+    UNSUPPORTED,
+    Announced,
+    LayerIndexRow,
+    ManifestKey,
+    ManifestScan,
+    ScanCursor,
+    ScanJob,
+)
 
 log = logging.getLogger("slipway.scanner")
 VULNERABILITY_FOUND = "vulnerability_found"

@@ -64,6 +64,15 @@ def main(argv: list[str] | None = None) -> int:
                       help="also remove stored blobs no database row knows about, once older than the grace period")
     _data_dir_option(p_gc)
 
+    p_scanner = sub.add_parser("scanner", help="the vulnerability scanner (of an existing Slipway)")
+    _data_dir_option(p_scanner)
+    scanner_sub = p_scanner.add_subparsers(dest="scanner_command", required=True)
+    p_update = scanner_sub.add_parser(
+        "update", help="import advisory feeds (files, directories, zips or http(s) URLs; default: scanner.feeds), "
+                       "then match the stored images again")
+    p_update.add_argument("sources", nargs="*", metavar="PATH_OR_URL")
+    _data_dir_option(p_update)
+
     args = parser.parse_args(argv)
     try:
         config = config_module.load(args.config)
@@ -114,6 +123,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     make_private(config)
     open_db(config)
+    if args.command == "scanner":
+        return _scanner_update(config, args.sources)
     if args.admin_command == "create-user":
         return _create_user(args)
     if args.admin_command == "list-users":
@@ -123,6 +134,35 @@ def main(argv: list[str] | None = None) -> int:
     if args.admin_command == "gc":
         return _gc(config, args.grace, args.orphans)
     return 1
+
+
+def _scanner_update(config, sources: list[str]) -> int:
+    """``slipway scanner update``: one transaction for every feed given (a bad feed writes nothing), progress
+    per feed on stderr, then the stored images holding a touched package are matched again."""
+    from scanner.feeds import FeedError
+    from scanner.jobs import update_feeds
+
+    sources = sources or config.scanner.feeds
+    if not sources:
+        print("slipway: no feed to import: name files, directories or URLs, or set scanner.feeds", file=sys.stderr)
+        return 2
+    shown = {}
+
+    def progress(feed: str, count: int) -> None:
+        if count - shown.get(feed, -10_000) >= 10_000:
+            shown[feed] = count
+            print(f"  {feed}: {count} advisories read", file=sys.stderr, flush=True)
+
+    try:
+        result = update_feeds(config, sources, progress)
+    except FeedError as e:
+        print(f"slipway: feed not imported, nothing was changed: {e}", file=sys.stderr)
+        return 1
+    for feed in result.feeds:
+        print(f"{feed.name}: {feed.advisories} advisories, {feed.added} new, {feed.changed} changed")
+    print(f"{result.added} new, {result.changed} changed advisories; {result.rematched} images matched again, "
+          f"{result.announced} new vulnerabilities announced")
+    return 0
 
 
 def _where(config) -> str:
