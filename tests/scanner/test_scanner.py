@@ -1,0 +1,180 @@
+"""The scanner end to end: a real server, images pushed with skopeo, feeds imported with
+``slipway scanner update``, results read through Quay's security API, ``vulnerability_found`` delivered to a
+real webhook receiver."""
+from __future__ import annotations
+
+import gzip
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.api import Api
+from tests.conftest import ADMIN_PASSWORD, ContainerTools, SlipwayServer, wait_for
+from tests.images import layer_tar, make_oci_layout
+from tests.receiver import Receiver
+
+VULNDATA = Path(__file__).resolve().parents[3] / "shared" / "vulndata"
+if not VULNDATA.is_dir():
+    VULNDATA = Path("/work/shared/vulndata")
+BOOKWORM_LAYER = VULNDATA / "fixtures" / "bookworm-scanner-fixture.tar.gz"
+TRACKER = VULNDATA / "debian" / "bookworm-derived-tracker.json"
+CREDS = f"admin:{ADMIN_PASSWORD}"
+HELD_BACK = "CVE-2026-103111"  # pcre2 (libpcre2-8-0 10.42-1), fixed in 10.42-1+deb12u2: imported second
+PERL_CVES = {"CVE-2025-15649", "CVE-2026-12087", "CVE-2026-13221", "CVE-2026-19487", "CVE-2026-42496",
+             "CVE-2026-42497", "CVE-2026-48959", "CVE-2026-48962", "CVE-2026-57432", "CVE-2026-57433",
+             "CVE-2026-7010", "CVE-2026-7017", "CVE-2026-8376"}
+
+pytestmark = pytest.mark.skipif(not BOOKWORM_LAYER.exists(), reason="the shared vulndata is not here")
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    base = tmp_path_factory.mktemp("scanner")
+    receiver = Receiver()
+    srv = SlipwayServer(base / "srv", extra_env={"SLIPWAY_NETWORK__ALLOWLIST": "127.0.0.1/32"}).start()
+    tools = ContainerTools(base / "tools", srv.host)
+    yield srv, tools, receiver, base
+    srv.stop()
+    receiver.httpd.shutdown()
+
+
+def push(env, layers: list[bytes], ref: str) -> str:
+    srv, tools, _, base = env
+    layout = base / f"layout-{time.monotonic_ns()}"
+    info = make_oci_layout(layout, layers=layers, labels={"stamp": str(time.time())})
+    tools.skopeo("copy", "--dest-tls-verify=false", "--dest-creds", CREDS, f"oci:{layout}:latest",
+                 f"docker://{srv.host}/{ref}")
+    return info["manifest_digest"]
+
+
+def security(api: Api, repo: str, digest: str, vulnerabilities: bool = True) -> dict:
+    r = api.get(f"/repository/{repo}/manifest/{digest}/security",
+                params={"vulnerabilities": "true" if vulnerabilities else "false"})
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def settled(api: Api, repo: str, digest: str) -> dict:
+    return wait_for(lambda: (lambda body: body if body["status"] != "queued" else None)(
+        security(api, repo, digest)), timeout=60, what=f"the scan of {digest}")
+
+
+def vulnerabilities(body: dict) -> dict:
+    return {v["Name"]: (f["Name"], v) for f in body["data"]["Layer"]["Features"] for v in f.get("Vulnerabilities", [])}
+
+
+def test_debian_image_scanned_and_a_feed_update_announces_a_new_vulnerability_once(env, tmp_path):
+    srv, _, receiver, _ = env
+    api = Api(srv, auth=("admin", ADMIN_PASSWORD))
+    # The tracker without one CVE first; the full tracker later adds it.
+    tracker = json.loads(TRACKER.read_text())
+    partial = {source: {cve: v for cve, v in cves.items() if cve != HELD_BACK} for source, cves in tracker.items()}
+    partial_path = tmp_path / "bookworm-partial.json"
+    partial_path.write_text(json.dumps(partial))
+    out = srv.cli("scanner", "update", str(partial_path)).stdout
+    assert "0 changed" in out, out
+
+    api.ok("POST", "/repository", {"repository": "debian", "visibility": "private", "namespace": "admin"})
+    api.ok("POST", "/repository/admin/debian/notification/",
+           {"event": "vulnerability_found", "method": "webhook", "config": {"url": f"{receiver.url}/vuln"},
+            "eventConfig": {}})
+    api.ok("POST", "/repository/admin/debian/notification/",
+           {"event": "vulnerability_found", "method": "webhook", "config": {"url": f"{receiver.url}/high"},
+            "eventConfig": {"level": "High"}})
+    digest = push(env, [gzip.decompress(BOOKWORM_LAYER.read_bytes())], "admin/debian:12")
+
+    body = settled(api, "admin/debian", digest)
+    assert body["status"] == "scanned", body
+    layer = body["data"]["Layer"]
+    assert layer["Name"] == digest and layer["NamespaceName"] == "debian:12"
+    names = {f["Name"]: f for f in layer["Features"]}
+    assert len(names) >= 80 and names["perl-base"]["Version"] == "5.36.0-7+deb12u3"
+    assert names["perl-base"]["VersionFormat"] == "dpkg" and names["perl-base"]["AddedBy"].startswith("sha256:")
+    found = vulnerabilities(body)
+    assert set(found) == PERL_CVES, sorted(found)
+    package, vuln = found["CVE-2026-7010"]
+    assert package == "perl-base" and vuln["FixedBy"] == "5.36.0-7+deb12u4" and vuln["Severity"] == "Unknown"
+    assert vuln["NamespaceName"].startswith("debian")
+    without = security(api, "admin/debian", digest, vulnerabilities=False)
+    assert all("Vulnerabilities" not in f for f in without["data"]["Layer"]["Features"])
+
+    # One delivery per vulnerability to the notification without a level, none below High to the other.
+    hits = receiver.wait(len(PERL_CVES), "/vuln", timeout=60)
+    payloads = [json.loads(h["body"]) for h in hits]
+    assert {p["vulnerability"]["id"] for p in payloads} == PERL_CVES
+    first = payloads[0]
+    assert first["repository"] == "admin/debian" and first["namespace"] == "admin" and first["name"] == "debian"
+    assert first["tags"] == ["12"] and first["docker_url"].endswith("/admin/debian") and first["homepage"]
+    assert set(first["vulnerability"]) >= {"id", "description", "link", "priority", "has_fix"}
+    assert first["vulnerability"]["has_fix"] is True
+
+    # The full tracker adds one advisory: matched from the stored index, announced once.
+    out = srv.cli("scanner", "update", str(TRACKER)).stdout
+    assert "1 new, 0 changed" in out and "1 images matched again" in out, out
+    hits = receiver.wait(len(PERL_CVES) + 1, "/vuln", timeout=60)
+    new = [json.loads(h["body"]) for h in hits if json.loads(h["body"])["vulnerability"]["id"] == HELD_BACK]
+    assert len(new) == 1
+    package, vuln = vulnerabilities(security(api, "admin/debian", digest))[HELD_BACK]
+    assert package == "libpcre2-8-0" and vuln["FixedBy"] == "10.42-1+deb12u2"
+
+    # The same update again changes nothing and announces nothing.
+    events_before = srv.sql("SELECT COUNT(*) FROM event WHERE kind = 'vulnerability_found'")
+    out = srv.cli("scanner", "update", str(TRACKER)).stdout
+    assert "0 new, 0 changed" in out, out
+    assert srv.sql("SELECT COUNT(*) FROM event WHERE kind = 'vulnerability_found'") == events_before
+    [[last_event]] = srv.sql("SELECT MAX(id) FROM event")
+    wait_for(lambda: srv.sql("SELECT last_id FROM event_cursor WHERE name = ?", "notifications")[0][0] >= last_event,
+             timeout=60, what="the notifications to pass every event")
+    assert len([h for h in receiver.requests if h["path"] == "/vuln"]) == len(PERL_CVES) + 1
+    assert not [h for h in receiver.requests if h["path"] == "/high"]  # every one is Unknown
+
+
+def test_from_scratch_busybox_is_unsupported(env):
+    srv = env[0]
+    api = Api(srv, auth=("admin", ADMIN_PASSWORD))
+    digest = push(env, None, "admin/busybox:latest")
+    body = settled(api, "admin/busybox", digest)
+    assert body["status"] == "unsupported" and body["data"] is None, body
+
+
+def test_a_layer_that_is_not_a_tar_fails_with_its_reason_and_the_next_good_push_scans(env):
+    srv = env[0]
+    api = Api(srv, auth=("admin", ADMIN_PASSWORD))
+    bad = push(env, [b"this is not a tar archive at all\n" * 64], "admin/broken:bad")
+    body = settled(api, "admin/broken", bad)
+    assert body["status"] == "failed" and "layer 1" in body["reason"], body
+    good = push(env, [layer_tar({"etc/os-release": 'ID=debian\nVERSION_ID="12"\nVERSION_CODENAME=bookworm\n',
+                                 "var/lib/dpkg/status": "Package: perl-base\nStatus: install ok installed\n"
+                                                        "Version: 5.36.0-7+deb12u3\nSource: perl\n"
+                                                        "Architecture: amd64\n\n"})], "admin/broken:good")
+    body = settled(api, "admin/broken", good)
+    assert body["status"] == "scanned", body
+    assert [f["Name"] for f in body["data"]["Layer"]["Features"]] == ["perl-base"]
+
+
+def test_security_api_permissions_and_rescan(env):
+    srv = env[0]
+    admin = Api(srv, auth=("admin", ADMIN_PASSWORD))
+    digest = push(env, None, "admin/private:latest")
+    settled(admin, "admin/private", digest)
+    path = f"/repository/admin/private/manifest/{digest}/security"
+    assert Api(srv).get(path).status_code in (401, 403)  # anonymous, private repository
+    srv.create_user("mallory", "mallory-password")
+    assert Api(srv, auth=("mallory", "mallory-password")).get(path).status_code == 404
+    assert admin.get(f"/repository/admin/private/manifest/sha256:{'0' * 64}/security").status_code == 404
+    assert Api(srv, auth=("mallory", "mallory-password")).post(path).status_code == 404
+    assert admin.ok("POST", path)["status"] == "queued"
+    assert settled(admin, "admin/private", digest)["status"] == "unsupported"
+
+
+def test_a_corrupt_feed_changes_nothing_and_says_why(env, tmp_path):
+    srv = env[0]
+    before = srv.sql("SELECT COUNT(*) FROM scanner_advisory")
+    truncated = tmp_path / "truncated.json"
+    truncated.write_text(TRACKER.read_text()[:5000])
+    result = srv.cli("scanner", "update", str(TRACKER), str(truncated), check=False)
+    assert result.returncode == 1 and "nothing was changed" in result.stderr and "truncated" in result.stderr, \
+        result.stderr
+    assert srv.sql("SELECT COUNT(*) FROM scanner_advisory") == before
