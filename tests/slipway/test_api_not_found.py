@@ -15,7 +15,6 @@ def admin(server):
 
 
 @pytest.mark.parametrize("method,path", [
-    ("GET", f"/repository/admin/app/manifest/{DIGEST}/security"),  # Quay's scanner route, not Slipway's
     ("GET", f"/repository/admin/app/manifest/{DIGEST}/nope"),
     ("GET", "/repository/admin/app/tag/v1/nope"),
     ("GET", "/repository/admin/App"),
