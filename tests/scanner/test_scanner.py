@@ -145,10 +145,10 @@ def test_a_layer_that_is_not_a_tar_fails_with_its_reason_and_the_next_good_push_
     bad = push(env, [b"this is not a tar archive at all\n" * 64], "admin/broken:bad")
     body = settled(api, "admin/broken", bad)
     assert body["status"] == "failed" and "layer 1" in body["reason"], body
-    good = push(env, [layer_tar({"etc/os-release": 'ID=debian\nVERSION_ID="12"\nVERSION_CODENAME=bookworm\n',
-                                 "var/lib/dpkg/status": "Package: perl-base\nStatus: install ok installed\n"
-                                                        "Version: 5.36.0-7+deb12u3\nSource: perl\n"
-                                                        "Architecture: amd64\n\n"})], "admin/broken:good")
+    good = push(env, [layer_tar({"etc/os-release": b'ID=debian\nVERSION_ID="12"\nVERSION_CODENAME=bookworm\n',
+                                 "var/lib/dpkg/status": b"Package: perl-base\nStatus: install ok installed\n"
+                                                        b"Version: 5.36.0-7+deb12u3\nSource: perl\n"
+                                                        b"Architecture: amd64\n\n"})], "admin/broken:good")
     body = settled(api, "admin/broken", good)
     assert body["status"] == "scanned", body
     assert [f["Name"] for f in body["data"]["Layer"]["Features"]] == ["perl-base"]
