@@ -178,3 +178,23 @@ def test_a_corrupt_feed_changes_nothing_and_says_why(env, tmp_path):
     assert result.returncode == 1 and "nothing was changed" in result.stderr and "truncated" in result.stderr, \
         result.stderr
     assert srv.sql("SELECT COUNT(*) FROM scanner_advisory") == before
+
+
+def test_a_scan_whose_process_died_is_taken_again_once_its_lease_lapses(env):
+    """A scan claimed by a process that died (its lease not renewed) is scanned by the server once the lease
+    lapses, once: the job is gone and nothing is announced twice."""
+    srv = env[0]
+    api = Api(srv, auth=("admin", ADMIN_PASSWORD))
+    digest = push(env, [gzip.decompress(BOOKWORM_LAYER.read_bytes())], "admin/crashed:1")
+    assert settled(api, "admin/crashed", digest)["status"] == "scanned"
+    announced = srv.sql("SELECT COUNT(*) FROM scanner_announced WHERE digest = ?", digest)
+    # As if a process had claimed the scan again and died 59 s into its 60 s lease.
+    lapses = int(time.time() * 1000) + 1000
+    srv.sql("UPDATE scanner_manifest SET status = 'queued' WHERE digest = ?", digest)
+    srv.sql("INSERT INTO scanner_job (digest, available_at, lease_owner, lease_expires, attempts, created_at) "
+            "VALUES (?, 0, 'dead-host:1:x', ?, 1, 0)", digest, lapses)
+    assert security(api, "admin/crashed", digest)["status"] == "queued"
+    body = settled(api, "admin/crashed", digest)
+    assert body["status"] == "scanned" and time.time() * 1000 >= lapses
+    assert srv.sql("SELECT COUNT(*) FROM scanner_job WHERE digest = ?", digest) == [(0,)]
+    assert srv.sql("SELECT COUNT(*) FROM scanner_announced WHERE digest = ?", digest) == announced
