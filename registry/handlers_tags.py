@@ -8,6 +8,7 @@ from slipway.errors import Invalid
 from . import labels, tags
 from .digests import DIGEST_PATTERN
 from .handlers_api import REPO_PATH, RepositoryBase
+from .hooks import RegistryHooks
 from .manifests import INDEX_TYPES
 from .names import TAG_PATTERN
 
@@ -26,6 +27,7 @@ class TagListHandler(RepositoryBase):
         page = self.int_argument("page", 1, minimum=1, maximum=1_000_000)
         limit = self.int_argument("limit", 50, minimum=1, maximum=100, clamp=True)
         rows, more = tags.list_tags(repo, self.get_argument("specificTag", None), only_active, page, limit)
+        self.services.registration.extension(RegistryHooks).tag_list(repo, rows)
         self.send({"tags": rows, "page": page, "has_additional": more})
 
 

@@ -21,6 +21,7 @@ class ManifestScanV1(Model):
     indexer_version = CharField(max_length=32, null=True)
     image = TextField(null=True)
     findings = TextField(null=True)
+    summary = TextField(null=True)
     updated_at = TimestampField(default=now_ms)
     Meta = frozen_meta("scanner_manifest")
 

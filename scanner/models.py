@@ -35,6 +35,7 @@ class ManifestScan(BaseModel):
     indexer_version = CharField(max_length=32, null=True)
     image = TextField(null=True)  # JSON: {"distribution": {...} | null, "packages": [...], "layers": [...]}
     findings = TextField(null=True)  # JSON: [{"package": i, "id", "ecosystem", "severity", "fixed_by", ...}]
+    summary = TextField(null=True)  # JSON: {"High": n, ..., "fixable": n}, for the tag list
     updated_at = TimestampField(default=now_ms)
 
     class Meta:

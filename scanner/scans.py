@@ -200,7 +200,7 @@ class _ChunkReader(io.RawIOBase):
 
 def _set(digest: str, status: str, reason: str | None) -> None:
     with database.atomic():
-        updated = ManifestScan.update(status=status, reason=reason, image=None, findings=None,
+        updated = ManifestScan.update(status=status, reason=reason, image=None, findings=None, summary=None,
                                       indexer_version=INDEXER_VERSION, updated_at=now_ms()).where(
             ManifestScan.digest == digest).execute()
         if not updated:
@@ -264,8 +264,10 @@ def scan_manifest(digest: str, storage, limits: ScanLimits) -> str:
     if not image.supported:
         _set(digest, UNSUPPORTED, "no package database found (an image FROM scratch, or not an OS image)")
         return UNSUPPORTED
-    store(digest, image, match(image, advisories.lookup_for(image)))
-    announce(ManifestScan.get(ManifestScan.digest == digest))
+    findings = match(image, advisories.lookup_for(image))
+    with database.atomic():  # the result and its announcements together
+        store(digest, image, findings)
+        announce(ManifestScan.get(ManifestScan.digest == digest))
     return SCANNED
 
 
@@ -290,11 +292,22 @@ def findings_json(image: ImageIndex, findings) -> str:
                       separators=(",", ":"))
 
 
+def summary_json(findings: str) -> str:
+    """Counts per severity and how many have a fix: what the tag list shows, computed once per match."""
+    counts: dict = {}
+    fixable = 0
+    for f in json.loads(findings):
+        counts[f["severity"]] = counts.get(f["severity"], 0) + 1
+        fixable += bool(f["fixed_by"])
+    return json.dumps({**counts, "fixable": fixable}, sort_keys=True)
+
+
 def store(digest: str, image: ImageIndex, findings) -> None:
     keys = {key for p in image.packages for key in ecosystem_keys(p, image.distribution)}
+    found = findings_json(image, findings)
     with database.atomic():
         ManifestScan.update(status=SCANNED, reason=None, indexer_version=INDEXER_VERSION, image=image_json(image),
-                            findings=findings_json(image, findings), updated_at=now_ms()).where(
+                            findings=found, summary=summary_json(found), updated_at=now_ms()).where(
             ManifestScan.digest == digest).execute()
         ManifestKey.delete().where(ManifestKey.digest == digest).execute()
         for rows in chunked([{"digest": digest, "ecosystem": e, "package": n} for e, n in sorted(keys)], 100):
@@ -319,10 +332,12 @@ def rematch(keys: set[tuple[str, str]]) -> tuple[int, int]:
             continue
         image = image_from_json(scan.image)
         found = findings_json(image, match(image, advisories.lookup_for(image)))
-        if found != scan.findings:
-            ManifestScan.update(findings=found, updated_at=now_ms()).where(ManifestScan.id == scan.id).execute()
-            scan.findings = found
-        announced += announce(scan)
+        with database.atomic():
+            if found != scan.findings:
+                ManifestScan.update(findings=found, summary=summary_json(found), updated_at=now_ms()).where(
+                    ManifestScan.id == scan.id).execute()
+                scan.findings = found
+            announced += announce(scan)
     return len(digests), announced
 
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 import json
 
 from registry.manifests import INDEX_TYPES
-from registry.models import Manifest
+from registry.models import Manifest, ManifestChild
 
 from .index import INDEXER_VERSION
-from .models import QUEUED, SCANNED, UNSUPPORTED, ManifestScan
+from .models import FAILED, QUEUED, SCANNED, UNSUPPORTED, ManifestScan
 from .scans import queue
 
 VERSION_FORMATS = {"dpkg": "dpkg", "apk": "apk", "python": "pypi", "go": "go", "go-stdlib": "go"}
@@ -71,9 +71,12 @@ def security(manifest: Manifest, vulnerabilities: bool, enabled: bool = True) ->
     platforms = []
     for digest, platform in _children(manifest):
         platforms.append({"digest": digest, "platform": platform, **status_of(digest, vulnerabilities, enabled)})
-    statuses = {p["status"] for p in platforms}
-    status = next((s for s in (QUEUED, "failed", SCANNED) if s in statuses), UNSUPPORTED)
-    return {"status": status, "data": None, "manifests": platforms}
+    return {"status": least_advanced({p["status"] for p in platforms}), "data": None, "manifests": platforms}
+
+
+def least_advanced(statuses: set) -> str:
+    """The status of an index from its platform manifests': queued, else failed, else scanned, else unsupported."""
+    return next((s for s in (QUEUED, FAILED, SCANNED) if s in statuses), UNSUPPORTED)
 
 
 def rescan(manifest: Manifest) -> list[str]:
@@ -90,3 +93,38 @@ def manifest_in(repo, digest: str) -> Manifest | None:
 
 
 
+
+
+def _add(total: dict, summary: dict) -> None:
+    for key, n in summary.items():
+        total[key] = total.get(key, 0) + n
+
+
+def tag_summaries(repo, rows: list[dict]) -> None:
+    """Each tag row gains ``security``: ``{"status", "vulnerabilities": {severity: n}, "fixable": n}``, from
+    the summaries stored with each scan (two queries for a page; an index sums its platform manifests)."""
+    if not rows:
+        return
+    digests = {r["manifest_digest"] for r in rows}
+    children: dict[str, list[str]] = {}
+    lists = {r["manifest_digest"] for r in rows if r.get("is_manifest_list")}
+    if lists:
+        Child = Manifest.alias()
+        for parent, child in (Manifest.select(Manifest.digest, Child.digest)
+                              .join(ManifestChild, on=(ManifestChild.manifest == Manifest.id))
+                              .join(Child, on=(ManifestChild.child == Child.id))
+                              .where((Manifest.repository == repo) & Manifest.digest.in_(list(lists)))
+                              .tuples()):
+            children.setdefault(parent, []).append(child)
+    wanted = digests | {c for cs in children.values() for c in cs}
+    scans = {d: (status, json.loads(summary) if summary else None) for d, status, summary in
+             ManifestScan.select(ManifestScan.digest, ManifestScan.status, ManifestScan.summary)
+             .where(ManifestScan.digest.in_(list(wanted))).tuples()}
+    for row in rows:
+        parts = children.get(row["manifest_digest"]) if row.get("is_manifest_list") else [row["manifest_digest"]]
+        status = least_advanced({scans.get(d, (QUEUED, None))[0] for d in parts or []})
+        total: dict = {}
+        for d in parts or []:
+            _add(total, scans.get(d, (None, None))[1] or {})
+        fixable = total.pop("fixable", 0)
+        row["security"] = {"status": status, "vulnerabilities": total, "fixable": fixable}

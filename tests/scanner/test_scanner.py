@@ -97,6 +97,9 @@ def test_debian_image_scanned_and_a_feed_update_announces_a_new_vulnerability_on
     package, vuln = found["CVE-2026-7010"]
     assert package == "perl-base" and vuln["FixedBy"] == "5.36.0-7+deb12u4" and vuln["Severity"] == "Unknown"
     assert vuln["NamespaceName"].startswith("debian")
+    [tag] = api.ok("GET", "/repository/admin/debian/tag/")["tags"]
+    assert tag["security"] == {"status": "scanned", "vulnerabilities": {"Unknown": len(PERL_CVES)},
+                               "fixable": len(PERL_CVES)}
     without = security(api, "admin/debian", digest, vulnerabilities=False)
     assert all("Vulnerabilities" not in f for f in without["data"]["Layer"]["Features"])
 
@@ -145,10 +148,7 @@ def test_a_layer_that_is_not_a_tar_fails_with_its_reason_and_the_next_good_push_
     bad = push(env, [b"this is not a tar archive at all\n" * 64], "admin/broken:bad")
     body = settled(api, "admin/broken", bad)
     assert body["status"] == "failed" and "layer 1" in body["reason"], body
-    good = push(env, [layer_tar({"etc/os-release": b'ID=debian\nVERSION_ID="12"\nVERSION_CODENAME=bookworm\n',
-                                 "var/lib/dpkg/status": b"Package: perl-base\nStatus: install ok installed\n"
-                                                        b"Version: 5.36.0-7+deb12u3\nSource: perl\n"
-                                                        b"Architecture: amd64\n\n"})], "admin/broken:good")
+    good = push(env, [layer_tar(SMALL_DEBIAN)], "admin/broken:good")
     body = settled(api, "admin/broken", good)
     assert body["status"] == "scanned", body
     assert [f["Name"] for f in body["data"]["Layer"]["Features"]] == ["perl-base"]
@@ -196,5 +196,42 @@ def test_a_scan_whose_process_died_is_taken_again_once_its_lease_lapses(env):
     assert security(api, "admin/crashed", digest)["status"] == "queued"
     body = settled(api, "admin/crashed", digest)
     assert body["status"] == "scanned" and time.time() * 1000 >= lapses
-    assert srv.sql("SELECT COUNT(*) FROM scanner_job WHERE digest = ?", digest) == [(0,)]
+    wait_for(lambda: srv.sql("SELECT COUNT(*) FROM scanner_job WHERE digest = ?", digest) == [(0,)],
+             what="the job to be done")  # the result is written, then the job is deleted
     assert srv.sql("SELECT COUNT(*) FROM scanner_announced WHERE digest = ?", digest) == announced
+
+
+SMALL_DEBIAN = {"etc/os-release": b'ID=debian\nVERSION_ID="12"\nVERSION_CODENAME=bookworm\n',
+                "var/lib/dpkg/status": b"Package: perl-base\nStatus: install ok installed\n"
+                                       b"Version: 5.36.0-7+deb12u3\nSource: perl\nArchitecture: amd64\n\n"}
+
+
+def test_an_index_answers_per_platform_and_its_tag_sums_them(env):
+    srv, tools, _, base = env
+    api = Api(srv, auth=("admin", ADMIN_PASSWORD))
+    descriptors = []
+    for arch, layers in (("amd64", [layer_tar(SMALL_DEBIAN)]), ("arm64", None)):
+        layout = base / f"multi-{arch}"
+        info = make_oci_layout(layout, layers=layers, labels={"arch": arch})
+        tools.skopeo("copy", "--dest-tls-verify=false", "--dest-creds", CREDS, f"oci:{layout}:latest",
+                     f"docker://{srv.host}/admin/multi@{info['manifest_digest']}")
+        descriptors.append({"mediaType": "application/vnd.oci.image.manifest.v1+json",
+                            "digest": info["manifest_digest"], "size": len(info["manifest"]),
+                            "platform": {"architecture": arch, "os": "linux"}})
+    index = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
+                        "manifests": descriptors}).encode()
+    token = srv.token("repository:admin/multi:push,pull")
+    r = srv.v2("PUT", "/v2/admin/multi/manifests/latest", token, data=index,
+               headers={"Content-Type": "application/vnd.oci.image.index.v1+json"})
+    assert r.status_code == 201, r.text
+    digest = r.headers["Docker-Content-Digest"]
+    body = wait_for(lambda: (lambda b: b if all(m["status"] != "queued" for m in b["manifests"]) else None)(
+        security(api, "admin/multi", digest)), timeout=60, what="both platform scans")
+    assert body["status"] == "scanned"
+    by_arch = {m["platform"]["architecture"]: m for m in body["manifests"]}
+    assert by_arch["amd64"]["status"] == "scanned" and by_arch["arm64"]["status"] == "unsupported"
+    assert {v["Name"] for f in by_arch["amd64"]["data"]["Layer"]["Features"] for v in f["Vulnerabilities"]} \
+        >= PERL_CVES
+    [tag] = api.ok("GET", "/repository/admin/multi/tag/")["tags"]
+    assert tag["is_manifest_list"] and tag["security"]["status"] == "scanned"
+    assert tag["security"]["vulnerabilities"]["Unknown"] >= len(PERL_CVES)
