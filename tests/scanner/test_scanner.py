@@ -3,15 +3,19 @@
 real webhook receiver."""
 from __future__ import annotations
 
+import functools
 import gzip
 import json
+import subprocess
+import threading
 import time
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
 from tests.api import Api
-from tests.conftest import ADMIN_PASSWORD, ContainerTools, SlipwayServer, wait_for
+from tests.conftest import ADMIN_PASSWORD, ROOT, SLIPWAY, ContainerTools, SlipwayServer, wait_for
 from tests.images import layer_tar, make_oci_layout
 from tests.receiver import Receiver
 
@@ -235,3 +239,22 @@ def test_an_index_answers_per_platform_and_its_tag_sums_them(env):
     [tag] = api.ok("GET", "/repository/admin/multi/tag/")["tags"]
     assert tag["is_manifest_list"] and tag["security"]["status"] == "scanned"
     assert tag["security"]["vulnerabilities"]["Unknown"] >= len(PERL_CVES)
+
+
+def test_feeds_from_urls_go_through_the_outgoing_rules(env, tmp_path):
+    srv = env[0]
+    (tmp_path / "tracker.json").write_bytes(TRACKER.read_bytes())
+    handler = functools.partial(SimpleHTTPRequestHandler, directory=str(tmp_path))
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{httpd.server_port}/tracker.json"
+        out = srv.cli("scanner", "update", url).stdout  # the server's settings allow 127.0.0.1/32
+        assert "tracker.json: 75 advisories" in out, out
+        env_without = {k: v for k, v in srv.env.items() if k != "SLIPWAY_NETWORK__ALLOWLIST"}
+        refused = subprocess.run(SLIPWAY + ["scanner", "update", url], env=env_without, cwd=str(ROOT), text=True,
+                                 capture_output=True, timeout=120)
+        assert refused.returncode == 1 and "nothing was changed" in refused.stderr, refused.stderr
+        assert "private" in refused.stderr or "allow" in refused.stderr, refused.stderr
+    finally:
+        httpd.shutdown()
