@@ -190,12 +190,13 @@ def index_layer(stream: BinaryIO, media_type: str, limits: Limits) -> LayerIndex
         for member in archive:
             _index_member(archive, member, index, os_release_files, links, limits)
     except tarfile.ReadError as error:
+        if "unexpected end of data" in str(error):
+            raise LayerUnreadable("the layer is truncated (unexpected end of data)") from None
         raise LayerUnreadable(f"the layer is not a valid tar archive ({error})") from None
     except (EOFError, tarfile.StreamError) as error:
         raise LayerUnreadable(f"the layer is truncated ({error or 'unexpected end of data'})") from None
     except tarfile.TarError as error:
         raise LayerUnreadable(f"the layer is not a valid tar archive ({error})") from None
-    # A tar's end is two zero blocks; a stream that stops right after a member's data is cut short.
     index.os_release = _os_release(os_release_files, links)
     return index
 
@@ -375,7 +376,7 @@ def parse_dpkg_status(text: str, path: str = DPKG_STATUS) -> list[Package]:
             continue
         version = fields.get("version")
         if not version:
-            raise LayerUnreadable(f"{path} does not parse: package {name} has no Version")
+            continue  # not a package (vcpkg writes its features as paragraphs of this file, without Version)
         _check_debian_version(version, path, name)
         source = source_version = None
         if fields.get("source"):
