@@ -136,7 +136,8 @@ def test_a_rewritten_status_file_keeps_the_layer_that_added_each_package():
 
 
 def test_os_release_deleted_by_a_later_layer_leaves_no_distribution():
-    base = index(layer({"usr/lib/os-release": OS_RELEASE_DEBIAN, "etc/os-release": ("symlink", "../usr/lib/os-release")}))
+    base = index(layer({"usr/lib/os-release": OS_RELEASE_DEBIAN,
+                        "etc/os-release": ("symlink", "../usr/lib/os-release")}))
     assert combine([("a", base)]).distribution.codename == "bookworm"
     assert combine([("a", base), ("b", index(layer({"usr/lib/.wh.os-release": b""})))]).distribution is None
 
