@@ -15,6 +15,7 @@ from typing import BinaryIO
 
 import zstandard
 from debian.debian_support import Version as DebianVersion
+from isal import igzip_threaded, isal_zlib
 
 # Bump when what index_layer finds changes: stored layer indexes of another version are re-indexed lazily.
 INDEXER_VERSION = "1"
@@ -126,10 +127,15 @@ class _Capped(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
+    def close(self) -> None:
+        if not self.closed:
+            self._raw.close()  # the gzip reader's thread stops with it
+        super().close()
+
     def readinto(self, buffer) -> int:
         try:
             data = self._raw.read(min(len(buffer), self._left + 1))
-        except (EOFError, zlib.error, zstandard.ZstdError, OSError) as error:
+        except (EOFError, zlib.error, isal_zlib.error, zstandard.ZstdError, OSError, ValueError) as error:
             raise LayerUnreadable(f"the layer is truncated or its compression is corrupt ({error})") from None
         if len(data) > self._left:
             raise LayerUnreadable(f"the layer inflates to more than {self._limit} bytes (a decompression bomb?)")
@@ -143,9 +149,8 @@ def _decompressed(stream: BinaryIO, limits: Limits) -> BinaryIO:
     buffered = stream if hasattr(stream, "peek") else io.BufferedReader(stream, CHUNK)  # type: ignore[arg-type]
     head = buffered.peek(4)[:4]
     if head.startswith(GZIP_MAGIC):
-        import gzip
-
-        raw: BinaryIO = gzip.GzipFile(fileobj=buffered, mode="rb")  # type: ignore[assignment]
+        # ISA-L's inflate, about twice zlib's speed; in a thread of its own, beside the tar parsing
+        raw: BinaryIO = igzip_threaded.open(buffered, "rb", threads=1)  # type: ignore[assignment]
     elif head.startswith(ZSTD_MAGIC):
         raw = zstandard.ZstdDecompressor().stream_reader(buffered, read_across_frames=True)  # type: ignore
     else:
@@ -181,7 +186,13 @@ def index_layer(stream: BinaryIO, media_type: str, limits: Limits) -> LayerIndex
     index = LayerIndex()
     os_release_files: dict[str, bytes] = {}
     links: dict[str, str] = {}  # symbolic links (target as written) and hard links ("=" + target path)
-    tar_stream = _decompressed(stream, limits)
+    with _decompressed(stream, limits) as tar_stream:
+        _read_tar(tar_stream, index, os_release_files, links, limits)
+    index.os_release = _os_release(os_release_files, links)
+    return index
+
+
+def _read_tar(tar_stream: BinaryIO, index: LayerIndex, os_release_files: dict, links: dict, limits: Limits) -> None:
     try:
         archive = tarfile.open(fileobj=tar_stream, mode="r|")
     except tarfile.ReadError as error:
@@ -197,8 +208,6 @@ def index_layer(stream: BinaryIO, media_type: str, limits: Limits) -> LayerIndex
         raise LayerUnreadable(f"the layer is truncated ({error or 'unexpected end of data'})") from None
     except tarfile.TarError as error:
         raise LayerUnreadable(f"the layer is not a valid tar archive ({error})") from None
-    index.os_release = _os_release(os_release_files, links)
-    return index
 
 
 def _index_member(archive, member, index, os_release_files, links, limits) -> None:
