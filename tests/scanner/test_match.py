@@ -256,3 +256,11 @@ def test_go_build_info_reads_are_capped(tmp_path):
 
     assert go_build_info(Counting(blob), 1 << 20, "x") is None
     assert Counting.consumed <= 1 << 20
+
+
+def test_image_keys_gather_every_lookup(advisories):
+    from scanner.match import image_keys
+
+    image = ImageIndex(BOOKWORM, [dpkg("libexpat1", "2.5.0-1", "expat"), Package("Jinja2", "2.10", "python"),
+                                  Package("golang.org/x/text", "v0.3.7", "go")])
+    assert image_keys(image) == {("debian:bookworm", "expat"), ("PyPI", "jinja2"), ("Go", "golang.org/x/text")}
