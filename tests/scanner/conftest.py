@@ -1,5 +1,6 @@
-"""The scanner's pure core, in-process (marker ``inprocess``, as tests/unit): real layers built in memory from the
-fixtures of ../shared/vulndata, real advisory feeds, no database, no server."""
+"""Helpers of the scanner core's tests (test_index, test_feeds, test_match: marker ``inprocess``, as tests/unit):
+real layers built in memory from the fixtures of ../shared/vulndata, real advisory feeds, no database, no
+server."""
 from __future__ import annotations
 
 import gzip
@@ -10,17 +11,10 @@ from pathlib import Path
 
 import pytest
 
-HERE = Path(__file__).resolve().parent
 VULNDATA = Path(__file__).resolve().parents[3] / "shared" / "vulndata"
 if not VULNDATA.is_dir():
     VULNDATA = Path("/work/shared/vulndata")
 BOOKWORM_LAYER = VULNDATA / "fixtures" / "bookworm-scanner-fixture.tar.gz"
-
-
-def pytest_collection_modifyitems(config, items):
-    for item in items:
-        if HERE in Path(str(item.path)).resolve().parents:
-            item.add_marker(pytest.mark.inprocess)
 
 
 def layer(entries: dict, compress=gzip.compress) -> bytes:

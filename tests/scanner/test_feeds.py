@@ -10,6 +10,8 @@ from scanner.feeds import SEVERITIES, FeedError, read_feeds
 
 from .conftest import VULNDATA
 
+pytestmark = pytest.mark.inprocess
+
 
 def read_all(paths, progress=None):
     return {name: list(advisories) for name, advisories in read_feeds(paths, progress)}

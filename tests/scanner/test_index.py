@@ -23,6 +23,8 @@ LIMITS = Limits(max_inflated_bytes_per_layer=256 << 20, max_file_bytes=16 << 20)
 GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
 OS_RELEASE_DEBIAN = b'ID=debian\nVERSION_ID="12"\nVERSION_CODENAME=bookworm\n'
 
+pytestmark = pytest.mark.inprocess
+
 
 def index(data: bytes, limits: Limits = LIMITS) -> LayerIndex:
     return index_layer(io.BytesIO(data), GZIP, limits)

@@ -24,6 +24,8 @@ BOOKWORM = Distribution(id="debian", version_id="12", codename="bookworm")
 BULLSEYE = Distribution(id="debian", version_id="11", codename="bullseye")
 TRACKER = "debian/bookworm-derived-tracker.json"
 
+pytestmark = pytest.mark.inprocess
+
 
 def findings_of(image, lookup):
     return {(f.package.name, f.advisory.id): f for f in match(image, lookup)}
