@@ -12,6 +12,9 @@ What it runs (wall times; the median of ``--repeat`` runs, min and max beside it
   (ecosystem, package) and serve as the lookup of the matches below (lookups are dict hits, not SQL).
 * ``fixture``: ``index_layer`` + ``combine`` + ``match`` of ``fixtures/bookworm-scanner-fixture.tar.gz`` (a real
   os-release and dpkg status of 88 packages).
+* ``tree``: the same for each ``--tree DIR``, made into one gzipped layer (the paths below DIR): e.g. old Python
+  packages from ``pip install --no-deps --target DIR/usr/local/lib/python3.11/site-packages jinja2==2.10 ...``,
+  or a Go binary copied to ``DIR/usr/local/bin/``.
 * ``image``: the same for ``--image`` (a tar, gzip or zstd layer, e.g. made with
   ``mmdebstrap --variant=minbase bookworm /tmp/x.tar http://deb.debian.org/debian``); a plain tar is gzipped
   (level 6, as buildah does) once before timing, so the time includes decompression as a pushed layer's would.
@@ -27,6 +30,7 @@ import gzip
 import resource
 import statistics
 import sys
+import tarfile
 import tempfile
 import time
 from collections import Counter, defaultdict
@@ -78,6 +82,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--vulndata", type=Path, default=DEFAULT_VULNDATA)
     parser.add_argument("--image", type=Path, help="a layer (tar, tar.gz, tar.zst) to index and match")
+    parser.add_argument("--tree", type=Path, action="append", default=[],
+                        help="a directory to make into a layer, index and match (repeatable)")
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
 
@@ -90,6 +96,17 @@ def main() -> None:
     fixture = args.vulndata / "fixtures" / "bookworm-scanner-fixture.tar.gz"
     (image, findings), times = timed(lambda: scan(fixture, lookup), args.repeat)
     report("fixture: index+match", times, f"{len(image.packages)} packages, {len(findings)} findings")
+
+    for tree in args.tree:
+        with tempfile.TemporaryDirectory() as tmp:
+            layer = Path(tmp) / "layer.tar.gz"
+            with tarfile.open(layer, "w:gz") as archive:
+                for path in sorted(tree.iterdir()):
+                    archive.add(path, arcname=path.name)
+            (image, findings), times = timed(lambda layer=layer: scan(layer, lookup), args.repeat)
+            kinds = Counter(p.kind for p in image.packages)
+            report(f"tree {tree.name}: index+match", times,
+                   f"{layer.stat().st_size / 1e6:.1f} MB compressed, packages {dict(kinds)}, {len(findings)} findings")
 
     if args.image:
         with tempfile.TemporaryDirectory() as tmp:
