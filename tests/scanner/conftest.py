@@ -18,13 +18,15 @@ BOOKWORM_LAYER = VULNDATA / "fixtures" / "bookworm-scanner-fixture.tar.gz"
 
 
 def layer(entries: dict, compress=gzip.compress) -> bytes:
-    """A layer tar from ``{path: bytes | ("symlink", target) | ("dir",)}``, gzip-compressed by default."""
+    """A layer tar from ``{path: bytes | (b"x", executable bytes) | ("symlink" or "hardlink", target) | ("dir",)}``,
+    gzip-compressed by default."""
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w") as archive:
         for path, content in entries.items():
             info = tarfile.TarInfo(path)
-            if isinstance(content, tuple) and content[0] == "symlink":
-                info.type, info.linkname = tarfile.SYMTYPE, content[1]
+            if isinstance(content, tuple) and content[0] in ("symlink", "hardlink"):
+                info.type = tarfile.SYMTYPE if content[0] == "symlink" else tarfile.LNKTYPE
+                info.linkname = content[1]
                 archive.addfile(info)
             elif isinstance(content, tuple) and content[0] == "dir":
                 info.type, info.mode = tarfile.DIRTYPE, 0o755

@@ -195,3 +195,13 @@ def test_a_status_file_over_the_cap_is_refused():
     status = b"".join(b"Package: p%d\nVersion: 1\n\n" % i for i in range(2000))
     with pytest.raises(LayerUnreadable, match="larger than"):
         index(layer({"var/lib/dpkg/status": status}), Limits(max_inflated_bytes_per_layer=1 << 30, max_file_bytes=4096))
+
+
+def test_os_release_through_a_hard_link_and_debian_testing():
+    from scanner.index import distribution_of
+
+    found = index(layer({"usr/lib/os-release": b'PRETTY_NAME="Debian GNU/Linux trixie/sid"\nID=debian\n',
+                         "etc/os-release": ("hardlink", "usr/lib/os-release")}))
+    assert distribution_of(found.os_release).codename == "trixie"
+    assert {"etc/os-release", "usr/lib/os-release"} <= found.paths
+    assert distribution_of({"ID": "debian", "VERSION": "9 (stretch)", "VERSION_ID": "9"}).codename == "stretch"

@@ -266,3 +266,16 @@ def test_image_keys_gather_every_lookup(advisories):
     image = ImageIndex(BOOKWORM, [dpkg("libexpat1", "2.5.0-1", "expat"), Package("Jinja2", "2.10", "python"),
                                   Package("golang.org/x/text", "v0.3.7", "go")])
     assert image_keys(image) == {("debian:bookworm", "expat"), ("PyPI", "jinja2"), ("Go", "golang.org/x/text")}
+
+
+def test_apk_ordering_and_osv_last_affected():
+    alpine = Distribution(id="alpine", version_id="3.4.6", branch="v3.4")
+    fix = Advisory(id="CVE-X", ecosystem="alpine:v3.4", package="busybox", fixed="1.24.2-r10")
+    assert vulnerable(Package("busybox", "1.24.2-r9", "apk"), alpine, fix)  # r9 < r10, not as strings
+    assert not vulnerable(Package("busybox", "1.24.2-r10", "apk"), alpine, fix)
+    assert vulnerable(Package("busybox", "1.24.2_rc1-r11", "apk"), alpine, fix)  # a release candidate is older
+    last = Advisory(id="X-2", ecosystem="PyPI", package="foo", fixed=None,
+                    affected_ranges=(("ECOSYSTEM", (("introduced", "1.0"), ("last_affected", "1.4"))),))
+    assert [vulnerable(Package("foo", v, "python"), None, last) for v in ("0.9", "1.0", "1.4", "1.4.1")] == [
+        False, True, True, False]
+    assert fixed_by(Package("foo", "1.2", "python"), None, last) is None
