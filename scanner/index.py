@@ -144,9 +144,24 @@ class _Capped(io.RawIOBase):
         return len(data)
 
 
+class _Raw(io.RawIOBase):
+    """Any object with ``read(n)`` (a storage driver's stream, an HTTP body) as a raw stream to buffer."""
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        data = self._stream.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+
 def _decompressed(stream: BinaryIO, limits: Limits) -> BinaryIO:
     """The tar inside ``stream``, whatever the media type claims: gzip and zstd are recognized by their magic."""
-    buffered = stream if hasattr(stream, "peek") else io.BufferedReader(stream, CHUNK)  # type: ignore[arg-type]
+    buffered = stream if hasattr(stream, "peek") else io.BufferedReader(_Raw(stream), CHUNK)
     head = buffered.peek(4)[:4]
     if head.startswith(GZIP_MAGIC):
         # ISA-L's inflate, about twice zlib's speed; in a thread of its own, beside the tar parsing

@@ -205,3 +205,16 @@ def test_os_release_through_a_hard_link_and_debian_testing():
     assert distribution_of(found.os_release).codename == "trixie"
     assert {"etc/os-release", "usr/lib/os-release"} <= found.paths
     assert distribution_of({"ID": "debian", "VERSION": "9 (stretch)", "VERSION_ID": "9"}).codename == "stretch"
+
+
+def test_any_object_with_read_is_a_stream():
+    class OnlyRead:
+        def __init__(self, data):
+            self._data = io.BytesIO(data)
+
+        def read(self, size=-1):
+            return self._data.read(min(size, 1000) if size and size > 0 else size)
+
+    with open(BOOKWORM_LAYER, "rb") as stream:
+        found = index_layer(OnlyRead(stream.read()), GZIP, LIMITS)
+    assert len(found.packages) == 88
