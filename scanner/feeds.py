@@ -115,7 +115,7 @@ def debian_tracker(data: dict, name: str) -> Iterator[Advisory]:
                     continue
                 if status in ("open", "undetermined"):
                     fixed = None
-                elif status != "resolved":
+                elif status != "resolved" or not fixed:
                     continue
                 yield with_digest(Advisory(
                     id=issue, ecosystem=f"debian:{codename}", package=source, fixed=fixed,

@@ -206,6 +206,11 @@ def fixed_by(package: Package, distribution: Distribution | None, advisory: Advi
     return _assess(package, distribution, advisory)[1]
 
 
+def image_keys(image: ImageIndex) -> set[tuple[str, str]]:
+    """Every (ecosystem, package name) the image's packages are looked up by: one query for all of them."""
+    return {key for package in image.packages for key in ecosystem_keys(package, image.distribution)}
+
+
 def match(image: ImageIndex, lookup: Callable[[str, str], Iterable[Advisory]]) -> list[Finding]:
     """Every (package, advisory) the image is vulnerable to, once each, in package order."""
     findings = []

@@ -1,0 +1,132 @@
+#!/usr/bin/env python3
+"""On-demand micro-benchmark of the scanner's pure core (issue 14): indexing and matching layers, and parsing
+the advisory feeds. No database, no server: what the scan job and the feed import spend outside SQL.
+
+Targets of the issue this measures the core's share of: index + match of a Debian 12 minbase image in under 2 s;
+an import of all of ../shared/vulndata in under 60 s (the database writes are the service's, measured there).
+
+What it runs (wall times; the median of ``--repeat`` runs, min and max beside it):
+
+* ``feeds``: ``scanner.feeds.read_feeds`` over ``--vulndata`` (every Debian, Alpine and OSV feed), iterated to the
+  end, advisories counted per ecosystem. The advisories are then kept in a dict keyed as the service's table is
+  (ecosystem, package) and serve as the lookup of the matches below (lookups are dict hits, not SQL).
+* ``fixture``: ``index_layer`` + ``combine`` + ``match`` of ``fixtures/bookworm-scanner-fixture.tar.gz`` (a real
+  os-release and dpkg status of 88 packages).
+* ``tree``: the same for each ``--tree DIR``, made into one gzipped layer (the paths below DIR): e.g. old Python
+  packages from ``pip install --no-deps --target DIR/usr/local/lib/python3.11/site-packages jinja2==2.10 ...``,
+  or a Go binary copied to ``DIR/usr/local/bin/``.
+* ``image``: the same for ``--image`` (a tar, gzip or zstd layer, e.g. made with
+  ``mmdebstrap --variant=minbase bookworm /tmp/x.tar http://deb.debian.org/debian``); a plain tar is gzipped
+  (level 6, as buildah does) once before timing, so the time includes decompression as a pushed layer's would.
+
+It prints the peak RSS of the process at the end (``ru_maxrss``), which includes the feeds held in memory.
+
+    /work/main/.venv/bin/python bench/scanner_bench.py [--image /tmp/x.tar] [--repeat 5]
+"""
+from __future__ import annotations
+
+import argparse
+import gzip
+import resource
+import statistics
+import sys
+import tarfile
+import tempfile
+import time
+from collections import Counter, defaultdict
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from scanner.feeds import read_feeds  # noqa: E402
+from scanner.index import Limits, combine, index_layer  # noqa: E402
+from scanner.match import match  # noqa: E402
+
+DEFAULT_VULNDATA = ROOT.parent / "shared" / "vulndata"
+LIMITS = Limits(max_inflated_bytes_per_layer=4 << 30, max_file_bytes=64 << 20)
+
+
+def timed(function, repeat: int):
+    times, result = [], None
+    for _ in range(repeat):
+        start = time.perf_counter()
+        result = function()
+        times.append(time.perf_counter() - start)
+    return result, times
+
+
+def report(label: str, times: list[float], extra: str = "") -> None:
+    print(f"{label:<28} median {statistics.median(times):7.3f} s   min {min(times):7.3f}   max {max(times):7.3f}"
+          f"   ({len(times)} runs){'   ' + extra if extra else ''}")
+
+
+def load_feeds(vulndata: Path):
+    table: dict = defaultdict(list)
+    counts: Counter = Counter()
+    for _, advisories in read_feeds([vulndata]):
+        for advisory in advisories:
+            table[(advisory.ecosystem, advisory.package)].append(advisory)
+            counts[advisory.ecosystem.split(":")[0]] += 1
+    return table, counts
+
+
+def scan(path: Path, lookup):
+    with open(path, "rb") as stream:
+        layer = index_layer(stream, "application/vnd.oci.image.layer.v1.tar+gzip", LIMITS)
+    image = combine([("sha256:bench", layer)])
+    return image, match(image, lookup)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--vulndata", type=Path, default=DEFAULT_VULNDATA)
+    parser.add_argument("--image", type=Path, help="a layer (tar, tar.gz, tar.zst) to index and match")
+    parser.add_argument("--tree", type=Path, action="append", default=[],
+                        help="a directory to make into a layer, index and match (repeatable)")
+    parser.add_argument("--repeat", type=int, default=5)
+    args = parser.parse_args()
+
+    (table, counts), times = timed(lambda: load_feeds(args.vulndata), args.repeat)
+    report("feeds: parse all", times, f"{sum(counts.values())} advisories: {dict(counts)}")
+
+    def lookup(ecosystem, name):
+        return table.get((ecosystem, name), ())
+
+    fixture = args.vulndata / "fixtures" / "bookworm-scanner-fixture.tar.gz"
+    (image, findings), times = timed(lambda: scan(fixture, lookup), args.repeat)
+    report("fixture: index+match", times, f"{len(image.packages)} packages, {len(findings)} findings")
+
+    for tree in args.tree:
+        with tempfile.TemporaryDirectory() as tmp:
+            layer = Path(tmp) / "layer.tar.gz"
+            with tarfile.open(layer, "w:gz") as archive:
+                for path in sorted(tree.iterdir()):
+                    archive.add(path, arcname=path.name)
+            (image, findings), times = timed(lambda layer=layer: scan(layer, lookup), args.repeat)
+            kinds = Counter(p.kind for p in image.packages)
+            report(f"tree {tree.name}: index+match", times,
+                   f"{layer.stat().st_size / 1e6:.1f} MB compressed, packages {dict(kinds)}, {len(findings)} findings")
+
+    if args.image:
+        with tempfile.TemporaryDirectory() as tmp:
+            layer = args.image
+            with open(layer, "rb") as stream:
+                magic = stream.read(4)
+            if not magic.startswith((b"\x1f\x8b", b"\x28\xb5\x2f\xfd")):
+                layer = Path(tmp) / "layer.tar.gz"
+                with open(args.image, "rb") as source, gzip.open(layer, "wb", compresslevel=6) as target:
+                    while chunk := source.read(1 << 20):
+                        target.write(chunk)
+            size = layer.stat().st_size
+            (image, findings), times = timed(lambda: scan(layer, lookup), args.repeat)
+            distribution = image.distribution
+            report("image: index+match", times,
+                   f"{size / 1e6:.1f} MB compressed, {args.image.stat().st_size / 1e6:.1f} MB tar, "
+                   f"{len(image.packages)} packages, {len(findings)} findings, "
+                   f"{distribution.id if distribution else None} {distribution.codename if distribution else ''}")
+    print(f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
+
+
+if __name__ == "__main__":
+    main()
