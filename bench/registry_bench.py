@@ -78,6 +78,7 @@ PEER_NAME = "docker-registry 2.8"
 MAX_LOSS = 0.10  # issue 3: HEAD with organizations in play must reach 0.90 × the baseline on every line
 NOTIFIED_REPO = "admin/notified"
 NOTIFY_EMAIL = "bench@example.com"
+SCANNER_FLOOR = 0.95  # issue 14: pushes with the scanner on stay within 5 % of pushes with it off
 NOTIFY_FLOOR = 0.95  # issue 6: pushes with three notifications reach 0.95 × pushes with none
 
 
@@ -1029,6 +1030,7 @@ def machine_facts(args, slipway: Slipway, peer_run: bool = True) -> dict:
         "baseline_commit": args.baseline_rev and short_commit(args.baseline_rev),
         "peer_version": peer.strip(), "seconds": args.seconds, "warmup": args.warmup, "rounds": args.rounds,
         "max_other": args.max_other, "retries": args.retries, "notifications": args.notifications,
+        "scanner": args.scanner,
     }
 
 
@@ -1166,6 +1168,8 @@ def main() -> int:
     parser.add_argument("--slipway-processes", type=int, default=2, help="Slipway HTTP processes (default 2)")
     parser.add_argument("--baseline-rev", metavar="REV",
                         help="also run Slipway at REV (admin user) and compare HEAD with a robot pulling via a team")
+    parser.add_argument("--scanner", action="store_true",
+                        help="issue 14: image pushes with the scanner on vs off (each push a new manifest, scanned)")
     parser.add_argument("--notifications", action="store_true",
                         help="issue 6: image pushes to a repository with three repo_push notifications vs one with "
                              "none, in one Slipway (the peer is not run)")
@@ -1193,6 +1197,14 @@ def main() -> int:
             # placement (both on one process half the time) decides more than the code does.
             baseline.balanced = slipway.balanced = True
             servers, reference = [baseline, slipway, peer], baseline
+        elif args.scanner:
+            # Issue 14: image pushes with the scanner on (each new manifest queued and scanned in the background
+            # process) vs off, the same setup otherwise.
+            reference = Slipway(tmp / "off", args.slipway_processes, name="scanner off", short="O",
+                                env={"SLIPWAY_SCANNER__ENABLED": "false"})
+            slipway = Slipway(tmp / "on", args.slipway_processes, name="scanner on", short="S")
+            reference.balanced = slipway.balanced = True
+            servers, peer = [reference, slipway], None
         elif args.notifications:
             sink = NotificationSink()
             sink.start()
@@ -1221,7 +1233,8 @@ def main() -> int:
             print("# " + ", ".join(f"{s.name} on :{s.port}" for s in servers) + "; seeded", file=sys.stderr)
             with PeakRss(servers) as sampler:
                 results = [measure_line(index, workload, servers, args)
-                           for index, workload in enumerate(workloads(seed, images=args.notifications))]
+                           for index, workload in enumerate(workloads(seed, images=args.notifications
+                                                                      or args.scanner))]
             rss["peak"] = sampler.peak
             if args.baseline_rev and not args.same_setup:
                 slipway.check_audit(manifest_gets(results, slipway))
@@ -1246,6 +1259,8 @@ def main() -> int:
     if args.baseline_rev and not args.same_setup:
         notes.append(f"{slipway.short}: pulls by robot {ORG}+{ROBOT} (team {TEAM}, read) from private {ORG_REPO}; "
                      f"seeding and pushes by the admin; every measured manifest GET found in the audit log.")
+    if args.scanner:
+        notes.append(target_note(results, slipway, reference, floor=SCANNER_FLOOR))
     if args.notifications:
         notes += notification_notes(results, subject, reference, delivered)
         rss = None  # both columns are the same processes

@@ -2,14 +2,15 @@
 from __future__ import annotations
 
 import logging
-import time
+import threading
 
 from slipway import leases
+from slipway.db import database
 
 from . import advisories, scans
 
 log = logging.getLogger("slipway.scanner")
-SCAN_BUDGET_SECONDS = 5  # no new scan after this in one run; the next run (a second later) goes on
+IDLE_POLL_SECONDS = 1  # how often an idle scan thread looks for a queued scan
 
 
 def update_feeds(config, sources=None, on_progress=None) -> advisories.ImportResult:
@@ -26,11 +27,21 @@ def register(background) -> None:
     storage = background.services.storage
     limits = scans.ScanLimits.from_config(config.scanner)
 
-    def work():
-        deadline = time.monotonic() + SCAN_BUDGET_SECONDS
+    stop = threading.Event()
+
+    def scan_loop():
+        """One scan at a time in this process, back to back while any is due (a thread of its own: a scan may
+        take longer than any scheduler interval); idle, a plain read each second."""
         holder = leases.holder_id()
-        while scans.run_next(storage, limits, holder, config.scanner.lease_seconds) and time.monotonic() < deadline:
-            pass
+        while not stop.is_set():
+            try:
+                if scans.run_next(storage, limits, holder, config.scanner.lease_seconds):
+                    continue
+            except Exception:
+                log.exception("scanning failed")
+            database.close()
+            stop.wait(IDLE_POLL_SECONDS)
+        database.close()
 
     def scheduled_update():
         result = update_feeds(config)
@@ -39,6 +50,7 @@ def register(background) -> None:
 
     background.every(1, scans.queue_pushed, "scanner.queue_pushed")
     # Every background process scans (each claims the scans it runs).
-    background.every(1, work, "scanner.scan", exclusive=False)
+    threading.Thread(target=scan_loop, name="scanner", daemon=True).start()
+    background.on_stop(stop.set)
     if config.scanner.feeds:
         background.every(config.scanner.update_interval_seconds, scheduled_update, "scanner.update_feeds")

@@ -91,6 +91,12 @@ def queue_pushed(batch: int = 500) -> int:
     if not rows:
         return 0
     settled_before = now_ms() - (SETTLE_MS if is_postgres() else 0)
+    with database.atomic():  # one write transaction for the batch (pushes wait for SQLite's lock less)
+        _queue_events(cursor, rows, settled_before)
+    return len(rows)
+
+
+def _queue_events(cursor: ScanCursor, rows: list, settled_before: int) -> None:
     watermark, settled = cursor.last_id, True
     for event in rows:
         data = json.loads(event.payload)
@@ -108,7 +114,6 @@ def queue_pushed(batch: int = 500) -> int:
     if watermark != cursor.last_id:
         ScanCursor.update(last_id=watermark).where(
             (ScanCursor.id == cursor.id) & (ScanCursor.last_id == cursor.last_id)).execute()
-    return len(rows)
 
 
 def claim(holder: str, lease_seconds: int) -> ScanJob | None:
@@ -154,11 +159,10 @@ def run_next(storage, limits: ScanLimits, holder: str | None = None, lease_secon
         return None
     with leases.renewing(lambda: renew(job, holder, lease_seconds), lease_seconds / 3):
         try:
-            scan_manifest(job.digest, storage, limits)
+            scan_manifest(job.digest, storage, limits, finish=lambda: done(job, holder))
         except Exception as e:  # a bug, or the database: the rest of the registry goes on; the scan says so
             log.exception("scan of %s failed", job.digest)
-            _set(job.digest, FAILED, f"internal error: {type(e).__name__}: {e}")
-    done(job, holder)
+            _set(job.digest, FAILED, f"internal error: {type(e).__name__}: {e}", lambda: done(job, holder))
     return job.digest
 
 
@@ -198,8 +202,11 @@ class _ChunkReader(io.RawIOBase):
         return n
 
 
-def _set(digest: str, status: str, reason: str | None) -> None:
+def _set(digest: str, status: str, reason: str | None, finish=None) -> None:
+    """Record a scan's end without findings; ``finish()`` (the job's removal) in the same transaction."""
     with database.atomic():
+        if finish is not None:
+            finish()
         updated = ManifestScan.update(status=status, reason=reason, image=None, findings=None, summary=None,
                                       indexer_version=INDEXER_VERSION, updated_at=now_ms()).where(
             ManifestScan.digest == digest).execute()
@@ -225,26 +232,27 @@ def layer_index(digest: str, media_type: str, storage, limits: Limits) -> LayerI
     return found
 
 
-def scan_manifest(digest: str, storage, limits: ScanLimits) -> str:
-    """Index and match the image manifest ``digest``; stores and returns its status."""
+def scan_manifest(digest: str, storage, limits: ScanLimits, finish=None) -> str:
+    """Index and match the image manifest ``digest``; stores and returns its status. ``finish()`` is called in
+    the transaction that stores the result (the job's removal: one write transaction for both)."""
     row = Manifest.select().where((Manifest.digest == digest) & Manifest.deleted_at.is_null()).first()
     if row is None:
-        _set(digest, FAILED, "the manifest is no longer stored in any repository")
+        _set(digest, FAILED, "the manifest is no longer stored in any repository", finish)
         return FAILED
     document = json.loads(bytes(row.content))
     if row.media_type in INDEX_TYPES:
         for child in document.get("manifests", []):
             queue(child["digest"])
-        _set(digest, UNSUPPORTED, "an index: each of its platform manifests is scanned on its own")
+        _set(digest, UNSUPPORTED, "an index: each of its platform manifests is scanned on its own", finish)
         return UNSUPPORTED
     config_type = (document.get("config") or {}).get("mediaType")
     if row.media_type not in IMAGE_TYPES or config_type not in IMAGE_CONFIGS:
-        _set(digest, UNSUPPORTED, f"not a container image (config media type {config_type})")
+        _set(digest, UNSUPPORTED, f"not a container image (config media type {config_type})", finish)
         return UNSUPPORTED
     layers = [d for d in document.get("layers", []) if d.get("mediaType") not in FOREIGN_LAYERS]
     unknown = [d.get("mediaType") for d in layers if d.get("mediaType") not in LAYER_TYPES]
     if unknown:
-        _set(digest, UNSUPPORTED, f"not a container image (layer media type {unknown[0]})")
+        _set(digest, UNSUPPORTED, f"not a container image (layer media type {unknown[0]})", finish)
         return UNSUPPORTED
     budget = limits.per_scan
     indexed = []
@@ -257,15 +265,17 @@ def scan_manifest(digest: str, storage, limits: ScanLimits) -> str:
             reason = f"layer {number} ({layer['digest']}): {e}"
             if budget < limits.per_layer:
                 reason += f" (the scan's inflated bytes are capped at {limits.per_scan >> 20} MB)"
-            _set(digest, FAILED, reason)
+            _set(digest, FAILED, reason, finish)
             return FAILED
         budget -= int(layer.get("size") or 0)  # the compressed size: a lower bound of what it inflated to
     image = combine(indexed)
     if not image.supported:
-        _set(digest, UNSUPPORTED, "no package database found (an image FROM scratch, or not an OS image)")
+        _set(digest, UNSUPPORTED, "no package database found (an image FROM scratch, or not an OS image)", finish)
         return UNSUPPORTED
     findings = match(image, advisories.lookup_for(image))
-    with database.atomic():  # the result and its announcements together
+    with database.atomic():  # the result, its announcements and the job's removal together
+        if finish is not None:
+            finish()
         store(digest, image, findings)
         announce(ManifestScan.get(ManifestScan.digest == digest))
     return SCANNED
