@@ -11,6 +11,7 @@ from . import advisories, scans
 
 log = logging.getLogger("slipway.scanner")
 IDLE_POLL_SECONDS = 1  # how often an idle scan thread looks for a queued scan
+CLAIM_BATCH = 16  # scans claimed in one transaction when several are due
 
 
 def update_feeds(config, sources=None, on_progress=None) -> advisories.ImportResult:
@@ -35,7 +36,7 @@ def register(background) -> None:
         holder = leases.holder_id()
         while not stop.is_set():
             try:
-                if scans.run_next(storage, limits, holder, config.scanner.lease_seconds):
+                if scans.run_next(storage, limits, holder, config.scanner.lease_seconds, CLAIM_BATCH):
                     continue
             except Exception:
                 log.exception("scanning failed")

@@ -10,6 +10,7 @@ failed after ``MAX_ATTEMPTS``.
 """
 from __future__ import annotations
 
+import functools
 import io
 import json
 import logging
@@ -118,52 +119,70 @@ def _queue_events(cursor: ScanCursor, rows: list, settled_before: int) -> None:
 
 def claim(holder: str, lease_seconds: int) -> ScanJob | None:
     """Take the oldest due scan for ``holder`` (free, or its lease lapsed), or None."""
+    jobs = claim_many(holder, lease_seconds, 1)
+    return jobs[0] if jobs else None
+
+
+def claim_many(holder: str, lease_seconds: int, limit: int) -> list[ScanJob]:
+    """Take up to ``limit`` due scans, oldest first, in one transaction (under load, one claim for several
+    pushes' scans). A scan claimed ``MAX_ATTEMPTS`` times already is failed instead."""
     while True:
         now = now_ms()
         due = (ScanJob.available_at <= now) & (ScanJob.lease_owner.is_null() | (ScanJob.lease_expires < now))
         if not ScanJob.select(ScanJob.id).where(due).exists():  # idle: a plain read, no lock
-            return None
+            return []
         with database.atomic():
-            query = ScanJob.select().where(due).order_by(ScanJob.id).limit(1)
+            query = ScanJob.select().where(due).order_by(ScanJob.id).limit(limit)
             if is_postgres():
                 query = query.for_update("FOR UPDATE SKIP LOCKED")
-            job = query.first()
-            if job is None:
-                return None
-            if job.attempts >= MAX_ATTEMPTS:
-                _set(job.digest, FAILED, f"the scan was interrupted {job.attempts} times (its process stopped "
-                                         "or stalled while scanning)")
-                ScanJob.delete().where(ScanJob.id == job.id).execute()
-                continue
-            taken = ScanJob.update(lease_owner=holder, lease_expires=now + lease_seconds * 1000,
-                                   attempts=ScanJob.attempts + 1).where((ScanJob.id == job.id) & due).execute()
-            if taken:
-                job.lease_owner, job.attempts = holder, job.attempts + 1
-                return job
+            found = list(query)
+            if not found:
+                return []
+            jobs = []
+            for job in found:
+                if job.attempts >= MAX_ATTEMPTS:
+                    _set(job.digest, FAILED, f"the scan was interrupted {job.attempts} times (its process "
+                                             "stopped or stalled while scanning)")
+                    ScanJob.delete().where(ScanJob.id == job.id).execute()
+                    continue
+                if ScanJob.update(lease_owner=holder, lease_expires=now + lease_seconds * 1000,
+                                  attempts=ScanJob.attempts + 1).where((ScanJob.id == job.id) & due).execute():
+                    job.lease_owner, job.attempts = holder, job.attempts + 1
+                    jobs.append(job)
+        if jobs:
+            return jobs
 
 
 def renew(job: ScanJob, holder: str, lease_seconds: int) -> bool:
+    return renew_many([job], holder, lease_seconds) == 1
+
+
+def renew_many(jobs: list[ScanJob], holder: str, lease_seconds: int) -> int:
     return ScanJob.update(lease_expires=now_ms() + lease_seconds * 1000).where(
-        (ScanJob.id == job.id) & (ScanJob.lease_owner == holder)).execute() == 1
+        ScanJob.id.in_([j.id for j in jobs]) & (ScanJob.lease_owner == holder)).execute()
 
 
 def done(job: ScanJob, holder: str) -> None:
     ScanJob.delete().where((ScanJob.id == job.id) & (ScanJob.lease_owner == holder)).execute()
 
 
-def run_next(storage, limits: ScanLimits, holder: str | None = None, lease_seconds: int = 60) -> str | None:
-    """Claim one scan and run it; its digest, or None when nothing is due."""
+def run_next(storage, limits: ScanLimits, holder: str | None = None, lease_seconds: int = 60,
+             batch: int = 1) -> int:
+    """Claim up to ``batch`` scans and run them one after the other; how many ran (0: nothing was due).
+    The claims of those still waiting are renewed with the running one's."""
     holder = holder or leases.holder_id()
-    job = claim(holder, lease_seconds)
-    if job is None:
-        return None
-    with leases.renewing(lambda: renew(job, holder, lease_seconds), lease_seconds / 3):
-        try:
-            scan_manifest(job.digest, storage, limits, finish=lambda: done(job, holder))
-        except Exception as e:  # a bug, or the database: the rest of the registry goes on; the scan says so
-            log.exception("scan of %s failed", job.digest)
-            _set(job.digest, FAILED, f"internal error: {type(e).__name__}: {e}", lambda: done(job, holder))
-    return job.digest
+    jobs = claim_many(holder, lease_seconds, batch)
+    pending = list(jobs)
+    with leases.renewing(lambda: not pending or renew_many(pending, holder, lease_seconds) > 0, lease_seconds / 3):
+        for job in jobs:
+            finish = functools.partial(done, job, holder)
+            try:
+                scan_manifest(job.digest, storage, limits, finish=finish)
+            except Exception as e:  # a bug, or the database: the rest of the registry goes on; the scan says so
+                log.exception("scan of %s failed", job.digest)
+                _set(job.digest, FAILED, f"internal error: {type(e).__name__}: {e}", finish)
+            pending.remove(job)
+    return len(jobs)
 
 
 # -- indexing --------------------------------------------------------------------------------------------

@@ -58,3 +58,14 @@ def test_a_forced_rescan_queues_a_scanned_manifest_again(db):
     assert ScanJob.select().count() == 0
     scans.queue(DIGEST, force=True)
     assert ScanJob.select().count() == 1 and ManifestScan.get(ManifestScan.digest == DIGEST).status == QUEUED
+
+
+def test_several_due_scans_are_claimed_in_one_go_by_one_holder(db):
+    digests = [f"sha256:{c * 64}" for c in "bcd"]
+    for digest in digests:
+        scans.queue(digest)
+    taken = scans.claim_many("a", 60, 2)
+    assert [j.digest for j in taken] == digests[:2]
+    assert [j.digest for j in scans.claim_many("b", 60, 5)] == digests[2:]
+    assert scans.claim_many("c", 60, 5) == []
+    assert scans.renew_many(taken, "a", 60) == 2 and scans.renew_many(taken, "b", 60) == 0
