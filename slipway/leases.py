@@ -14,6 +14,7 @@ import logging
 import os
 import socket
 import threading
+import time
 import uuid
 from contextlib import contextmanager
 
@@ -114,9 +115,29 @@ def job(name: str, every: float = 0, seconds: float = LEASE_SECONDS):
     if not acquire(name, holder, seconds, every):
         yield False
         return
+    with _holding(name, holder, seconds):
+        yield True
+
+
+@contextmanager
+def waiting_for(name: str, waiting=None, poll: float = 1.0, seconds: float = LEASE_SECONDS):
+    """Run the block under the lease of job ``name`` whenever it is due (a job run by hand: ``slipway admin
+    gc``), once whoever holds it now is done; ``waiting()`` is called once if it has to wait."""
+    holder = holder_id()
+    while not acquire(name, holder, seconds):
+        if waiting is not None:
+            waiting()
+            waiting = None
+        time.sleep(poll)
+    with _holding(name, holder, seconds):
+        yield
+
+
+@contextmanager
+def _holding(name: str, holder: str, seconds: float):
     try:
         with renewing(lambda: renew(name, holder, seconds), seconds / 3):
-            yield True
+            yield
     finally:
         try:
             release(name, holder)
