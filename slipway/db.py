@@ -24,6 +24,16 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
+def database_now_ms() -> int:
+    """The database's clock in integer milliseconds: what leases and claims compare, so that nodes whose
+    clocks disagree still agree on when a lease lapses (SQLite's is this machine's, as the database is)."""
+    if is_postgres():
+        sql = "SELECT CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT)"
+    else:
+        sql = "SELECT CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER)"
+    return int(database.execute_sql(sql).fetchone()[0])
+
+
 class TimestampField(BigIntegerField):
     """Milliseconds since the epoch (UTC); compares fast in SQL on both engines."""
 

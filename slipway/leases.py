@@ -5,7 +5,8 @@ its row of ``job_lease``: taking it is one conditional UPDATE (free or lapsed, a
 both engines apply atomically (SQLite's write lock; on PostgreSQL the second of two concurrent UPDATEs
 re-reads the row after the first commits and finds it taken). The holder renews the lease while the job
 runs and frees it at the end; a holder that dies stops renewing, and its lease lapses after
-``LEASE_SECONDS``. The row also remembers when the job last started, so a job scheduled every hour in
+``LEASE_SECONDS``. Lease times are the database's clock (``database_now_ms``), never a node's own, so a
+node whose clock runs ahead does not see a held lease as lapsed. The row also remembers when the job last started, so a job scheduled every hour in
 every process runs about once an hour across all of them, not once per process.
 """
 from __future__ import annotations
@@ -20,7 +21,7 @@ from contextlib import contextmanager
 
 from peewee import CharField
 
-from .db import BaseModel, TimestampField, database, now_ms
+from .db import BaseModel, TimestampField, database, database_now_ms
 
 log = logging.getLogger("slipway.leases")
 
@@ -52,7 +53,7 @@ def holder_id() -> str:
 def acquire(name: str, holder: str, seconds: float = LEASE_SECONDS, every: float = 0) -> bool:
     """Take the lease ``name`` for ``seconds`` if it is free or lapsed and, with ``every``, if the job
     last started at least ``every`` seconds ago. True when ``holder`` now holds it."""
-    now = now_ms()
+    now = database_now_ms()
     condition = (JobLease.name == name) & (JobLease.holder.is_null() | (JobLease.expires_at < now))
     if every > 0:
         condition &= JobLease.started_at.is_null() | (JobLease.started_at <= now - int(every * 1000))
@@ -68,7 +69,7 @@ def acquire(name: str, holder: str, seconds: float = LEASE_SECONDS, every: float
 
 def renew(name: str, holder: str, seconds: float = LEASE_SECONDS) -> bool:
     """Extend a held lease; False if ``holder`` no longer holds it (it lapsed and another took it)."""
-    return JobLease.update(expires_at=now_ms() + int(seconds * 1000)).where(
+    return JobLease.update(expires_at=database_now_ms() + int(seconds * 1000)).where(
         (JobLease.name == name) & (JobLease.holder == holder)).execute() == 1
 
 

@@ -183,3 +183,16 @@ def test_admin_gc_runs_under_the_gc_lease(db, tmp_path, monkeypatch, capsys):
     assert cli._gc(config, 0) == 0
     assert holders == [leases.holder_id()]
     assert leases.JobLease.get(leases.JobLease.name == "registry.gc").holder is None
+
+
+def test_a_node_whose_clock_runs_ahead_sees_leases_and_claims_held(db, monkeypatch):
+    """Leases and claims lapse by the database's clock: a node five minutes ahead (NTP broken) takes
+    neither a held job lease nor deliveries another node is sending."""
+    make_deliveries(repos=1, per_repo=2)
+    assert leases.acquire("gc", "node-a", seconds=60)
+    assert len(dispatch.claim_due(Config(), "node-a")) == 2
+    real = time.time
+    with monkeypatch.context() as ahead:
+        ahead.setattr(time, "time", lambda: real() + 300)
+        assert not leases.acquire("gc", "node-b", seconds=60)
+        assert dispatch.claim_due(Config(), "node-b") == []
