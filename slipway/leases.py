@@ -6,8 +6,9 @@ both engines apply atomically (SQLite's write lock; on PostgreSQL the second of 
 re-reads the row after the first commits and finds it taken). The holder renews the lease while the job
 runs and frees it at the end; a holder that dies stops renewing, and its lease lapses after
 ``LEASE_SECONDS``. Lease times are the database's clock (``database_now_ms``), never a node's own, so a
-node whose clock runs ahead does not see a held lease as lapsed. The row also remembers when the job last started, so a job scheduled every hour in
-every process runs about once an hour across all of them, not once per process.
+node whose clock runs ahead does not see a held lease as lapsed. The row also remembers when the job last
+started, so a job scheduled every hour in every process runs about once an hour across all of them, not
+once per process.
 """
 from __future__ import annotations
 
