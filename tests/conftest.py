@@ -89,11 +89,12 @@ class FakeClock:
 
 @pytest.fixture
 def clock():
-    """A FakeClock every time rule reads (``slipway.clock``) for the duration of the test."""
+    """A FakeClock every time rule reads (``slipway.clock``, and the database's clock that leases and
+    claims compare) for the duration of the test."""
     from slipway import clock as slipway_clock
 
     fake = FakeClock()
-    previous = slipway_clock.install(fake)
+    previous = slipway_clock.install(fake, database=True)
     yield fake
     slipway_clock.install(previous)
 
