@@ -40,12 +40,7 @@ def test_orphaned_blobs_are_removed_only_past_the_grace_period(db, tmp_path):
     storage = FilesystemStorage(tmp_path / "s")
 
     def store(data: bytes, age: float) -> str:
-        digest = "sha256:" + hashlib.sha256(data).hexdigest()
-        storage.upload_create("u")
-        writer = storage.upload_writer("u", 0)
-        writer.write(data)
-        writer.close()
-        storage.upload_commit("u", digest)
+        digest = stored(storage, data)
         os.utime(storage.blob_path(digest), (time.time() - age, time.time() - age))
         return digest
 
