@@ -18,16 +18,14 @@ so ``FROM <any node>:<port>/...`` is pulled from ``builds.registry_url`` like ``
 from __future__ import annotations
 
 import socket
-import time
 import uuid
 
 from peewee import CharField
 
-from slipway.db import BaseModel, TimestampField, now_ms
+from slipway.db import BaseModel, TimestampField, database, is_postgres, now_ms
 
+from .models import Blob
 from .storage import MARKER, Storage
-
-FIRST_START_WAIT = 10  # seconds a process waits for the node that recorded the identity to write its marker
 
 
 class StorageIdentity(BaseModel):
@@ -45,24 +43,11 @@ def ensure(storage: Storage) -> StorageIdentity:
     """Record the storage's identity (the first process to get here) or check it (every later one)."""
     recorded = StorageIdentity.select().order_by(StorageIdentity.id).first()
     if recorded is None:
-        mine = uuid.uuid4().hex
-        StorageIdentity.insert(driver=storage.driver, location=storage.location(), marker=mine).execute()
-        recorded = StorageIdentity.select().order_by(StorageIdentity.id).first()  # another may have won
-        if recorded.marker == mine:
-            if storage.read_marker() is None:
-                storage.write_marker(mine)
-            # Storage that already has a marker (a database made afresh on used storage) keeps it.
-            recorded.marker = storage.read_marker()
-            StorageIdentity.update(marker=recorded.marker).where(StorageIdentity.id == recorded.id).execute()
-            StorageIdentity.delete().where(StorageIdentity.id != recorded.id).execute()
+        recorded = _record(storage)
+        if recorded is not None:
             return recorded
-    found = storage.read_marker()
-    deadline = time.monotonic() + FIRST_START_WAIT
-    while (found != recorded.marker and time.monotonic() < deadline
-           and now_ms() - recorded.created_at < FIRST_START_WAIT * 1000):
-        time.sleep(0.2)  # recorded a moment ago by a node starting beside this one: its marker is coming
-        recorded = StorageIdentity.select().order_by(StorageIdentity.id).first()
-        found = storage.read_marker()
+        recorded = StorageIdentity.select().order_by(StorageIdentity.id).first()  # another process's
+    found = storage.read_marker()  # written before its row was committed (``_record``)
     if found != recorded.marker:
         what = "no marker object" if found is None else f"the marker object of another Slipway ({found})"
         raise StorageMismatch(
@@ -71,6 +56,35 @@ def ensure(storage: Storage) -> StorageIdentity:
             f"{recorded.marker}); set {storage.setting} (storage.driver: {recorded.driver}) to the storage every "
             "node shares")
     return recorded
+
+
+BLOBS_SAMPLED = 5  # of the database's newest blobs, at least one must be in storage adopted at first start
+
+
+def _record(storage: Storage) -> StorageIdentity | None:
+    """First start: record this storage, its marker written before the row commits (a failed or interrupted
+    write leaves no row, and the next start records it again), one process at a time (the write lock on
+    SQLite, a table lock on PostgreSQL). None if another process recorded one first.
+
+    A database that already has blobs (a deployment upgraded in place) adopts only storage holding some of
+    them: the first process after an upgrade may be ``slipway admin gc`` without the storage settings."""
+    with database.atomic():
+        if is_postgres():
+            database.execute_sql("LOCK TABLE storage_identity IN SHARE ROW EXCLUSIVE MODE")
+        if StorageIdentity.select().exists():
+            return None
+        marker = storage.read_marker()
+        if marker is None:
+            sample = [b.digest for b in Blob.select(Blob.digest).order_by(Blob.id.desc()).limit(BLOBS_SAMPLED)]
+            if sample and all(storage.blob_size(digest) is None for digest in sample):
+                raise StorageMismatch(
+                    f"this process's storage ({storage.driver} at {storage.location()}) holds none of this "
+                    f"database's newest blobs, so it is not the storage they are in; set {storage.setting} "
+                    "to the storage every node shares")
+            marker = uuid.uuid4().hex
+            storage.write_marker(marker)
+        # Storage that already has a marker (a database made afresh on used storage) keeps it.
+        return StorageIdentity.create(driver=storage.driver, location=storage.location(), marker=marker)
 
 
 class NodeAddress(BaseModel):

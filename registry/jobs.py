@@ -42,6 +42,9 @@ def _is_uuid(text: str) -> bool:
         return False
 
 
+GC_JOB = "registry.gc"  # the lease every GC runs under, scheduled or by hand (``slipway admin gc``)
+
+
 def run_gc(storage: Storage, config) -> None:
     from .gc import collect
 
@@ -52,4 +55,4 @@ def register(background) -> None:
     config = background.services.config
     background.every(3600, cleanup_stale_uploads, "registry.cleanup_stale_uploads",
                      background.services.storage, config.registry.stale_upload_hours * 3600)
-    background.every(config.gc.interval_seconds, run_gc, "registry.gc", background.services.storage, config)
+    background.every(config.gc.interval_seconds, run_gc, GC_JOB, background.services.storage, config)

@@ -227,14 +227,27 @@ def _read_password(given: str | None) -> str:
 
 def _gc(config, grace: int | None, orphans: bool = False) -> int:
     from registry.drivers import open_storage
-    from registry.gc import collect, orphaned_files, remove_orphans
+    from registry.jobs import GC_JOB
 
+    from . import leases
     from .server import require_own_storage
 
     require_own_storage(config)  # never delete rows whose bytes this process cannot reach
     storage = open_storage(config)
     grace = config.gc.grace_seconds if grace is None else grace
-    freed = collect(storage, grace, config.gc.batch)
+
+    def waiting() -> None:
+        print("slipway: garbage collection is running in another process; waiting for it to end", file=sys.stderr,
+              flush=True)
+
+    with leases.waiting_for(GC_JOB, waiting):  # one GC at a time, with the scheduled ones of every node
+        return _collect(storage, grace, config.gc.batch, orphans)
+
+
+def _collect(storage, grace: int, batch: int, orphans: bool) -> int:
+    from registry.gc import collect, orphaned_files, remove_orphans
+
+    freed = collect(storage, grace, batch)
     print(freed)
     for digest in freed.digests:
         print(f"  freed {digest}")

@@ -4,6 +4,11 @@ stale uploads, notification retries and expiry notices, every stored timestamp (
 It is the wall clock; tests install another source (``install``) to move time on instead of
 sleeping, and drive the jobs in-process. Nothing outside tests installs one, and no setting or
 route does: a server always runs on the wall clock.
+
+Leases and delivery claims compare the *database's* clock (``db.database_now_ms``), so that nodes whose
+clocks disagree agree on when a lease lapses. A test that moves the whole world's time on installs its
+source for that clock too (``install(source, database=True)``); one that puts a single node ahead of the
+others installs only this one.
 """
 from __future__ import annotations
 
@@ -11,6 +16,7 @@ import time
 from typing import Callable
 
 _source: Callable[[], float] = time.time
+_database_source: Callable[[], float] | None = None  # None: ask the database
 
 
 def now() -> float:
@@ -23,8 +29,15 @@ def now_ms() -> int:
     return int(_source() * 1000)
 
 
-def install(source: Callable[[], float]) -> Callable[[], float]:
-    """Read time from ``source`` (seconds since the epoch) from now on; returns the previous source."""
-    global _source
+def install(source: Callable[[], float], database: bool = False) -> Callable[[], float]:
+    """Read time from ``source`` (seconds since the epoch) from now on; returns the previous source.
+    ``database``: the database's clock follows ``source`` too (until ``install`` is called without it)."""
+    global _source, _database_source
     previous, _source = _source, source
+    _database_source = source if database else None
     return previous
+
+
+def database_override_ms() -> int | None:
+    """The database clock a test installed (``install(..., database=True)``), else None."""
+    return None if _database_source is None else int(_database_source() * 1000)

@@ -7,7 +7,7 @@ from urllib.parse import urlparse
 from peewee import BigIntegerField, Database, DatabaseProxy, Model, PostgresqlDatabase, SqliteDatabase
 from playhouse.db_url import connect as connect_url
 
-from . import extras
+from . import clock, extras
 from .clock import now_ms  # noqa: F401  (every timestamp is stored as clock.now_ms())
 
 database = DatabaseProxy()
@@ -17,6 +17,19 @@ class BaseModel(Model):
     class Meta:
         database = database
         legacy_table_names = False
+
+
+def database_now_ms() -> int:
+    """The database's clock in integer milliseconds: what leases and claims compare, so that nodes whose
+    clocks disagree still agree on when a lease lapses (SQLite's is this machine's, as the database is)."""
+    override = clock.database_override_ms()
+    if override is not None:
+        return override
+    if is_postgres():
+        sql = "SELECT CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT)"
+    else:
+        sql = "SELECT CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER)"
+    return int(database.execute_sql(sql).fetchone()[0])
 
 
 class TimestampField(BigIntegerField):

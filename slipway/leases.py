@@ -5,8 +5,10 @@ its row of ``job_lease``: taking it is one conditional UPDATE (free or lapsed, a
 both engines apply atomically (SQLite's write lock; on PostgreSQL the second of two concurrent UPDATEs
 re-reads the row after the first commits and finds it taken). The holder renews the lease while the job
 runs and frees it at the end; a holder that dies stops renewing, and its lease lapses after
-``LEASE_SECONDS``. The row also remembers when the job last started, so a job scheduled every hour in
-every process runs about once an hour across all of them, not once per process.
+``LEASE_SECONDS``. Lease times are the database's clock (``database_now_ms``), never a node's own, so a
+node whose clock runs ahead does not see a held lease as lapsed. The row also remembers when the job last
+started, so a job scheduled every hour in every process runs about once an hour across all of them, not
+once per process.
 """
 from __future__ import annotations
 
@@ -14,12 +16,13 @@ import logging
 import os
 import socket
 import threading
+import time
 import uuid
 from contextlib import contextmanager
 
 from peewee import CharField
 
-from .db import BaseModel, TimestampField, database, now_ms
+from .db import BaseModel, TimestampField, database, database_now_ms
 
 log = logging.getLogger("slipway.leases")
 
@@ -51,7 +54,7 @@ def holder_id() -> str:
 def acquire(name: str, holder: str, seconds: float = LEASE_SECONDS, every: float = 0) -> bool:
     """Take the lease ``name`` for ``seconds`` if it is free or lapsed and, with ``every``, if the job
     last started at least ``every`` seconds ago. True when ``holder`` now holds it."""
-    now = now_ms()
+    now = database_now_ms()
     condition = (JobLease.name == name) & (JobLease.holder.is_null() | (JobLease.expires_at < now))
     if every > 0:
         condition &= JobLease.started_at.is_null() | (JobLease.started_at <= now - int(every * 1000))
@@ -67,7 +70,7 @@ def acquire(name: str, holder: str, seconds: float = LEASE_SECONDS, every: float
 
 def renew(name: str, holder: str, seconds: float = LEASE_SECONDS) -> bool:
     """Extend a held lease; False if ``holder`` no longer holds it (it lapsed and another took it)."""
-    return JobLease.update(expires_at=now_ms() + int(seconds * 1000)).where(
+    return JobLease.update(expires_at=database_now_ms() + int(seconds * 1000)).where(
         (JobLease.name == name) & (JobLease.holder == holder)).execute() == 1
 
 
@@ -114,9 +117,29 @@ def job(name: str, every: float = 0, seconds: float = LEASE_SECONDS):
     if not acquire(name, holder, seconds, every):
         yield False
         return
+    with _holding(name, holder, seconds):
+        yield True
+
+
+@contextmanager
+def waiting_for(name: str, waiting=None, poll: float = 1.0, seconds: float = LEASE_SECONDS):
+    """Run the block under the lease of job ``name`` whenever it is due (a job run by hand: ``slipway admin
+    gc``), once whoever holds it now is done; ``waiting()`` is called once if it has to wait."""
+    holder = holder_id()
+    while not acquire(name, holder, seconds):
+        if waiting is not None:
+            waiting()
+            waiting = None
+        time.sleep(poll)
+    with _holding(name, holder, seconds):
+        yield
+
+
+@contextmanager
+def _holding(name: str, holder: str, seconds: float):
     try:
         with renewing(lambda: renew(name, holder, seconds), seconds / 3):
-            yield True
+            yield
     finally:
         try:
             release(name, holder)

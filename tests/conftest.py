@@ -89,11 +89,12 @@ class FakeClock:
 
 @pytest.fixture
 def clock():
-    """A FakeClock every time rule reads (``slipway.clock``) for the duration of the test."""
+    """A FakeClock every time rule reads (``slipway.clock``, and the database's clock that leases and
+    claims compare) for the duration of the test."""
     from slipway import clock as slipway_clock
 
     fake = FakeClock()
-    previous = slipway_clock.install(fake)
+    previous = slipway_clock.install(fake, database=True)
     yield fake
     slipway_clock.install(previous)
 
@@ -122,15 +123,7 @@ class SlipwayServer:
     """A ``slipway serve`` process with its own data directory, database and port."""
 
     def __init__(self, base: Path, extra_env: dict | None = None, processes: int = 1, tls: bool = False):
-        self.data_dir = base / "data"
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        # Build storage and work directories of its own, removed with the test's temporary directory.
-        self.build_root = base / "build"
-        build_user_can_reach(self.data_dir)
-        self.port = free_port()
-        self.host = f"127.0.0.1:{self.port}"
-        self.url = f"{'https' if tls else 'http'}://{self.host}"
-        self.verify = False
+        self.place(base, tls)
         self.database_url = new_database_url(self.data_dir)
         self.env = dict(os.environ)
         self.env.update({
@@ -149,6 +142,17 @@ class SlipwayServer:
         self.log_path = base / "server.log"
         self.proc = None
 
+    def place(self, base: Path, tls: bool = False) -> None:
+        """Its own data directory, build storage and work directories (removed with the test's temporary
+        directory) and port."""
+        self.data_dir = base / "data"
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.build_root = base / "build"
+        build_user_can_reach(self.data_dir)
+        self.port = free_port()
+        self.host = f"127.0.0.1:{self.port}"
+        self.url = f"{'https' if tls else 'http'}://{self.host}"
+        self.verify = False
     def start(self, timeout: float = 30) -> "SlipwayServer":
         self.log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(SLIPWAY + ["serve"], env=self.env, cwd=str(ROOT), stdout=self.log,

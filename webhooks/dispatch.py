@@ -21,7 +21,7 @@ from peewee import chunked
 from registry.content import alive
 from registry.models import Repository, Tag
 from slipway import events, leases, patterns
-from slipway.db import database, is_postgres, now_ms
+from slipway.db import database, database_now_ms, is_postgres, now_ms
 from slipway.errors import Invalid
 
 from . import methods
@@ -169,7 +169,7 @@ def claim_due(config, holder: str, limit: int = 50) -> list:
     with database.atomic():
         if is_postgres():
             database.execute_sql("SELECT pg_advisory_xact_lock(%s)", (CLAIM_LOCK,))
-        now = now_ms()
+        now = database_now_ms()  # claims lapse by one clock, whichever node's runs ahead
         busy = (Delivery.select(Notification.repository).join(Notification)
                 .where(Delivery.claimed_by.is_null(False) & (Delivery.status == PENDING)
                        & (Delivery.next_attempt_at > now)))
@@ -192,7 +192,7 @@ def claim_due(config, holder: str, limit: int = 50) -> list:
 
 def renew_claims(holder: str, ids: list) -> bool:
     """Keep claims alive while their sends run (a repository's batch may wait out several timeouts)."""
-    return Delivery.update(next_attempt_at=now_ms() + CLAIM_SECONDS * 1000).where(
+    return Delivery.update(next_attempt_at=database_now_ms() + CLAIM_SECONDS * 1000).where(
         Delivery.id.in_(ids) & (Delivery.claimed_by == holder) & (Delivery.status == PENDING)).execute() > 0
 
 

@@ -40,12 +40,7 @@ def test_orphaned_blobs_are_removed_only_past_the_grace_period(db, tmp_path):
     storage = FilesystemStorage(tmp_path / "s")
 
     def store(data: bytes, age: float) -> str:
-        digest = "sha256:" + hashlib.sha256(data).hexdigest()
-        storage.upload_create("u")
-        writer = storage.upload_writer("u", 0)
-        writer.write(data)
-        writer.close()
-        storage.upload_commit("u", digest)
+        digest = stored(storage, data)
         os.utime(storage.blob_path(digest), (time.time() - age, time.time() - age))
         return digest
 
@@ -56,3 +51,46 @@ def test_orphaned_blobs_are_removed_only_past_the_grace_period(db, tmp_path):
     assert removed == [old_orphan] and size == len(b"old orphan")
     assert storage.blob_size(old_orphan) is None
     assert storage.blob_size(known) == 5 and storage.blob_size(young_orphan) is not None
+
+
+def stored(storage: FilesystemStorage, data: bytes) -> str:
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    storage.upload_create("u")
+    writer = storage.upload_writer("u", 0)
+    writer.write(data)
+    writer.close()
+    storage.upload_commit("u", digest)
+    return digest
+
+
+def test_a_first_start_whose_marker_could_not_be_written_is_recorded_by_the_next(db, tmp_path, monkeypatch):
+    """The marker is written before the row commits: a first start that failed to write it (storage
+    unreachable, wrong credentials, killed) leaves nothing behind that refuses every later start."""
+    shared = FilesystemStorage(tmp_path / "shared")
+
+    def unreachable(text):
+        raise OSError("storage unreachable")
+
+    monkeypatch.setattr(shared, "write_marker", unreachable)
+    with pytest.raises(OSError):
+        identity.ensure(shared)
+    assert identity.StorageIdentity.select().count() == 0
+    monkeypatch.undo()
+    recorded = identity.ensure(FilesystemStorage(tmp_path / "shared"))
+    assert (tmp_path / "shared" / MARKER).read_text().strip() == recorded.marker
+
+
+def test_an_upgraded_deployment_adopts_its_storage_but_not_storage_without_its_blobs(db, tmp_path):
+    """The first start after an upgrade in place (blobs, no identity yet) adopts the storage that holds them;
+    a process whose storage holds none of them (``admin gc`` without the storage settings) is refused and
+    records nothing, so the real nodes still start."""
+    real = FilesystemStorage(tmp_path / "real")
+    for data in (b"one", b"two"):
+        Blob.create(digest=stored(real, data), size=len(data))
+    with pytest.raises(identity.StorageMismatch) as refused:
+        identity.ensure(FilesystemStorage(tmp_path / "default-path"))
+    assert "set storage.path" in str(refused.value)
+    assert identity.StorageIdentity.select().count() == 0
+    assert not (tmp_path / "default-path" / MARKER).exists()
+    recorded = identity.ensure(real)
+    assert (tmp_path / "real" / MARKER).read_text().strip() == recorded.marker

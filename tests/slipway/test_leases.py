@@ -9,7 +9,7 @@ import uuid
 
 from accounts.models import Account
 from registry.models import Repository
-from slipway import leases
+from slipway import clock, leases
 from slipway.config import Config
 from slipway.db import database, now_ms
 from tests.conftest import ROOT, SLIPWAY, USE_PG, new_database_url
@@ -142,3 +142,63 @@ def test_processes_migrating_one_empty_database_at_once_all_succeed(tmp_path):
     assert [p.returncode for p in procs] == [0] * 4, "\n---\n".join(outputs)
     if USE_PG:
         assert not any("already exists" in o or "duplicate key" in o for o in outputs)
+
+
+def test_a_job_run_by_hand_waits_for_the_holder_then_runs_under_the_lease(db):
+    assert leases.acquire("registry.gc", "a scheduled gc on another node")
+    log = []
+    in_block = threading.Event()
+
+    def by_hand():
+        try:
+            with leases.waiting_for("registry.gc", lambda: log.append("waiting"), poll=0.05):
+                log.append("ran")
+                assert not leases.acquire("registry.gc", "another")  # held while it runs
+                in_block.set()
+        finally:
+            database.close()
+
+    thread = threading.Thread(target=by_hand)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not log and time.monotonic() < deadline:  # it looked, found the lease held, and said so
+        time.sleep(0.01)
+    assert log == ["waiting"]
+    leases.release("registry.gc", "a scheduled gc on another node")
+    thread.join(30)
+    assert in_block.is_set() and log == ["waiting", "ran"]
+    assert leases.JobLease.get(leases.JobLease.name == "registry.gc").holder is None  # given back
+
+
+def test_admin_gc_runs_under_the_gc_lease(db, tmp_path, monkeypatch, capsys):
+    """``slipway admin gc`` and the scheduled GC of any node never run at the same time."""
+    from registry import gc
+    from slipway import cli
+
+    config = Config()
+    config.data_dir = str(tmp_path / "data")
+    holders = []
+    monkeypatch.setattr(gc, "collect", lambda *a, **k: holders.append(
+        leases.JobLease.get(leases.JobLease.name == "registry.gc").holder) or gc.Freed())
+    assert cli._gc(config, 0) == 0
+    assert holders == [leases.holder_id()]
+    assert leases.JobLease.get(leases.JobLease.name == "registry.gc").holder is None
+
+
+def test_a_node_whose_clock_runs_ahead_sees_leases_and_claims_held(db, monkeypatch):
+    """Leases and claims lapse by the database's clock: a node five minutes ahead (NTP broken) takes
+    neither a held job lease nor deliveries another node is sending."""
+    make_deliveries(repos=1, per_repo=2)
+    assert leases.acquire("gc", "node-a", seconds=60)
+    assert len(dispatch.claim_due(Config(), "node-a")) == 2
+    real = time.time
+    # This node's clock (every rule reads slipway.clock, and time.time for good measure) is five minutes
+    # ahead; the database's stays the real one.
+    previous = clock.install(lambda: real() + 300)
+    try:
+        with monkeypatch.context() as ahead:
+            ahead.setattr(time, "time", lambda: real() + 300)
+            assert not leases.acquire("gc", "node-b", seconds=60)
+            assert dispatch.claim_due(Config(), "node-b") == []
+    finally:
+        clock.install(previous)

@@ -28,8 +28,6 @@ from tests.conftest import (
     USE_PG,
     ContainerTools,
     SlipwayServer,
-    build_user_can_reach,
-    free_port,
     new_database_url,
 )
 from tests.registry.test_storage_s3 import BUCKET, s3  # noqa: F401 (the local S3 server fixture)
@@ -46,14 +44,7 @@ class Node(SlipwayServer):
 
     def __init__(self, base: Path, args: list[str], shared: dict):
         self.args = args
-        self.data_dir = base / "data"
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.build_root = base / "build"
-        build_user_can_reach(self.data_dir)
-        self.port = free_port()
-        self.host = f"127.0.0.1:{self.port}"
-        self.url = f"http://{self.host}"
-        self.verify = False
+        self.place(base)
         self.database_url = shared["SLIPWAY_DATABASE_URL"]
         self.env = {**os.environ, **shared, "SLIPWAY_DATA_DIR": str(self.data_dir), "PYTHONPATH": str(ROOT),
                     "SLIPWAY_SERVER__HOST": "127.0.0.1", "SLIPWAY_SERVER__PORT": str(self.port),
