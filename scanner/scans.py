@@ -22,7 +22,7 @@ from peewee import chunked
 from registry.manifests import IMAGE_TYPES, INDEX_TYPES
 from registry.models import Manifest, ManifestChild, Repository, Tag, alive
 from slipway import events, leases
-from slipway.db import database, is_postgres, now_ms
+from slipway.db import database, database_now_ms, is_postgres, now_ms
 
 from . import advisories
 from .index import (
@@ -127,7 +127,7 @@ def claim_many(holder: str, lease_seconds: int, limit: int) -> list[ScanJob]:
     """Take up to ``limit`` due scans, oldest first, in one transaction (under load, one claim for several
     pushes' scans). A scan claimed ``MAX_ATTEMPTS`` times already is failed instead."""
     while True:
-        now = now_ms()
+        now = database_now_ms()  # leases lapse by one clock, whichever node's runs ahead (slipway.leases)
         due = (ScanJob.available_at <= now) & (ScanJob.lease_owner.is_null() | (ScanJob.lease_expires < now))
         if not ScanJob.select(ScanJob.id).where(due).exists():  # idle: a plain read, no lock
             return []
@@ -158,7 +158,7 @@ def renew(job: ScanJob, holder: str, lease_seconds: int) -> bool:
 
 
 def renew_many(jobs: list[ScanJob], holder: str, lease_seconds: int) -> int:
-    return ScanJob.update(lease_expires=now_ms() + lease_seconds * 1000).where(
+    return ScanJob.update(lease_expires=database_now_ms() + lease_seconds * 1000).where(
         ScanJob.id.in_([j.id for j in jobs]) & (ScanJob.lease_owner == holder)).execute()
 
 
