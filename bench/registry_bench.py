@@ -1178,6 +1178,9 @@ def main() -> int:
                              "organization or robot), to compare the code alone (issue 13: a refactor)")
     parser.add_argument("--max-loss", type=float, default=MAX_LOSS,
                         help=f"with --baseline-rev: the largest share HEAD may lose on a line (default {MAX_LOSS})")
+    parser.add_argument("--only", nargs="+", metavar="KEY",
+                        help="measure only these lines (keys such as manifest_get_c1 manifest_get_c16 "
+                             "blob_get_1mib_c4 push_monolithic push_post_put push_chunked tags_list_c16)")
     parser.add_argument("--json", type=Path, help="also save the results as JSON here")
     args = parser.parse_args()
 
@@ -1233,8 +1236,9 @@ def main() -> int:
             print("# " + ", ".join(f"{s.name} on :{s.port}" for s in servers) + "; seeded", file=sys.stderr)
             with PeakRss(servers) as sampler:
                 results = [measure_line(index, workload, servers, args)
-                           for index, workload in enumerate(workloads(seed, images=args.notifications
-                                                                      or args.scanner))]
+                           for index, workload in enumerate(
+                               w for w in workloads(seed, images=args.notifications or args.scanner)
+                               if not args.only or w[0] in args.only)]
             rss["peak"] = sampler.peak
             if args.baseline_rev and not args.same_setup:
                 slipway.check_audit(manifest_gets(results, slipway))
