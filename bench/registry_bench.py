@@ -1237,7 +1237,7 @@ def main() -> int:
             with PeakRss(servers) as sampler:
                 results = [measure_line(index, workload, servers, args)
                            for index, workload in enumerate(
-                               w for w in workloads(seed, images=args.notifications or args.scanner)
+                               w for w in workloads(seed, images=args.notifications or (args.scanner and not args.only))
                                if not args.only or w[0] in args.only)]
             rss["peak"] = sampler.peak
             if args.baseline_rev and not args.same_setup:

@@ -84,6 +84,12 @@ def queue(digest: str, force: bool = False) -> None:
                 (ScanJob.digest == digest) & ScanJob.lease_owner.is_null()).execute()
 
 
+def pushed_since_cursor() -> bool:
+    """Whether a ``manifest_pushed`` event waits to be queued (a plain read: what an idle poll costs)."""
+    cursor = ScanCursor.get_or_none(ScanCursor.name == "manifest_pushed")
+    return bool(events.since(cursor.last_id if cursor else 0, (events.MANIFEST_PUSHED,), limit=1))
+
+
 def queue_pushed(batch: int = 500) -> int:
     """Queue a scan for each image manifest the registry stored since the last run (``manifest_pushed``);
     announce what an already scanned manifest has in a repository it was just pushed to."""
