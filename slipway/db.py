@@ -28,7 +28,9 @@ def database_now_ms() -> int:
     if is_postgres():
         sql = "SELECT CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT)"
     else:
-        sql = "SELECT CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER)"
+        # Rounded: SQLite keeps 'now' in whole milliseconds, but the Julian-day arithmetic can land a hair
+        # below one (…122.9998), and a truncated value made a row stamped this millisecond not yet due.
+        sql = "SELECT CAST(ROUND((julianday('now') - 2440587.5) * 86400000.0) AS INTEGER)"
     return int(database.execute_sql(sql).fetchone()[0])
 
 
