@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from peewee import JOIN, fn
 
 from accounts.models import Account
+from slipway import events
 from slipway.db import database, now_ms
 
 from .blobs import locked_blob
@@ -82,14 +83,18 @@ def _manifests(freed: Freed, cutoff: int, batch: int, repository_id: int | None)
                               & (subject.digest == Manifest.subject_digest)))
         unkept = (Manifest.id.not_in(tagged) & Manifest.id.not_in(parent) & (Manifest.created_at < cutoff)
                   & (Manifest.subject_digest.is_null() | ~fn.EXISTS(has_subject)))
-        query = Manifest.select(Manifest.id).where(unkept)
+        query = Manifest.select(Manifest.id, Manifest.repository, Manifest.digest).where(unkept)
         if repository_id is not None:
             query = query.where(Manifest.repository == repository_id)
-        ids = [m.id for m in query.limit(batch)]
-        if not ids:
+        found = list(query.limit(batch))
+        if not found:
             return
         with database.atomic():  # the condition again: a push may have used one meanwhile
-            freed.manifests += Manifest.delete().where(Manifest.id.in_(ids) & unkept).execute()
+            deleted = Manifest.delete().where(Manifest.id.in_([m.id for m in found]) & unkept).execute()
+            freed.manifests += deleted
+            if deleted:  # for what other packages keep by digest (the scanner's results)
+                events.emit(events.MANIFESTS_COLLECTED, None,
+                            {"manifests": [[m.repository_id, m.digest] for m in found]})
 
 
 def _links(freed: Freed, cutoff: int, batch: int, repository_id: int | None) -> None:
@@ -129,6 +134,7 @@ def _blobs(freed: Freed, storage: Storage, cutoff: int, batch: int) -> None:
                     continue  # linked again meanwhile: a push found it
                 size = storage.blob_size(blob.digest) or 0
                 blob.delete_instance()
+                events.emit(events.BLOBS_COLLECTED, None, {"digests": [blob.digest]})
                 storage.delete_blob(blob.digest)
             freed.blobs += 1
             freed.bytes += size

@@ -7,11 +7,12 @@ from accounts import audit, revocation
 from accounts.identity import Identity
 from accounts.models import ORG, USER, Account, Prototype
 from accounts.permissions import can_create_in
+from slipway import events
 from slipway.db import database
 from slipway.errors import Forbidden, Invalid, NotFound
 
 from .errors import Denied, NameInvalid, NameUnknown
-from .models import PRIVATE, PUBLIC, Repository, RepositoryPermission
+from .models import PRIVATE, PUBLIC, Manifest, Repository, RepositoryPermission
 from .names import split_name
 
 # <repository>/buildcache: the builder's layer cache for <repository>; nobody else may create one.
@@ -141,5 +142,9 @@ def delete(repo: Repository, performer: Identity, ip: str | None = None) -> None
     with database.atomic():
         audit.record("delete_repo", performer, namespace=repo.namespace, repository=repo, ip=ip,
                      metadata={"repo": repo.name, "namespace": repo.namespace.name})
+        digests = [m.digest for m in Manifest.select(Manifest.digest).where(Manifest.repository == repo)]
         repo.delete_instance()
+        for start in range(0, len(digests), 500):  # its manifests go with it, as garbage collection's do
+            events.emit(events.MANIFESTS_COLLECTED, None,
+                        {"manifests": [[repo.id, d] for d in digests[start:start + 500]]})
         revocation.bump()

@@ -3,8 +3,9 @@
 An import reads and parses every feed first (``scanner.feeds.read_feeds``), outside any transaction; a feed
 that does not parse stops it before anything is written (``FeedError``, naming the feed and why). Then one
 transaction writes what is new or changed, comparing each advisory's content digest with the stored one, so
-a re-import of the same feeds writes nothing. It returns the (ecosystem, package) keys it touched, which
-``scans.rematch`` matches again from stored indexes.
+a re-import of the same feeds writes nothing; an advisory a feed gave before and no longer gives is deleted
+(withdrawn: each row remembers the feed that last gave it, by the feed's name). It returns the (ecosystem,
+package) keys it touched, which ``scans.rematch`` matches again from stored indexes.
 """
 from __future__ import annotations
 
@@ -67,12 +68,13 @@ class FeedResult:
     advisories: int = 0
     added: int = 0
     changed: int = 0
+    withdrawn: int = 0  # given last time by this feed, no longer: deleted
 
 
 @dataclass
 class ImportResult:
     feeds: list[FeedResult] = field(default_factory=list)
-    keys: set = field(default_factory=set)  # (ecosystem, package) of new or changed advisories
+    keys: set = field(default_factory=set)  # (ecosystem, package) of new, changed or withdrawn advisories
     rematched: int = 0  # manifests matched again after the import (scans.rematch)
     announced: int = 0  # vulnerability_found events written
 
@@ -83,6 +85,10 @@ class ImportResult:
     @property
     def changed(self) -> int:
         return sum(f.changed for f in self.feeds)
+
+    @property
+    def withdrawn(self) -> int:
+        return sum(f.withdrawn for f in self.feeds)
 
 
 def _content_digest(advisory: Advisory) -> str:
@@ -127,6 +133,7 @@ def import_feeds(sources: Iterable[str], network=None, on_progress: Callable[[st
                 by_key[(advisory.ecosystem, advisory.package, advisory.id)] = advisory
             parsed.append((feed_name, by_key))
     result = ImportResult()
+    everywhere = {key for _, by_key in parsed for key in by_key}  # what any feed of this import gives
     with database.atomic():
         for feed_name, by_key in parsed:
             feed = FeedResult(feed_name, len(by_key))
@@ -134,25 +141,45 @@ def import_feeds(sources: Iterable[str], network=None, on_progress: Callable[[st
             stored = {}
             for ecosystem in {k[0] for k in by_key}:
                 for row in AdvisoryRow.select(AdvisoryRow.id, AdvisoryRow.package, AdvisoryRow.advisory_id,
-                                              AdvisoryRow.digest).where(AdvisoryRow.ecosystem == ecosystem):
-                    stored[(ecosystem, row.package, row.advisory_id)] = (row.id, row.digest)
-            new_rows = []
+                                              AdvisoryRow.digest, AdvisoryRow.feed).where(
+                        AdvisoryRow.ecosystem == ecosystem):
+                    stored[(ecosystem, row.package, row.advisory_id)] = (row.id, row.digest, row.feed)
+            new_rows, claimed = [], []
             now = now_ms()
             for key, advisory in by_key.items():
                 digest = _content_digest(advisory)
-                data = json.dumps(asdict(advisory), separators=(",", ":"), default=list)
                 old = stored.get(key)
+                if old is not None and old[1] == digest:
+                    if old[2] != feed_name:
+                        claimed.append(old[0])  # the same advisory, now (also) from this feed
+                    continue
+                data = json.dumps(asdict(advisory), separators=(",", ":"), default=list)
                 if old is None:
                     new_rows.append({"advisory_id": advisory.id, "ecosystem": advisory.ecosystem,
-                                     "package": advisory.package, "digest": digest, "data": data, "updated_at": now})
+                                     "package": advisory.package, "digest": digest, "data": data,
+                                     "feed": feed_name, "updated_at": now})
                     feed.added += 1
-                elif old[1] != digest:
-                    AdvisoryRow.update(digest=digest, data=data, updated_at=now).where(
+                else:
+                    AdvisoryRow.update(digest=digest, data=data, feed=feed_name, updated_at=now).where(
                         AdvisoryRow.id == old[0]).execute()
                     feed.changed += 1
-                else:
-                    continue
                 result.keys.add((advisory.ecosystem, advisory.package))
+            for ids in chunked(claimed, 500):
+                AdvisoryRow.update(feed=feed_name).where(AdvisoryRow.id.in_(ids)).execute()
             for rows in chunked(new_rows, 100):
                 AdvisoryRow.insert_many(rows).execute()
+            _withdraw(feed, everywhere, result)
     return result
+
+
+def _withdraw(feed: FeedResult, everywhere: set, result: ImportResult) -> None:
+    """Delete the advisories this feed gave last time and no longer gives (nor any other feed of the import):
+    withdrawn, they stop matching when the manifests holding their packages are matched again."""
+    gone = [(row.id, row.ecosystem, row.package) for row in
+            AdvisoryRow.select(AdvisoryRow.id, AdvisoryRow.ecosystem, AdvisoryRow.package, AdvisoryRow.advisory_id)
+            .where(AdvisoryRow.feed == feed.name)
+            if (row.ecosystem, row.package, row.advisory_id) not in everywhere]
+    for part in chunked(gone, 500):
+        AdvisoryRow.delete().where(AdvisoryRow.id.in_([i for i, _, _ in part])).execute()
+    feed.withdrawn = len(gone)
+    result.keys.update((ecosystem, package) for _, ecosystem, package in gone)

@@ -12,6 +12,7 @@ from . import advisories, scans
 log = logging.getLogger("slipway.scanner")
 IDLE_POLL_SECONDS = 1  # how often an idle scan thread looks for a queued scan
 CLAIM_BATCH = 16  # scans claimed in one transaction when several are due
+PRUNE_POLL_SECONDS = 5  # how often the results of what garbage collection removed are looked for
 
 
 def update_feeds(config, sources=None, on_progress=None) -> advisories.ImportResult:
@@ -46,8 +47,9 @@ def register(background) -> None:
 
     def scheduled_update():
         result = update_feeds(config)
-        log.info("scanner feeds: %d new, %d changed advisories; %d manifests matched again, %d vulnerabilities "
-                 "announced", result.added, result.changed, result.rematched, result.announced)
+        log.info("scanner feeds: %d new, %d changed, %d withdrawn advisories; %d manifests matched again, %d "
+                 "vulnerabilities announced", result.added, result.changed, result.withdrawn, result.rematched,
+                 result.announced)
 
     def queue_when_pushed():
         """Every second a plain read; the job's lease (two writes, after which every HTTP process's SQLite
@@ -60,7 +62,13 @@ def register(background) -> None:
             if held:
                 scans.queue_pushed()
 
+    def prune_when_collected():
+        """What garbage collection removed: a plain read, and only then the deletes (idempotent: no lease)."""
+        if scans.collected_since_cursor():
+            scans.prune_collected()
+
     background.every(1, queue_when_pushed, "scanner.queue_pushed", exclusive=False)
+    background.every(PRUNE_POLL_SECONDS, prune_when_collected, "scanner.prune", exclusive=False)
     # Every background process scans (each claims the scans it runs).
     threading.Thread(target=scan_loop, name="scanner", daemon=True).start()
     background.on_stop(stop.set)

@@ -3,7 +3,7 @@ from peewee import BigIntegerField, CharField, ForeignKeyField, IntegerField, Mo
 
 from registry.migrations import RepositoryV1
 from slipway.db import TimestampField, database, now_ms
-from slipway.migrate import frozen_meta
+from slipway.migrate import add_column_if_missing, frozen_meta
 
 
 class LayerIndexV1(Model):
@@ -73,6 +73,26 @@ def initial():
                             ScanCursorV1])
 
 
+class AdvisoryV2(AdvisoryV1):
+    feed = CharField(max_length=255, null=True)
+    Meta = frozen_meta("scanner_advisory", ((("ecosystem", "package", "advisory_id"), True),))
+
+
+class AnnouncedV2(AnnouncedV1):
+    severity = CharField(max_length=16, null=True)
+    Meta = frozen_meta("scanner_announced", ((("repository", "digest", "advisory_id", "package"), True),))
+
+
+def feeds_and_announced_severities():
+    """Which feed last gave an advisory (one it drops is withdrawn); the severity each announcement had (a
+    change is announced again). Rows from before: no feed until their feed is imported again, no severity
+    (an announcement made before is not repeated for that reason)."""
+    add_column_if_missing(AdvisoryV2, "feed")
+    add_column_if_missing(AnnouncedV2, "severity")
+    database.execute_sql("CREATE INDEX IF NOT EXISTS scanner_advisory_feed ON scanner_advisory (feed)")
+
+
 MIGRATIONS = [
     (1, "scanner", initial),
+    (2, "scanner feeds and announced severities", feeds_and_announced_severities),
 ]

@@ -79,6 +79,7 @@ class AdvisoryRow(BaseModel):
     package = CharField(max_length=255)
     digest = CharField(max_length=128)
     data = TextField()  # JSON of scanner.feeds.Advisory
+    feed = CharField(max_length=255, null=True, index=True)  # the feed that last gave it (None: before step 2)
     updated_at = TimestampField(default=now_ms)
 
     class Meta:
@@ -93,6 +94,7 @@ class Announced(BaseModel):
     digest = CharField(max_length=200)
     advisory_id = CharField(max_length=128)
     package = CharField(max_length=255)
+    severity = CharField(max_length=16, null=True)  # as announced: a change is announced again
     created_at = TimestampField(default=now_ms)
 
     class Meta:

@@ -17,10 +17,10 @@ import logging
 from collections.abc import Iterator
 from dataclasses import asdict
 
-from peewee import chunked
+from peewee import chunked, fn
 
 from registry.manifests import IMAGE_TYPES, INDEX_TYPES
-from registry.models import Manifest, ManifestChild, Repository, Tag, alive
+from registry.models import Blob, Manifest, ManifestChild, Repository, Tag, alive
 from slipway import events, leases
 from slipway.db import database, database_now_ms, is_postgres, now_ms
 
@@ -97,14 +97,13 @@ def queue_pushed(batch: int = 500) -> int:
     rows = events.since(cursor.last_id, (events.MANIFEST_PUSHED,), limit=batch)
     if not rows:
         return 0
-    settled_before = now_ms() - (SETTLE_MS if is_postgres() else 0)
+    settled_before = _settled_before()
     with database.atomic():  # one write transaction for the batch (pushes wait for SQLite's lock less)
         _queue_events(cursor, rows, settled_before)
     return len(rows)
 
 
-def _queue_events(cursor: ScanCursor, rows: list, settled_before: int) -> None:
-    watermark, settled = cursor.last_id, True
+def _queue_events(cursor: ScanCursor, rows: list, settled_before: int | None) -> None:
     for event in rows:
         data = json.loads(event.payload)
         if data.get("media_type") in INDEX_TYPES:
@@ -115,12 +114,71 @@ def _queue_events(cursor: ScanCursor, rows: list, settled_before: int) -> None:
                 announce(scan)
             else:
                 queue(data["digest"])
-        settled = settled and event.created_at < settled_before
-        if settled:
-            watermark = event.id
+    _advance(cursor, rows, settled_before)
+
+
+def _settled_before() -> int | None:
+    """Events written before this are all visible (PostgreSQL: SETTLE_MS ago); None: every event read is (SQLite
+    has one writer at a time, so none with a lower id can appear later; as ``webhooks.dispatch.fan_out``)."""
+    return now_ms() - SETTLE_MS if is_postgres() else None
+
+
+def _advance(cursor: ScanCursor, rows: list, settled_before: int | None) -> None:
+    """Move ``cursor`` past ``rows`` up to the first event not settled yet (read again next time), unless another
+    process moved it meanwhile."""
+    watermark = cursor.last_id
+    for event in rows:
+        if settled_before is not None and event.created_at >= settled_before:
+            break
+        watermark = event.id
     if watermark != cursor.last_id:
         ScanCursor.update(last_id=watermark).where(
             (ScanCursor.id == cursor.id) & (ScanCursor.last_id == cursor.last_id)).execute()
+
+
+# -- pruning: what garbage collection (or a repository's deletion) removed -------------------------------
+
+COLLECTED = (events.MANIFESTS_COLLECTED, events.BLOBS_COLLECTED)
+
+
+def collected_since_cursor() -> bool:
+    """Whether the registry removed manifests or blobs since the last prune (a plain read)."""
+    cursor = ScanCursor.get_or_none(ScanCursor.name == "collected")
+    return bool(events.since(cursor.last_id if cursor else 0, COLLECTED, limit=1))
+
+
+def prune_collected(batch: int = 200) -> int:
+    """Delete the scans of manifests no repository holds any more, the announcements of a manifest in a
+    repository that no longer holds it, and the indexes of layers whose blob is gone; idempotent (each is
+    checked again in the statement that deletes it: a digest pushed again meanwhile keeps its rows)."""
+    cursor, _ = ScanCursor.get_or_create(name="collected")
+    rows = events.since(cursor.last_id, COLLECTED, limit=batch)
+    if not rows:
+        return 0
+    settled_before = _settled_before()
+    manifests, blobs = set(), set()
+    for event in rows:
+        data = json.loads(event.payload)
+        manifests.update((repository, digest) for repository, digest in data.get("manifests", []))
+        blobs.update(data.get("digests", []))
+    with database.atomic():
+        prune(manifests, blobs)
+        _advance(cursor, rows, settled_before)
+    return len(rows)
+
+
+def prune(manifests: set[tuple[int, str]], blobs: set[str]) -> None:
+    for part in chunked(sorted({digest for _, digest in manifests}), 200):
+        for model in (ManifestScan, ManifestKey, ScanJob):
+            held = Manifest.select(Manifest.id).where(Manifest.digest == model.digest)
+            model.delete().where(model.digest.in_(part) & ~fn.EXISTS(held)).execute()
+    for repository, digest in sorted(manifests):
+        held = Manifest.select(Manifest.id).where((Manifest.repository == repository) & (Manifest.digest == digest))
+        Announced.delete().where((Announced.repository == repository) & (Announced.digest == digest)
+                                 & ~fn.EXISTS(held)).execute()
+    for part in chunked(sorted(blobs), 200):
+        stored = Blob.select(Blob.id).where(Blob.digest == LayerIndexRow.layer_digest)
+        LayerIndexRow.delete().where(LayerIndexRow.layer_digest.in_(part) & ~fn.EXISTS(stored)).execute()
 
 
 def claim(holder: str, lease_seconds: int) -> ScanJob | None:
@@ -378,7 +436,8 @@ def rematch(keys: set[tuple[str, str]]) -> tuple[int, int]:
 
 def announce(scan: ManifestScan) -> int:
     """Write a ``vulnerability_found`` event, once per repository holding the manifest, for each of its
-    vulnerabilities not announced there yet. Returns how many events were written."""
+    vulnerabilities not announced there yet, or announced with another severity (the feed changed it: announced
+    again with the new one, which the notification's level filter sees). Returns how many events were written."""
     findings = json.loads(scan.findings or "[]")
     if not findings:
         return 0
@@ -390,15 +449,31 @@ def announce(scan: ManifestScan) -> int:
             (Manifest.digest == scan.digest) & Manifest.deleted_at.is_null()))
         for holder in holders:
             repo = Repository.get_by_id(holder.repository_id)
-            parents = ManifestChild.select(ManifestChild.manifest).where(ManifestChild.child == holder.id)
-            tags = sorted({t.name for t in Tag.select(Tag.name).where(
-                (Tag.repository == repo.id) & alive() & (Tag.manifest.in_(parents) | (Tag.manifest == holder.id)))})
+            announced = {(a.advisory_id, a.package): (a.id, a.severity) for a in Announced.select(
+                Announced.id, Announced.advisory_id, Announced.package, Announced.severity).where(
+                (Announced.repository == repo.id) & (Announced.digest == scan.digest))}
+            tags = None
             for f in findings:
                 package = packages[f["package"]]["name"]
-                new = Announced.insert(repository=repo.id, digest=scan.digest, advisory_id=f["id"],
-                                       package=package).on_conflict_ignore().as_rowcount().execute()
-                if not new:
+                before = announced.get((f["id"], package))
+                if before is None:
+                    if not Announced.insert(repository=repo.id, digest=scan.digest, advisory_id=f["id"],
+                                            package=package, severity=f["severity"]
+                                            ).on_conflict_ignore().as_rowcount().execute():
+                        continue  # announced meanwhile by another process
+                elif before[1] == f["severity"]:
                     continue
+                elif before[1] is None:  # announced before severities were kept: not again for that
+                    Announced.update(severity=f["severity"]).where(Announced.id == before[0]).execute()
+                    continue
+                elif not Announced.update(severity=f["severity"]).where(
+                        (Announced.id == before[0]) & (Announced.severity == before[1])).execute():
+                    continue
+                if tags is None:
+                    parents = ManifestChild.select(ManifestChild.manifest).where(ManifestChild.child == holder.id)
+                    tags = sorted({t.name for t in Tag.select(Tag.name).where(
+                        (Tag.repository == repo.id) & alive()
+                        & (Tag.manifest.in_(parents) | (Tag.manifest == holder.id)))})
                 events.emit(VULNERABILITY_FOUND, repo, {
                     "tags": tags, "manifest_digest": scan.digest, "image": f"{repo.full_name}@{scan.digest}",
                     "vulnerability": {"id": f["id"], "description": f["description"], "link": f["link"],

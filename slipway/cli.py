@@ -159,8 +159,10 @@ def _scanner_update(config, sources: list[str]) -> int:
         print(f"slipway: feed not imported, nothing was changed: {e}", file=sys.stderr)
         return 1
     for feed in result.feeds:
-        print(f"{feed.name}: {feed.advisories} advisories, {feed.added} new, {feed.changed} changed")
-    print(f"{result.added} new, {result.changed} changed advisories; {result.rematched} images matched again, "
+        print(f"{feed.name}: {feed.advisories} advisories, {feed.added} new, {feed.changed} changed, "
+              f"{feed.withdrawn} withdrawn")
+    print(f"{result.added} new, {result.changed} changed, {result.withdrawn} withdrawn advisories; "
+          f"{result.rematched} images matched again, "
           f"{result.announced} new vulnerabilities announced")
     return 0
 

@@ -17,6 +17,11 @@ REPO_PUSH = "repo_push"
 # A manifest stored in a repository (new, or pushed again after a delete), with its digest and media type;
 # read by the scanner to queue a scan. Internal: no notification subscribes to it.
 MANIFEST_PUSHED = "manifest_pushed"
+# What garbage collection deleted, written in the transaction that deletes it; read by the scanner to prune
+# what it keeps by those digests. Internal. ``manifests_collected``: {"manifests": [[repository id, digest],
+# ...]} (candidates of one batch: a reader checks which are really gone); ``blobs_collected``: {"digests": [...]}.
+MANIFESTS_COLLECTED = "manifests_collected"
+BLOBS_COLLECTED = "blobs_collected"
 BUILD_QUEUED, BUILD_START, BUILD_SUCCESS, BUILD_FAILURE, BUILD_CANCELLED = (
     "build_queued", "build_start", "build_success", "build_failure", "build_cancelled")
 
