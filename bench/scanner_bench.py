@@ -19,9 +19,19 @@ What it runs (wall times; the median of ``--repeat`` runs, min and max beside it
   ``mmdebstrap --variant=minbase bookworm /tmp/x.tar http://deb.debian.org/debian``); a plain tar is gzipped
   (level 6, as buildah does) once before timing, so the time includes decompression as a pushed layer's would.
 
+With ``--service`` it also runs the scanner's service in-process, database included (a fresh SQLite file and a
+filesystem store in a temporary directory, no HTTP), where the issue's service figures are:
+
+* ``import``: ``slipway scanner update``'s work (``scanner.jobs.update_feeds``) for all of ``--vulndata`` into the
+  empty database, then the same again (nothing changed: nothing written);
+* ``cold``: ``scan_manifest`` of an image whose only layer is ``--image`` (pushed through the registry's own
+  functions), its layer index deleted before each run so the layer is read every time;
+* ``shared base``: ``scan_manifest`` of a second image made of the same base layer plus a small layer of its own
+  (new each run, so it is read): the base layer's stored index is reused, not read again.
+
 It prints the peak RSS of the process at the end (``ru_maxrss``), which includes the feeds held in memory.
 
-    /work/main/.venv/bin/python bench/scanner_bench.py [--image /tmp/x.tar] [--repeat 5]
+    /work/main/.venv/bin/python bench/scanner_bench.py [--image /tmp/x.tar] [--repeat 5] [--service]
 """
 from __future__ import annotations
 
@@ -85,6 +95,8 @@ def main() -> None:
     parser.add_argument("--tree", type=Path, action="append", default=[],
                         help="a directory to make into a layer, index and match (repeatable)")
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--service", action="store_true",
+                        help="also the service in-process, database included: feed import, cold and shared-base scans")
     args = parser.parse_args()
 
     (table, counts), times = timed(lambda: load_feeds(args.vulndata), args.repeat)
@@ -125,7 +137,120 @@ def main() -> None:
                    f"{size / 1e6:.1f} MB compressed, {args.image.stat().st_size / 1e6:.1f} MB tar, "
                    f"{len(image.packages)} packages, {len(findings)} findings, "
                    f"{distribution.id if distribution else None} {distribution.codename if distribution else ''}")
+    if args.service:
+        service(args)
     print(f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
+
+
+def _gzipped(path: Path, directory: Path) -> Path:
+    """``path`` itself if it is compressed already, else a gzip of it (level 6, as buildah writes layers)."""
+    with open(path, "rb") as stream:
+        if stream.read(4).startswith((b"\x1f\x8b", b"\x28\xb5\x2f\xfd")):
+            return path
+    layer = directory / "base.tar.gz"
+    with open(path, "rb") as source, gzip.open(layer, "wb", compresslevel=6) as target:
+        while chunk := source.read(1 << 20):
+            target.write(chunk)
+    return layer
+
+
+def service(args) -> None:
+    """The service's figures, database included (see the module's docstring)."""
+    import hashlib
+    import io
+    import json
+
+    from accounts import users
+    from registry import blobs, content, manifests, repos
+    from registry.storage import FilesystemStorage
+    from scanner import jobs, scans
+    from scanner.models import LayerIndexRow
+    from slipway import crypto, db, migrate
+    from slipway.app import migrations
+    from slipway.config import Config
+
+    def push_blob(storage, repo, stream) -> tuple[str, int]:
+        upload = blobs.start_upload(storage, repo)
+        receiver = blobs.ChunkReceiver(storage, upload.uuid, 0)
+        digest = hashlib.sha256()
+        while chunk := stream.read(1 << 20):
+            receiver.write(chunk)
+            digest.update(chunk)
+        size = receiver.close()
+        blobs.verify_and_commit(storage, repo, upload.uuid, "sha256:" + digest.hexdigest(), size, upload)
+        return "sha256:" + digest.hexdigest(), size
+
+    def push_image(storage, repo, tag: str, layers: list[tuple[str, int]]) -> str:
+        config = json.dumps({"architecture": "amd64", "os": "linux", "config": {"Labels": {"tag": tag}},
+                             "rootfs": {"type": "layers", "diff_ids": [d for d, _ in layers]}}).encode()
+        config_digest, config_size = push_blob(storage, repo, io.BytesIO(config))
+        raw = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                          "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                                     "digest": config_digest, "size": config_size},
+                          "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": d,
+                                      "size": n} for d, n in layers]}).encode()
+        parsed = manifests.parse(raw, "application/vnd.oci.image.manifest.v1+json")
+        return content.put_manifest(repo, parsed, tag, storage).manifest.digest
+
+    def top_layer(n: int) -> bytes:
+        """A small layer of the image's own: an application and one Python distribution."""
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
+            for path, data in ((f"srv/app/run-{n}.sh", b"#!/bin/sh\nexec python3 -m app\n"),
+                               ("usr/lib/python3/dist-packages/urllib3-1.23.dist-info/METADATA",
+                                b"Metadata-Version: 2.1\nName: urllib3\nVersion: 1.23\n")):
+                info = tarfile.TarInfo(path)
+                info.size = len(data)
+                archive.addfile(info, io.BytesIO(data))
+        return buffer.getvalue()
+
+    with tempfile.TemporaryDirectory(prefix="scanner-bench-") as tmp:
+        tmp = Path(tmp)
+        crypto.configure("bench")
+        db.bind(db.open_database(f"sqlite:///{tmp / 'bench.db'}"))
+        migrate.migrate(migrations())
+        config = Config()
+        start = time.perf_counter()
+        result = jobs.update_feeds(config, [str(args.vulndata)])
+        first = time.perf_counter() - start
+        start = time.perf_counter()
+        again = jobs.update_feeds(config, [str(args.vulndata)])
+        second = time.perf_counter() - start
+        print(f"{'service: import all':<28} {first:7.3f} s   {result.added} advisories added")
+        print(f"{'service: import again':<28} {second:7.3f} s   {again.added} added, {again.changed} changed, "
+              f"{again.withdrawn} withdrawn")
+        if not args.image:
+            return
+        storage = FilesystemStorage(tmp / "storage")
+        identity = users.identity_for(users.create_user("bench", None, superuser=True), "password")
+        repo = repos.create("bench/app", identity)[0]
+        with open(_gzipped(args.image, tmp), "rb") as stream:
+            base = push_blob(storage, repo, stream)
+        limits = scans.ScanLimits(4 << 30, 16 << 30)
+        digest = push_image(storage, repo, "base", [base])
+
+        def cold():
+            LayerIndexRow.delete().where(LayerIndexRow.layer_digest == base[0]).execute()
+            scans.queue(digest, force=True)
+            return scans.scan_manifest(digest, storage, limits)
+
+        status, times = timed(cold, args.repeat)
+        report("service: cold image", times, f"{status}; {base[1] / 1e6:.1f} MB layer read each run")
+        runs = iter(range(args.repeat))
+
+        def shared():
+            n = next(runs)
+            own = push_blob(storage, repo, io.BytesIO(top_layer(n)))
+            second = push_image(storage, repo, f"app-{n}", [base, own])
+            scans.queue(second)
+            start = time.perf_counter()
+            status = scans.scan_manifest(second, storage, limits)
+            return status, time.perf_counter() - start
+
+        measured = [shared() for _ in range(args.repeat)]
+        report("service: shared base", [t for _, t in measured],
+               f"{measured[-1][0]}; the base layer's stored index reused, the image's own small layer read")
+        db.database.close()
 
 
 if __name__ == "__main__":
