@@ -949,6 +949,14 @@ def discard_pushed(server: Server, digests: list[str]) -> None:
         raise BenchError(f"{server.name}: {len(wanted - found)} pushed blob(s) not found in its storage")
 
 
+def chosen_workloads(seed: Seed, args) -> list:
+    """The lines this run measures: ``--only`` picks among every line (the image-push lines included, so
+    ``--scanner --only image_push_chunked`` works), else the run's own table."""
+    if args.only:
+        return [w for w in workloads(seed) + workloads(seed, images=True) if w[0] in args.only]
+    return workloads(seed, images=args.notifications or args.scanner)
+
+
 def workloads(seed: Seed, images: bool = False) -> list[tuple[str, str, object]]:
     """(key, table label, measure(server, seconds) -> (figure, details)) for each line of the table.
 
@@ -1237,8 +1245,7 @@ def main() -> int:
             with PeakRss(servers) as sampler:
                 results = [measure_line(index, workload, servers, args)
                            for index, workload in enumerate(
-                               w for w in workloads(seed, images=args.notifications or (args.scanner and not args.only))
-                               if not args.only or w[0] in args.only)]
+                               w for w in chosen_workloads(seed, args))]
             rss["peak"] = sampler.peak
             if args.baseline_rev and not args.same_setup:
                 slipway.check_audit(manifest_gets(results, slipway))
