@@ -260,3 +260,69 @@ def test_feeds_from_urls_go_through_the_outgoing_rules(env, tmp_path):
         assert "private" in refused.stderr or "allow" in refused.stderr, refused.stderr
     finally:
         httpd.shutdown()
+
+
+def test_alpine_python_and_go_images_end_to_end(env, tmp_path):
+    """The other package kinds pushed with skopeo and read through the security API: an Alpine 3.4 image (its
+    branch from os-release), old Python distributions in site-packages (as ``pip install --target`` leaves
+    them), a Go binary (built offline, when a Go toolchain is here)."""
+    from .conftest import layer
+    from .test_match import _build_go_binary, _go
+
+    srv = env[0]
+    api = Api(srv, auth=("admin", ADMIN_PASSWORD))
+    srv.cli("scanner", "update", str(VULNDATA / "alpine-secdb" / "v3.4"), str(VULNDATA / "alpine-secdb" / "v3.5"),
+            str(VULNDATA / "osv" / "PyPI-all.zip"), str(VULNDATA / "osv" / "Go-all.zip"))
+
+    root = VULNDATA / "fixtures" / "alpine34"
+    alpine = push(env, [layer({str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
+                               if p.is_file()}, compress=None)], "admin/alpine:3.4")
+    body = settled(api, "admin/alpine", alpine)
+    assert body["status"] == "scanned" and body["data"]["Layer"]["NamespaceName"].startswith("alpine:3.4"), body
+    found = vulnerabilities(body)
+    assert found and all(v["NamespaceName"] == "alpine:v3.4" and v["Severity"] == "Unknown"
+                         for _, v in found.values())
+    vulnerable = {f["Name"] for f in body["data"]["Layer"]["Features"] if f["Vulnerabilities"]}
+    assert {"libcrypto1.0", "libssl1.0"} <= vulnerable  # by their origin, the openssl aport
+
+    site = "opt/app/lib/python3.11/site-packages"
+    python = push(env, [layer({
+        f"{site}/Jinja2-2.10.dist-info/METADATA": b"Metadata-Version: 2.1\nName: Jinja2\nVersion: 2.10\n",
+        f"{site}/urllib3-1.23.dist-info/METADATA": b"Metadata-Version: 2.1\nName: urllib3\nVersion: 1.23\n",
+        f"{site}/jinja2/__init__.py": b"",
+    }, compress=None)], "admin/python:old")
+    body = settled(api, "admin/python", python)
+    assert body["status"] == "scanned", body
+    found = vulnerabilities(body)
+    package, vuln = found["PYSEC-2019-217"]
+    assert package == "Jinja2" and vuln["FixedBy"] == "2.10.1" and vuln["NamespaceName"] == "PyPI"
+    assert "PYSEC-2014-8" not in found  # fixed in 2.7.2, before the installed version
+    assert {f["Name"]: f["VersionFormat"] for f in body["data"]["Layer"]["Features"]} == {
+        "Jinja2": "pypi", "urllib3": "pypi"}
+
+    if _go() is None:
+        return
+    binary = _build_go_binary(tmp_path).read_bytes()
+    go = push(env, [layer({"usr/local/bin/hello": (b"x", binary)}, compress=None)], "admin/go:hello")
+    body = settled(api, "admin/go", go)
+    assert body["status"] == "scanned", body
+    features = {f["Name"]: f for f in body["data"]["Layer"]["Features"]}
+    assert features["golang.org/x/text"]["Version"] == "v0.3.7" and "stdlib" in features
+    package, vuln = vulnerabilities(body)["GO-2022-1059"]
+    assert package == "golang.org/x/text" and vuln["FixedBy"] == "0.3.8"
+
+
+@pytest.mark.parametrize("files, reason", [
+    ({"etc/os-release": ("symlink", "../usr/lib/os-release"), "usr/lib/os-release": ("symlink", "/etc/os-release")},
+     "symbolic link loop"),
+    ({"var/lib/dpkg/status": b"Package: a\nVersion: 1\nthis is not a field\n"},
+     "var/lib/dpkg/status does not parse: line 3"),
+])
+def test_bad_layers_fail_with_their_reason(env, files, reason):
+    from .conftest import layer
+
+    srv = env[0]
+    api = Api(srv, auth=("admin", ADMIN_PASSWORD))
+    digest = push(env, [layer(files, compress=None)], "admin/bad:latest")
+    body = settled(api, "admin/bad", digest)
+    assert body["status"] == "failed" and reason in body["reason"] and "layer 1" in body["reason"], body
