@@ -26,6 +26,9 @@ filesystem store in a temporary directory, no HTTP), where the issue's service f
   empty database, then the same again (nothing changed: nothing written);
 * ``cold``: ``scan_manifest`` of an image whose only layer is ``--image`` (pushed through the registry's own
   functions), its layer index deleted before each run so the layer is read every time;
+* ``per pushed manifest``: the background work a push causes, in CPU and wall time per manifest: queueing its
+  scan (``queue_pushed``), then claiming, scanning and recording it (``run_next``), for 200 pushed images whose
+  1 MiB random layer fails at once as "not a tar" (as ``registry_bench.py --scanner`` pushes them);
 * ``shared base``: ``scan_manifest`` of a second image made of the same base layer plus a small layer of its own
   (new each run, so it is read): the base layer's stored index is reused, not read again.
 
@@ -159,6 +162,7 @@ def service(args) -> None:
     import hashlib
     import io
     import json
+    import os
 
     from accounts import users
     from registry import blobs, content, manifests, repos
@@ -219,14 +223,30 @@ def service(args) -> None:
         print(f"{'service: import all':<28} {first:7.3f} s   {result.added} advisories added")
         print(f"{'service: import again':<28} {second:7.3f} s   {again.added} added, {again.changed} changed, "
               f"{again.withdrawn} withdrawn")
-        if not args.image:
-            return
         storage = FilesystemStorage(tmp / "storage")
         identity = users.identity_for(users.create_user("bench", None, superuser=True), "password")
         repo = repos.create("bench/app", identity)[0]
+        limits = scans.ScanLimits(4 << 30, 16 << 30)
+
+        # The background work per pushed manifest, the layer failing at once (what registry_bench --scanner pushes).
+        pushed = 200
+        for n in range(pushed):
+            push_image(storage, repo, f"noise-{n}", [push_blob(storage, repo, io.BytesIO(os.urandom(1 << 20)))])
+        cpu, wall = time.process_time(), time.perf_counter()
+        while scans.queue_pushed(batch=50):
+            pass
+        queued = time.process_time() - cpu, time.perf_counter() - wall
+        cpu, wall = time.process_time(), time.perf_counter()
+        while scans.run_next(storage, limits, "bench", 60, batch=jobs.CLAIM_BATCH):
+            pass
+        scanned = time.process_time() - cpu, time.perf_counter() - wall
+        print(f"{'service: per pushed manifest':<28} queue {1000 * queued[0] / pushed:.2f} ms CPU "
+              f"({1000 * queued[1] / pushed:.2f} ms wall), claim + scan + result {1000 * scanned[0] / pushed:.2f} ms "
+              f"CPU ({1000 * scanned[1] / pushed:.2f} ms wall); {pushed} manifests, a 1 MiB layer that is not a tar")
+        if not args.image:
+            return
         with open(_gzipped(args.image, tmp), "rb") as stream:
             base = push_blob(storage, repo, stream)
-        limits = scans.ScanLimits(4 << 30, 16 << 30)
         digest = push_image(storage, repo, "base", [base])
 
         def cold():
