@@ -326,3 +326,29 @@ def test_bad_layers_fail_with_their_reason(env, files, reason):
     digest = push(env, [layer(files, compress=None)], "admin/bad:latest")
     body = settled(api, "admin/bad", digest)
     assert body["status"] == "failed" and reason in body["reason"] and "layer 1" in body["reason"], body
+
+
+def test_a_helm_chart_is_unsupported_not_an_error(env):
+    """An artifact (a Helm chart: its own config and layer media types) answers ``unsupported`` with a reason."""
+    import hashlib
+
+    srv = env[0]
+    api = Api(srv, auth=("admin", ADMIN_PASSWORD))
+    api.ok("POST", "/repository", {"repository": "charts", "visibility": "private", "namespace": "admin"})
+    token = srv.token("repository:admin/charts:push,pull")
+    descriptors = []
+    for media_type, data in (("application/vnd.cncf.helm.config.v1+json", b"{}"),
+                             ("application/vnd.cncf.helm.chart.content.v1.tar+gzip", gzip.compress(b"chart"))):
+        digest = "sha256:" + hashlib.sha256(data).hexdigest()
+        r = srv.v2("POST", f"/v2/admin/charts/blobs/uploads/?digest={digest}", token, data=data,
+                   headers={"Content-Type": "application/octet-stream"})
+        assert r.status_code == 201, r.text
+        descriptors.append({"mediaType": media_type, "digest": digest, "size": len(data)})
+    manifest = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                           "config": descriptors[0], "layers": descriptors[1:]}).encode()
+    r = srv.v2("PUT", "/v2/admin/charts/manifests/0.1.0", token, data=manifest,
+               headers={"Content-Type": "application/vnd.oci.image.manifest.v1+json"})
+    assert r.status_code == 201, r.text
+    body = settled(api, "admin/charts", r.headers["Docker-Content-Digest"])
+    assert body["status"] == "unsupported" and body["data"] is None, body
+    assert "not a container image" in body["reason"] and "helm" in body["reason"], body
