@@ -352,3 +352,58 @@ def test_a_helm_chart_is_unsupported_not_an_error(env):
     body = settled(api, "admin/charts", r.headers["Docker-Content-Digest"])
     assert body["status"] == "unsupported" and body["data"] is None, body
     assert "not a container image" in body["reason"] and "helm" in body["reason"], body
+
+
+def test_binnmu_epoch_fixed_exactly_and_later_layers_removing_packages_end_to_end(env):
+    """The matching cases of the issue's proof through a push and the security API: a binNMU compared by its
+    source version, a package fixed in exactly the installed version (not vulnerable), an epoch (a DSA), and a
+    later layer removing a vulnerable Debian package (its status rewritten) and a vulnerable Python distribution
+    (a whiteout): neither is reported."""
+    from .conftest import layer
+
+    srv, tools, _, base = env
+    api = Api(srv, auth=("admin", ADMIN_PASSWORD))
+    srv.cli("scanner", "update", str(TRACKER), str(VULNDATA / "debian" / "DSA-list"),
+            str(VULNDATA / "osv" / "PyPI-all.zip"))
+
+    def status(*entries: str) -> bytes:
+        return "".join(f"Package: {e.split()[0]}\nStatus: install ok installed\nVersion: {e.split()[1]}\n"
+                       f"Source: {' '.join(e.split()[2:])}\nArchitecture: amd64\n\n" for e in entries).encode()
+
+    site = "usr/local/lib/python3.11/site-packages"
+    first = layer({"etc/os-release": b'ID=debian\nVERSION_ID="12"\nVERSION_CODENAME=bookworm\n',
+                   "var/lib/dpkg/status": status("libexpat1 2.5.0-1+b1 expat (2.5.0-1)",
+                                                 "libpcre2-8-0 10.42-1+deb12u2 pcre2",
+                                                 "perl-base 5.36.0-7+deb12u3 perl"),
+                   f"{site}/Jinja2-2.10.dist-info/METADATA": b"Metadata-Version: 2.1\nName: Jinja2\nVersion: 2.10\n"},
+                  compress=None)
+    second = layer({"var/lib/dpkg/status": status("libexpat1 2.5.0-1+b1 expat (2.5.0-1)",
+                                                  "libpcre2-8-0 10.42-1+deb12u2 pcre2"),  # perl-base removed
+                    f"{site}/.wh.Jinja2-2.10.dist-info": b""}, compress=None)
+    layout = base / "layout-cases"
+    info = make_oci_layout(layout, layers=[first, second], labels={"case": "matching"})
+    tools.skopeo("copy", "--dest-tls-verify=false", "--dest-creds", CREDS, f"oci:{layout}:latest",
+                 f"docker://{srv.host}/admin/cases:bookworm")
+    body = settled(api, "admin/cases", info["manifest_digest"])
+    assert body["status"] == "scanned", body
+    features = {f["Name"]: f for f in body["data"]["Layer"]["Features"]}
+    assert set(features) == {"libexpat1", "libpcre2-8-0"}  # perl-base and Jinja2 gone in the second layer
+    assert features["libexpat1"]["AddedBy"] == info["layer_digests"][0]
+    expat = {v["Name"]: v for v in features["libexpat1"]["Vulnerabilities"]}
+    assert len(expat) == 27 and expat["CVE-2026-50219"]["FixedBy"] == "2.5.0-1+deb12u3"
+    assert features["libpcre2-8-0"]["Vulnerabilities"] == []  # fixed in exactly 10.42-1+deb12u2
+
+    bullseye = layer({"etc/os-release": b'ID=debian\nVERSION_ID="11"\nVERSION_CODENAME=bullseye\n',
+                      "var/lib/dpkg/status": status("ruby-activesupport 2:6.0.3.7+dfsg-2 rails",
+                                                    "ruby-rack 6.1.7+dfsg-1 rails")}, compress=None)
+    layout = base / "layout-epoch"
+    info = make_oci_layout(layout, layers=[bullseye], labels={"case": "epoch"})
+    tools.skopeo("copy", "--dest-tls-verify=false", "--dest-creds", CREDS, f"oci:{layout}:latest",
+                 f"docker://{srv.host}/admin/cases:bullseye")
+    body = settled(api, "admin/cases", info["manifest_digest"])
+    assert body["status"] == "scanned" and body["data"]["Layer"]["NamespaceName"] == "debian:11", body
+    features = {f["Name"]: f for f in body["data"]["Layer"]["Features"]}
+    dsa = {v["Name"]: v for v in features["ruby-activesupport"]["Vulnerabilities"]}["DSA-5372-1"]
+    assert dsa["FixedBy"] == "2:6.0.3.7+dfsg-2+deb11u1"
+    # 6.1.7 with epoch 0 sorts before 2:6.0.3.7: vulnerable too, though its upstream version is higher
+    assert "DSA-5372-1" in {v["Name"] for v in features["ruby-rack"]["Vulnerabilities"]}
