@@ -360,7 +360,9 @@ def scan_manifest(digest: str, storage, limits: ScanLimits, finish=None) -> str:
         if finish is not None:
             finish()
         store(digest, image, findings)
-        announce(ManifestScan.get(ManifestScan.digest == digest))
+        scan = ManifestScan.get_or_none(ManifestScan.digest == digest)
+        if scan is not None:  # None: its manifest was collected (and its scan pruned) while it was being scanned
+            announce(scan)
     return SCANNED
 
 
