@@ -12,7 +12,7 @@ runtime_packages=(python3 python3-venv python3-pip git ca-certificates buildah f
                   runc iproute2 util-linux openssh-client)
 client_packages=(skopeo podman curl)
 test_packages=(skopeo podman curl postgresql openssh-server busybox-static procps gcc libc6-dev)
-bench_packages=(docker-registry wrk)
+bench_packages=(docker-registry wrk apache2-utils)
 
 packages=("${runtime_packages[@]}")
 case "$mode" in
