@@ -19,6 +19,7 @@ import triggers.include
 import webhooks.include
 from accounts.login import Authenticator
 from registry.drivers import open_storage
+from registry.readpath import ReadPath
 from registry.storage import Storage
 from registry.tokens import TokenService, service_of
 
@@ -84,6 +85,12 @@ def routes(reg: Registration) -> list:
     return reg.routes + reg.fallback_routes + [(rf"{api.API}/openapi.json", api.OpenApiHandler),
                                                (rf"{api.API}/discovery", api.OpenApiHandler),
                                                (rf"{api.API}/.*", api.ApiNotFoundHandler)]
+
+
+def http_delegate(app: Application, services: Services):
+    """What the HTTP server hands each request to: the registry's read path in front of ``app``
+    (``server.read_path``), or ``app`` itself."""
+    return ReadPath(app, services) if services.config.server.read_path else app
 
 
 def make_app(services: Services) -> Application:

@@ -20,7 +20,7 @@ from accounts.users import ensure_admin
 from slipway.errors import Conflict, DomainError
 
 from . import db, tls
-from .app import build_services, make_app, open_db
+from .app import build_services, http_delegate, make_app, open_db
 from .config import Config
 from .processes import die_with_parent
 
@@ -220,8 +220,8 @@ def serve(config: Config) -> None:
     services = build_services(config)
     app = make_app(services)
     server_class = HTTPServer if ssl_ctx else PlainHTTPServer
-    server = server_class(app, ssl_options=ssl_ctx, idle_connection_timeout=300, body_timeout=3600,
-                        max_buffer_size=64 * 1024 * 1024)
+    server = server_class(http_delegate(app, services), ssl_options=ssl_ctx, idle_connection_timeout=300,
+                          body_timeout=3600, max_buffer_size=64 * 1024 * 1024)
     server.add_sockets(sockets)
     if task == 0:
         scheme = "https" if ssl_ctx else "http"
