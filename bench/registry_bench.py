@@ -1166,6 +1166,22 @@ def spread_notes(results: list[dict], servers: list[Server]) -> list[str]:
     return notes
 
 
+def cpu_per_request_notes(results: list[dict], servers: list[Server]) -> list[str]:
+    """Server CPU per request (µs, median over the rounds) on the request-rate lines: on a machine shared
+    with other work the rates say how much CPU each server got as much as what it does with it."""
+    parts = []
+    for line in results:
+        if "(req/s)" not in line["label"]:
+            continue
+        costs = []
+        for server in servers:
+            rounds = line["details"][server.name]
+            micros = statistics.median(d["server_cpu_cores"] / d["figure"] * 1e6 for d in rounds)
+            costs.append(f"{server.short} {micros:.0f}")
+        parts.append(f"{line['key']} {' / '.join(costs)}")
+    return [f"Server CPU µs per request: {'; '.join(parts)}."] if parts else []
+
+
 def target_note(results: list[dict], head: Server, baseline: Server, floor: float = 1 - MAX_LOSS) -> str:
     """Does ``head`` reach ``floor`` × ``baseline`` on every throughput line (issue 3: HEAD vs the baseline;
     issue 6: pushes with notifications vs without)?"""
@@ -1366,6 +1382,7 @@ def main() -> int:
         notes.append("[h] HEAD lines use ApacheBench (`ab -i -k`, HTTP/1.0 keep-alive, one thread): wrk cannot "
                      "measure HEAD (it waits for the body the Content-Length announces). Not comparable with the "
                      "wrk lines, only across servers.")
+    notes += cpu_per_request_notes(results, servers)
     notes += spread_notes(results, servers)
     for name, lines in errors.items():
         if lines:
