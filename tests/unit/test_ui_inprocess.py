@@ -87,6 +87,9 @@ def test_a_session_resolves_until_it_ends_expires_or_its_user_changes(user, cloc
     raw, _ = sessions.create(user, None, "")
     sessions.end(raw)
     assert sessions.resolve(raw) is None
+    raw, _ = sessions.create(user, None, "")
+    users.delete_user(user, identity)
+    assert sessions.resolve(raw) is None and not Session.select().exists()  # the rows went with the user
 
 
 def test_failed_sign_ins_are_throttled_per_account_and_per_address(user, clock):
