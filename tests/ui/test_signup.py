@@ -40,4 +40,5 @@ def test_sign_up_creates_the_account_and_signs_it_in(server):
     other = requests.Session()
     token = _form(other, f"{server.url}/signup")
     r = other.post(f"{server.url}/signup", data={**form, "_csrf": token, "password2": form["password"]}, timeout=10)
-    assert r.status_code == 400 and re.search(r'id="e-username">The name (&#39;|&#x27;)newbie\1 is already taken', r.text)
+    assert r.status_code == 400
+    assert re.search(r'id="e-username">The name (&#39;|&#x27;)newbie\1 is already taken', r.text)
