@@ -76,6 +76,7 @@ def test_a_session_resolves_until_it_ends_expires_or_its_user_changes(user, cloc
     assert sessions.resolve(raw + "x") is None and sessions.resolve("") is None
     clock.advance(61)
     assert sessions.resolve(raw) is None  # expired
+    assert sessions.purge_expired() == 1 and not Session.select().exists()
     raw, _ = sessions.create(user, None, "", ttl=60)
     Account.update(enabled=False).where(Account.id == user.id).execute()
     assert sessions.resolve(raw) is None  # a disabled user's session answers nobody
