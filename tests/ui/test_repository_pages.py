@@ -237,3 +237,21 @@ def test_the_repository_list_searches(page, admin, screenshot):
     page.open("/?q=zzz-nothing")
     assert "No repository you can see matches" in page.text("main")
 
+
+
+def test_settings_grant_and_remove_a_team_role_in_an_organization(page, admin):
+    admin.ok("POST", "/organization/", {"name": "acme"})
+    admin.ok("POST", "/repository", {"namespace": "acme", "repository": "app", "visibility": "private"})
+    page.sign_in()
+    page.open("/repository/acme/app?tab=settings")
+    page.submit("#grant-team", team="owners", role="write")
+    page.wait_text(".flash", "Team owners has the write role on acme/app.")
+    assert "write" in page.text("#team-permissions tr[data-team='owners']")
+    assert admin.ok("GET", "/repository/acme/app/permissions/team/owners")["role"] == "write"
+    page.click("#team-permissions tr[data-team='owners'] button")
+    page.wait_text(".flash", "Team owners no longer has a role on acme/app.")
+    assert not page.exists("#team-permissions tr[data-team='owners']")
+    # the create form offers the organization as a namespace
+    page.open("/")
+    options = [o.get_attribute("value") for o in page.find_all("#f-namespace option")]
+    assert options[0] == "admin" and "acme" in options
