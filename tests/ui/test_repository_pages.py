@@ -60,7 +60,7 @@ def test_create_a_repository_in_the_page(page, server, admin, screenshot):
 def test_a_pushed_tag_appears_on_the_tags_tab(page, pushed, screenshot):
     page.sign_in()
     page.open("/repository/admin/web?tab=tags")
-    assert tag_names(page) == ["v1"]
+    assert "v1" in tag_names(page)
     row = page.find("#tag-v1")
     assert pushed[:19] in row.text or pushed[7:19] in row.text
     assert "org.example.team=web" in row.text  # the image's label
@@ -123,11 +123,11 @@ def test_delete_a_tag_then_restore_it_from_the_history(page, pushed, admin, scre
     page.click("#tag-v1 a.manage")
     page.find("#tag-v1 .retag-form input[name=new_tag]").send_keys("gone")
     page.click("#tag-v1 .retag-form button")
-    assert set(tag_names(page)) == {"v1", "gone"}
+    assert {"v1", "gone"} <= set(tag_names(page))
     page.click("#tag-gone a.manage")
     page.click("#tag-gone .delete-form button", accept_confirm=True)  # "Delete tag gone? ..."
     page.wait_text(".flash", "Tag gone deleted")
-    assert tag_names(page) == ["v1"]
+    assert "gone" not in tag_names(page) and "v1" in tag_names(page)
     page.open("/repository/admin/web?tab=history")
     deleted = page.find("#history li[data-tag='gone'][data-kind='deleted']")
     assert "was deleted" in deleted.text
@@ -135,7 +135,7 @@ def test_delete_a_tag_then_restore_it_from_the_history(page, pushed, admin, scre
     page.click("#history li[data-tag='gone'][data-kind='deleted'] .restore-form button")
     page.wait_text(".flash", "Tag gone points at")
     page.open("/repository/admin/web?tab=tags")
-    assert set(tag_names(page)) == {"v1", "gone"}
+    assert {"v1", "gone"} <= set(tag_names(page))
     assert admin.ok("GET", "/repository/admin/web/tag/?specificTag=gone&onlyActiveTags=true")["tags"]
 
 
@@ -230,13 +230,13 @@ def test_a_user_without_access_sees_404_and_403_pages_not_data(page, server, adm
 
 
 def test_the_repository_list_searches(page, admin, screenshot):
+    admin.ok("POST", "/repository", {"namespace": "admin", "repository": "findme-list", "visibility": "private"})
     page.sign_in()
     screenshot(page, "repositories")
-    page.open("/?q=made-in")
-    assert [a.text for a in page.find_all("#repositories tbody a")] == ["admin/made-in-page"]
+    page.open("/?q=findme")
+    assert [a.text for a in page.find_all("#repositories tbody a")] == ["admin/findme-list"]
     page.open("/?q=zzz-nothing")
     assert "No repository you can see matches" in page.text("main")
-
 
 
 def test_settings_grant_and_remove_a_team_role_in_an_organization(page, admin):
