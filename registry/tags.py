@@ -45,7 +45,9 @@ def _sizes(manifest_ids: list) -> dict:
 
 def list_tags(repo: Repository, specific: str | None, only_active: bool, page: int, limit: int) -> tuple[list, bool]:
     """Quay's tag list: newest first, history included unless only_active."""
-    query = Tag.select(Tag, Manifest).join(Manifest).where(Tag.repository == repo.id)
+    # (not the manifests' documents: a page of 100 would read every one of them)
+    query = (Tag.select(Tag, Manifest.id, Manifest.digest, Manifest.media_type).join(Manifest)
+             .where(Tag.repository == repo.id))
     if specific:
         query = query.where(Tag.name == specific)
     if only_active:

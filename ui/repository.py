@@ -127,7 +127,7 @@ class RepositoryPage(RepositoryHandler):
         context.setdefault("values", {})
         repo, current = self._repo, self._tab
         visible = [t for t in self.tabs().tabs.values() if can(self.identity, t.role, repo)]
-        self.render(template, status=status, repo=repo, tabs=visible, tab=current,
+        self.render(template, status=status, repo=repo, tabs=visible, tab=current, repo_path=self.repo_url(repo),
                     repo_url=lambda tab=None: self.repo_url(repo, tab),
                     can_write=can(self.identity, "write", repo), can_admin=can(self.identity, "admin", repo),
                     **context)

@@ -51,7 +51,10 @@ class TagsTab(RepositoryTab):
         for row in rows:
             row["security_view"] = security_view(row.get("security"))
         manage = (values or {}).get("tag") or page.get_argument("manage", "")
+        closed = page.url_with(manage=None)
+        manage_prefix = closed + ("&" if "?" in closed else "?") + "manage="
         page.render_tab("repo_tags.html", rows=rows, pager=pager, platforms=tags.platforms(repo, lists), manage=manage,
+                        manage_prefix=manage_prefix,
                         labels=labels.by_digest(repo, list({r["manifest_digest"] for r in rows})),
                         errors=errors or {}, values=values or {})
 
