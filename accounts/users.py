@@ -14,7 +14,7 @@ from slipway.errors import Conflict, Forbidden, Invalid, LoginFailed, NotFound
 
 from . import audit, revocation
 from .identity import Identity
-from .models import ORG, TIME_MACHINE_CHOICES, USER, Account, Team, TeamMember
+from .models import ORG, TIME_MACHINE_CHOICES, USER, Account, Session, Team, TeamMember
 from .names import namespace_name_problem
 from .passwords import hash_password, needs_rehash, verify_password
 
@@ -154,6 +154,7 @@ def change_password(user: Account, password: str, performer: Identity, ip: str |
     with database.atomic():
         Account.update(password_hash=hash_password(password)).where(Account.id == user.id).execute()
         revocation.bump()  # basic credentials remembered with the old password (on /v2) end at once
+        Session.delete().where(Session.account == user.id).execute()  # and every browser session
         audit.record("user_change_password", performer, namespace=user, ip=ip, metadata={"username": user.name})
 
 

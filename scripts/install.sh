@@ -11,7 +11,7 @@ mode="${1:-runtime}"
 runtime_packages=(python3 python3-venv python3-pip git ca-certificates buildah fuse-overlayfs uidmap slirp4netns
                   runc iproute2 util-linux openssh-client)
 client_packages=(skopeo podman curl)
-test_packages=(skopeo podman curl postgresql openssh-server busybox-static procps gcc libc6-dev)
+test_packages=(skopeo podman curl postgresql openssh-server busybox-static procps gcc libc6-dev chromium chromium-driver)
 bench_packages=(docker-registry wrk apache2-utils)
 
 packages=("${runtime_packages[@]}")

@@ -16,6 +16,7 @@ import builder.include
 import registry.include
 import scanner.include
 import triggers.include
+import ui.include
 import webhooks.include
 from accounts.login import Authenticator
 from registry.drivers import open_storage
@@ -34,7 +35,7 @@ TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 # Dependency order: a package's tables and hooks are in place before those of the packages above it.
 PACKAGES = [core_includeme, accounts.include.includeme, registry.include.includeme,
             builder.include.includeme, triggers.include.includeme, webhooks.include.includeme,
-            scanner.include.includeme]
+            scanner.include.includeme, ui.include.includeme]
 
 
 def registration(config: Config | None = None) -> Registration:

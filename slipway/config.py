@@ -79,6 +79,8 @@ class AuthConfig:
     admin_password: str = ""
     user_signup: bool = False
     robots_enabled: bool = True
+    # How long a web interface session lasts after sign-in (seconds).
+    session_ttl: int = 7 * 86400
 
 
 @dataclass

@@ -16,6 +16,12 @@ from . import redact, urls
 DEFAULT_MAX_BODY = 1024 * 1024
 #: How long a capped (non-upload) body may take to arrive.
 SHORT_BODY_TIMEOUT = 60
+#: The web interface's session cookie (``ui``), also accepted by /api/v1 (``slipway.api``).
+SESSION_COOKIE = "slipway_session"
+#: The header a script sends a session's CSRF token in (forms send it as the ``_csrf`` field).
+CSRF_HEADER = "X-CSRF-Token"
+#: Methods that change nothing: a session cookie alone authenticates them.
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 @lru_cache(maxsize=64)

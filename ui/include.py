@@ -1,0 +1,28 @@
+"""Everything the web interface brings to the application, declared in one place (called by ``slipway.app``).
+
+Pages of a new module: ``reg.add_routes(module.default_handlers)``; a new repository tab:
+``reg.extension(RepositoryTabs).add(module.SomeTab())``; a link in the header:
+``reg.extension(Navigation).add(label, href, who=, menu=)`` (``ui.navigation``). ``ui`` is included
+last, so its catch-all 404 page comes after every package's routes.
+"""
+from __future__ import annotations
+
+from . import handlers_home, handlers_session, templates
+from .repository import REPO_PATH, RepositoryPage, RepositoryTabs
+from .tabs_history import HistoryTab
+from .tabs_info import InfoTab
+from .tabs_settings import SettingsTab
+from .tabs_tags import TagsTab
+
+
+def includeme(reg) -> None:
+    reg.add_routes([(r"/static/ui/(.*)", templates.StaticHandler)])
+    reg.add_routes(handlers_session.default_handlers)
+    reg.add_routes(handlers_home.default_handlers)
+    tabs = reg.extension(RepositoryTabs)
+    for tab in (InfoTab(), TagsTab(), HistoryTab()):
+        tabs.add(tab)
+    # (the builds, triggers, notifications and usage-logs tabs go here, before settings)
+    tabs.add(SettingsTab())
+    # The repository page's pattern would also match deeper pages' paths (.../build/<uuid>): last.
+    reg.add_routes([], fallback=[(rf"{REPO_PATH}/?", RepositoryPage)] + handlers_home.fallback_handlers)
