@@ -17,5 +17,7 @@ def includeme(reg) -> None:
     reg.add_routes(handlers_home.default_handlers)
     tabs = reg.extension(RepositoryTabs)
     tabs.add(InfoTab())
+    from . import include_builds  # the build and automation pages (their own registration)
+    include_builds.includeme(reg)
     # The repository page's pattern would also match deeper pages' paths (.../build/<uuid>): last.
     reg.add_routes([], fallback=[(rf"{REPO_PATH}/?", RepositoryPage)] + handlers_home.fallback_handlers)
