@@ -2,7 +2,7 @@
 repository page, the build page, and the forms they post to. Called from ``ui.include``."""
 from __future__ import annotations
 
-from . import tabs_builds
+from . import tabs_builds, tabs_logs, tabs_notifications, tabs_triggers
 from .repository import RepositoryTabs
 
 
@@ -10,3 +10,6 @@ def includeme(reg) -> None:
     reg.add_routes(tabs_builds.default_handlers)
     tabs = reg.extension(RepositoryTabs)
     tabs.add(tabs_builds.BuildsTab())
+    tabs.add(tabs_triggers.TriggersTab())
+    tabs.add(tabs_notifications.NotificationsTab())
+    tabs.add(tabs_logs.LogsTab())

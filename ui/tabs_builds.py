@@ -19,10 +19,15 @@ from slipway.api import API
 from slipway.db import now_ms
 from slipway.errors import DomainError, Invalid
 
+from .form_errors import field_of
 from .repository import REPO_PATH, RepositoryHandler, RepositoryPage, RepositoryTab
 
 HISTORY = 50
 BUILD_UUID = r"(?P<build_uuid>[0-9a-f-]{36})"
+
+BUILD_FIELDS = (("docker_tags", ("tag",)), ("build_args", ("build_args", "build argument")),
+               ("pull_robot", ("robot",)), ("dockerfile_path", ("dockerfile_path",)),
+               ("context", ("context",)))
 
 
 def duration(build) -> int | None:
@@ -116,7 +121,7 @@ class BuildStartHandler(RepositoryPage):
                                              self.config.builds.max_queued_per_namespace, self.base_url(),
                                              self.client_ip)
             except DomainError as e:
-                errors[_field_of(e.message)] = e.message
+                errors[field_of(e.message, BUILD_FIELDS)] = e.message
             else:
                 wake()
                 self.flash(f"Build {build.uuid[:7]} queued.", "success")
@@ -124,15 +129,6 @@ class BuildStartHandler(RepositoryPage):
                 return
         await tab.show(self, repo, 400, values, errors)
 
-
-def _field_of(message: str) -> str:
-    lowered = message.lower()
-    for name, words in (("docker_tags", ("tag",)), ("build_args", ("build_args", "build argument")),
-                        ("pull_robot", ("robot",)), ("dockerfile_path", ("dockerfile_path",)),
-                        ("context", ("context",))):
-        if any(w in lowered for w in words):
-            return name
-    return "form"
 
 
 class BuildPage(RepositoryHandler):
