@@ -8,7 +8,10 @@ from __future__ import annotations
 
 from . import handlers_home, handlers_session, templates
 from .repository import REPO_PATH, RepositoryPage, RepositoryTabs
+from .tabs_history import HistoryTab
 from .tabs_info import InfoTab
+from .tabs_settings import SettingsTab
+from .tabs_tags import TagsTab
 
 
 def includeme(reg) -> None:
@@ -16,8 +19,11 @@ def includeme(reg) -> None:
     reg.add_routes(handlers_session.default_handlers)
     reg.add_routes(handlers_home.default_handlers)
     tabs = reg.extension(RepositoryTabs)
-    tabs.add(InfoTab())
+    for tab in (InfoTab(), TagsTab(), HistoryTab()):
+        tabs.add(tab)
+    # (the builds, triggers, notifications and usage-logs tabs go here, before settings)
     from . import include_builds  # the build and automation pages (their own registration)
     include_builds.includeme(reg)
+    tabs.add(SettingsTab())
     # The repository page's pattern would also match deeper pages' paths (.../build/<uuid>): last.
     reg.add_routes([], fallback=[(rf"{REPO_PATH}/?", RepositoryPage)] + handlers_home.fallback_handlers)

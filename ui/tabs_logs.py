@@ -62,7 +62,7 @@ class LogsTab(RepositoryTab):
             raise Invalid(f"Choose a range of at most {MAX_DAYS} days")
         return start, end
 
-    async def get(self, page, repo) -> None:
+    async def get(self, page, repo, errors: dict | None = None, values: dict | None = None) -> None:
         start, end = self.date_range(page)
         kind = page.get_argument("kind", "")[:64] or None
         scope = {"repository_id": repo.id, "since": repo.created_at}

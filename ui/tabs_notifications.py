@@ -48,8 +48,8 @@ class NotificationsTab(RepositoryTab):
     label = "Notifications"
     role = "admin"
 
-    async def get(self, page, repo) -> None:
-        await self.show(page, repo)
+    async def get(self, page, repo, errors: dict | None = None, values: dict | None = None) -> None:
+        await self.show(page, repo, 400 if errors else 200, values, errors)
 
     async def show(self, page, repo, status: int = 200, values: dict | None = None, errors: dict | None = None,
                    created_secret: str | None = None) -> None:

@@ -117,8 +117,8 @@ class TriggersTab(RepositoryTab):
     label = "Triggers"
     role = "admin"
 
-    async def get(self, page, repo) -> None:
-        await self.show(page, repo)
+    async def get(self, page, repo, errors: dict | None = None, values: dict | None = None) -> None:
+        await self.show(page, repo, 400 if errors else 200, values, errors)
 
     async def show(self, page, repo, status: int = 200, values: dict | None = None, errors: dict | None = None,
                    previewed: dict | None = None) -> None:
