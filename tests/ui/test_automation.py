@@ -94,6 +94,12 @@ def test_a_custom_git_trigger_shows_its_webhook_url_and_deploy_key_and_the_url_b
     page.open(f"/repository/{repo}?tab=builds")
     row = page.text("#builds tbody tr")
     assert "custom-git" in row and sha[:7] in row and "main-89abcde" in row and "latest" in row
+    # run by hand, for a commit: the page goes to the new build, which says what it builds
+    page.open(f"/repository/{repo}?tab=triggers")
+    page.fill(page.find(".trigger form.run-trigger"), commit_sha="fedcba9876543210fedcba9876543210fedcba98")
+    click(page, ".trigger form.run-trigger button[type=submit]")
+    assert "/build/" in page.path and "fedcba9" in page.text("#build-facts")
+    assert "trigger (custom-git)" in page.text("#build-facts") and "queued" in page.text(".flashes")
 
 
 def test_a_forge_trigger_says_what_to_paste_and_can_be_disabled_and_deleted(page, server):

@@ -102,6 +102,18 @@ def test_a_stream_cut_mid_build_resumes_without_losing_or_doubling_a_line(page, 
     assert shown == [e["message"] for e in builds.logs(repo, build["id"])["logs"]]
 
 
+def test_a_running_build_is_cancelled_from_its_page(page, builds):
+    repo = builds.repo("uicancel")
+    build = builds.start_dockerfile(repo, counting(builds.base, 600, "0.1"))
+    page.sign_in().open(f"/repository/{repo}/build/{build['id']}")
+    wait_for(lambda: numbered(log_lines(page)), 120, "the build running", interval=0.05)
+    page.driver.execute_script("window.confirm = () => true")
+    page.find("#cancel-build button").click()
+    page.wait_text(".flashes", "cancelled")
+    page.wait_text("#build-phase", "cancelled", timeout=60)
+    assert builds.wait(repo, build["id"])["phase"] == "cancelled"
+
+
 def test_a_finished_log_of_50000_lines_loads_without_freezing_the_page(page, builds, server):
     repo = builds.repo("uibig")
     build = builds.start_dockerfile(repo, "FROM scratch\nNOT_AN_INSTRUCTION\n")
