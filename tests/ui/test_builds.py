@@ -61,11 +61,13 @@ def test_a_build_started_from_the_page_streams_its_log_and_turns_complete(page, 
     wait_for(lambda: numbered(log_lines(page)), 120, "a line of the RUN in the page", interval=0.05)
     assert phase(page) == "building", "the first lines were shown before the build ended"
     assert numbered(log_lines(page))[-1] < LINES
-    screenshot(page, "build-running")
+    assert page.find("#cancel-build").is_displayed()
+    screenshot(page, "build")
     page.wait_text("#build-phase", "complete", timeout=120)
     wait_for(lambda: "The build is over" in page.text("#log-status"), 10, "the end of the stream")
     assert numbered(log_lines(page)) == list(range(1, LINES + 1))
-    assert not page.exists("#cancel-build:not([hidden])")
+    assert not page.find("#cancel-build").is_displayed(), "a finished build cannot be cancelled"
+    assert not page.find("#build-log .show-earlier").is_displayed(), "every line is shown"
     # the step is collapsible, and the history lists the build with its tags and phase
     step = page.find("#build-log details.step")
     assert step.get_attribute("open") is not None
