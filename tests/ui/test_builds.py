@@ -143,6 +143,14 @@ def test_a_finished_log_of_50000_lines_loads_without_freezing_the_page(page, bui
         longest = max(page.driver.execute_script("return window.__long") or [0])
         assert longest < 500, f"the page's main thread was blocked for {longest:.0f} ms"
         assert loaded < 10, loaded
+        # following the end: at the bottom; scrolling up stops it, ticking it again goes back down
+        at_bottom = ("const b = document.getElementById('build-log'); "
+                     "return b.scrollHeight - b.scrollTop - b.clientHeight < 8")
+        assert page.find("#log-follow").is_selected() and page.driver.execute_script(at_bottom)
+        page.driver.execute_script("document.getElementById('build-log').scrollTop = 0")
+        wait_for(lambda: not page.find("#log-follow").is_selected(), 5, "following to stop", interval=0.05)
+        page.find("#log-follow").click()
+        assert page.driver.execute_script(at_bottom)
         # earlier lines on demand
         page.find("#build-log .show-earlier").click()
         lines = log_lines(page)

@@ -27,7 +27,8 @@
   let lastCommand = -1;
   let group = null;     // the .lines element new lines go into (null: top level)
   let scheduled = false;
-  let ownScroll = false;
+  let retryAt = 0;      // the watchdog's next attempt (ms), later after each stream that failed at once
+  let failures = 0;
 
   const body = document.createElement("div");
   body.className = "log-body";
@@ -74,7 +75,7 @@
     const source = new EventSource(box.dataset.stream + "?start=" + state.entries.length);
     state.source = source;
     state.connects += 1;
-    source.onopen = () => say("Live");
+    source.onopen = () => { failures = 0; say("Live"); };
     source.onmessage = (event) => {
       if (!accept(Number(event.lastEventId), JSON.parse(event.data))) connect();
     };
@@ -86,7 +87,14 @@
     });
     // The browser reconnects by itself (sending Last-Event-ID); when it gives up (or the stream was closed
     // under us) the watchdog below starts a new one from the last entry held.
-    source.onerror = () => { if (!state.ended) say("Connection lost: reconnecting…"); };
+    source.onerror = () => {
+      if (state.ended) return;
+      say("Connection lost: reconnecting…");
+      if (source.readyState === EventSource.CLOSED) {  // refused (signed out, gone): wait longer each time
+        failures += 1;
+        retryAt = Date.now() + Math.min(30000, 1000 * 2 ** failures);
+      }
+    };
   }
 
   async function readFinished() {
@@ -176,7 +184,7 @@
       state.rendered = to;
       trim();
       updateEarlier();
-      if (follow && follow.checked) { ownScroll = true; box.scrollTop = box.scrollHeight; }
+      if (follow && follow.checked) box.scrollTop = box.scrollHeight;
     }
     if (state.rendered < state.entries.length) schedule();
   }
@@ -219,16 +227,14 @@
     append(body, from, state.entries.length);
     state.rendered = state.entries.length;
     updateEarlier();
-    ownScroll = true;
     box.scrollTop = 0;
   });
 
   // -- follow the tail, collapse steps -----------------------------------------------------------------------
   box.addEventListener("scroll", () => {
-    if (ownScroll) { ownScroll = false; return; }
     if (follow) follow.checked = box.scrollHeight - box.scrollTop - box.clientHeight < 8;
   });
-  if (follow) follow.addEventListener("change", () => { if (follow.checked) { ownScroll = true; box.scrollTop = box.scrollHeight; } });
+  if (follow) follow.addEventListener("change", () => { if (follow.checked) box.scrollTop = box.scrollHeight; });
   const toggle = (open) => () => box.querySelectorAll("details.step").forEach((d) => { d.open = open; });
   const collapse = document.getElementById("log-collapse");
   const expand = document.getElementById("log-expand");
@@ -242,7 +248,8 @@
   } else {
     connect();
     setInterval(() => {
-      if (!state.ended && (!state.source || state.source.readyState === EventSource.CLOSED)) connect();
+      if (!state.ended && (!state.source || state.source.readyState === EventSource.CLOSED)
+          && Date.now() >= retryAt) connect();
     }, 1000);
   }
 })();
