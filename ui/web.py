@@ -29,8 +29,8 @@ ANON_CSRF_COOKIE = "slipway_csrf"
 FLASH_COOKIE = "slipway_flash"
 CSRF_FIELD = "_csrf"
 #: Content Security Policy of every page: scripts and styles from this server only (no inline script),
-#: no framing (clickjacking), forms posted here only.
-CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+#: no framing (clickjacking), forms posted here only; images also over https (badges in descriptions).
+CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: https:; "
        "connect-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'; object-src 'none'")
 
 

@@ -179,6 +179,12 @@ def test_unknown_pages_say_what_is_missing_and_link_back(page):
     assert "There is no repository admin/missing" in page.text("main")
 
 
+def test_sign_up_is_not_there_unless_the_operator_allows_it(server):
+    r = requests.get(f"{server.url}/signup", timeout=10)
+    assert r.status_code == 404 and "Sign-up is disabled on this server" in r.text
+    assert 'href="/signup"' not in requests.get(f"{server.url}/signin", timeout=10).text
+
+
 @pytest.mark.parametrize("path", ["/", "/signin", "/no/such/page"])
 def test_pages_send_security_headers(server, path):
     r = requests.get(server.url + path, timeout=10)

@@ -76,6 +76,7 @@ def test_a_session_resolves_until_it_ends_expires_or_its_user_changes(user, cloc
     assert sessions.resolve(raw + "x") is None and sessions.resolve("") is None
     clock.advance(61)
     assert sessions.resolve(raw) is None  # expired
+    assert sessions.purge_expired() == 1 and not Session.select().exists()
     raw, _ = sessions.create(user, None, "", ttl=60)
     Account.update(enabled=False).where(Account.id == user.id).execute()
     assert sessions.resolve(raw) is None  # a disabled user's session answers nobody
@@ -87,6 +88,9 @@ def test_a_session_resolves_until_it_ends_expires_or_its_user_changes(user, cloc
     raw, _ = sessions.create(user, None, "")
     sessions.end(raw)
     assert sessions.resolve(raw) is None
+    raw, _ = sessions.create(user, None, "")
+    users.delete_user(user, identity)
+    assert sessions.resolve(raw) is None and not Session.select().exists()  # the rows went with the user
 
 
 def test_failed_sign_ins_are_throttled_per_account_and_per_address(user, clock):
