@@ -1,8 +1,9 @@
 """Everything the web interface brings to the application, declared in one place (called by ``slipway.app``).
 
 Pages of a new module: ``reg.add_routes(module.default_handlers)``; a new repository tab:
-``reg.extension(RepositoryTabs).add(module.SomeTab())``. ``ui`` is included last, so its catch-all
-404 page comes after every package's routes.
+``reg.extension(RepositoryTabs).add(module.SomeTab())``; a link in the header:
+``reg.extension(Navigation).add(label, href, who=, menu=)`` (``ui.navigation``). ``ui`` is included
+last, so its catch-all 404 page comes after every package's routes.
 """
 from __future__ import annotations
 

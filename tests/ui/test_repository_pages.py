@@ -60,7 +60,7 @@ def test_create_a_repository_in_the_page(page, server, admin, screenshot):
 def test_a_pushed_tag_appears_on_the_tags_tab(page, pushed, screenshot):
     page.sign_in()
     page.open("/repository/admin/web?tab=tags")
-    assert tag_names(page) == ["v1"]
+    assert "v1" in tag_names(page)
     row = page.find("#tag-v1")
     assert pushed[:19] in row.text or pushed[7:19] in row.text
     assert "org.example.team=web" in row.text  # the image's label
@@ -123,11 +123,11 @@ def test_delete_a_tag_then_restore_it_from_the_history(page, pushed, admin, scre
     page.click("#tag-v1 a.manage")
     page.find("#tag-v1 .retag-form input[name=new_tag]").send_keys("gone")
     page.click("#tag-v1 .retag-form button")
-    assert set(tag_names(page)) == {"v1", "gone"}
+    assert {"v1", "gone"} <= set(tag_names(page))
     page.click("#tag-gone a.manage")
     page.click("#tag-gone .delete-form button", accept_confirm=True)  # "Delete tag gone? ..."
     page.wait_text(".flash", "Tag gone deleted")
-    assert tag_names(page) == ["v1"]
+    assert "gone" not in tag_names(page) and "v1" in tag_names(page)
     page.open("/repository/admin/web?tab=history")
     deleted = page.find("#history li[data-tag='gone'][data-kind='deleted']")
     assert "was deleted" in deleted.text
@@ -135,7 +135,7 @@ def test_delete_a_tag_then_restore_it_from_the_history(page, pushed, admin, scre
     page.click("#history li[data-tag='gone'][data-kind='deleted'] .restore-form button")
     page.wait_text(".flash", "Tag gone points at")
     page.open("/repository/admin/web?tab=tags")
-    assert set(tag_names(page)) == {"v1", "gone"}
+    assert {"v1", "gone"} <= set(tag_names(page))
     assert admin.ok("GET", "/repository/admin/web/tag/?specificTag=gone&onlyActiveTags=true")["tags"]
 
 
@@ -230,10 +230,28 @@ def test_a_user_without_access_sees_404_and_403_pages_not_data(page, server, adm
 
 
 def test_the_repository_list_searches(page, admin, screenshot):
+    admin.ok("POST", "/repository", {"namespace": "admin", "repository": "findme-list", "visibility": "private"})
     page.sign_in()
     screenshot(page, "repositories")
-    page.open("/?q=made-in")
-    assert [a.text for a in page.find_all("#repositories tbody a")] == ["admin/made-in-page"]
+    page.open("/?q=findme")
+    assert [a.text for a in page.find_all("#repositories tbody a")] == ["admin/findme-list"]
     page.open("/?q=zzz-nothing")
     assert "No repository you can see matches" in page.text("main")
 
+
+def test_settings_grant_and_remove_a_team_role_in_an_organization(page, admin):
+    admin.ok("POST", "/organization/", {"name": "acme"})
+    admin.ok("POST", "/repository", {"namespace": "acme", "repository": "app", "visibility": "private"})
+    page.sign_in()
+    page.open("/repository/acme/app?tab=settings")
+    page.submit("#grant-team", team="owners", role="write")
+    page.wait_text(".flash", "Team owners has the write role on acme/app.")
+    assert "write" in page.text("#team-permissions tr[data-team='owners']")
+    assert admin.ok("GET", "/repository/acme/app/permissions/team/owners")["role"] == "write"
+    page.click("#team-permissions tr[data-team='owners'] button")
+    page.wait_text(".flash", "Team owners no longer has a role on acme/app.")
+    assert not page.exists("#team-permissions tr[data-team='owners']")
+    # the create form offers the organization as a namespace
+    page.open("/")
+    options = [o.get_attribute("value") for o in page.find_all("#f-namespace option")]
+    assert options[0] == "admin" and "acme" in options
