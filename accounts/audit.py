@@ -198,9 +198,10 @@ def parse_day(text: str | None, default_ms: int, end_of_day: bool = False) -> in
     return ms + 86400 * 1000 - 1 if end_of_day else ms
 
 
-def _filtered(namespace_id=None, repository_id=None, performer_id=None, start_ms=0, end_ms=None, since=0):
-    """Entries for one namespace / repository / performer. ``since`` is when that thing was created:
-    SQLite may give a new row the id of a deleted one, and its entries must not show up."""
+def _filtered(namespace_id=None, repository_id=None, performer_id=None, start_ms=0, end_ms=None, since=0,
+              kind=None):
+    """Entries for one namespace / repository / performer (of one ``kind`` when given). ``since`` is when that
+    thing was created: SQLite may give a new row the id of a deleted one, and its entries must not show up."""
     query = LogEntry.select().where(LogEntry.created_at >= since)
     if namespace_id is not None:
         query = query.where(LogEntry.namespace_id == namespace_id)
@@ -211,6 +212,8 @@ def _filtered(namespace_id=None, repository_id=None, performer_id=None, start_ms
     query = query.where(LogEntry.created_at >= start_ms)
     if end_ms is not None:
         query = query.where(LogEntry.created_at <= end_ms)
+    if kind:
+        query = query.where(LogEntry.kind == kind)
     return query
 
 

@@ -23,6 +23,8 @@ def includeme(reg) -> None:
     for tab in (InfoTab(), TagsTab(), HistoryTab()):
         tabs.add(tab)
     # (the builds, triggers, notifications and usage-logs tabs go here, before settings)
+    from . import include_builds  # the build and automation pages (their own registration)
+    include_builds.includeme(reg)
     tabs.add(SettingsTab())
     # The repository page's pattern would also match deeper pages' paths (.../build/<uuid>): last.
     reg.add_routes([], fallback=[(rf"{REPO_PATH}/?", RepositoryPage)] + handlers_home.fallback_handlers)
