@@ -6,7 +6,15 @@ Pages of a new module: ``reg.add_routes(module.default_handlers)``; a new reposi
 """
 from __future__ import annotations
 
-from . import handlers_home, handlers_session, templates
+from . import (
+    handlers_account,
+    handlers_home,
+    handlers_manifest,
+    handlers_orgs,
+    handlers_session,
+    handlers_superuser,
+    templates,
+)
 from .repository import REPO_PATH, RepositoryPage, RepositoryTabs
 from .tabs_info import InfoTab
 
@@ -15,6 +23,8 @@ def includeme(reg) -> None:
     reg.add_routes([(r"/static/ui/(.*)", templates.StaticHandler)])
     reg.add_routes(handlers_session.default_handlers)
     reg.add_routes(handlers_home.default_handlers)
+    for module in (handlers_orgs, handlers_account, handlers_superuser, handlers_manifest):
+        reg.add_routes(module.default_handlers)
     tabs = reg.extension(RepositoryTabs)
     tabs.add(InfoTab())
     # The repository page's pattern would also match deeper pages' paths (.../build/<uuid>): last.
