@@ -16,7 +16,10 @@ from . import (
     templates,
 )
 from .repository import REPO_PATH, RepositoryPage, RepositoryTabs
+from .tabs_history import HistoryTab
 from .tabs_info import InfoTab
+from .tabs_settings import SettingsTab
+from .tabs_tags import TagsTab
 
 
 def includeme(reg) -> None:
@@ -26,6 +29,9 @@ def includeme(reg) -> None:
     for module in (handlers_orgs, handlers_account, handlers_superuser, handlers_manifest):
         reg.add_routes(module.default_handlers)
     tabs = reg.extension(RepositoryTabs)
-    tabs.add(InfoTab())
+    for tab in (InfoTab(), TagsTab(), HistoryTab()):
+        tabs.add(tab)
+    # (the builds, triggers, notifications and usage-logs tabs go here, before settings)
+    tabs.add(SettingsTab())
     # The repository page's pattern would also match deeper pages' paths (.../build/<uuid>): last.
     reg.add_routes([], fallback=[(rf"{REPO_PATH}/?", RepositoryPage)] + handlers_home.fallback_handlers)

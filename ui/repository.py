@@ -11,8 +11,9 @@ from __future__ import annotations
 from registry import repos
 from registry.names import COMPONENT
 from registry.permissions import can
+from slipway.errors import DomainError, Forbidden, Invalid, Unauthenticated
 
-from .web import UiHandler
+from .web import CSRF_FIELD, UiHandler
 
 NAME = r"[^/]+"
 SEGMENT = rf"(?!(?:build|trigger|tag)(?:/|$)){COMPONENT}"
@@ -21,15 +22,37 @@ REPO_PATH = rf"/repository/(?P<namespace>{NAME})/(?P<repository>(?:{SEGMENT}/)*?
 
 
 class RepositoryTab:
+    """One tab. ``get`` renders it (``page.render_tab``); forms post to the tab's URL with an ``action``
+    field, which ``post`` dispatches to ``async do_<action>(page, repo)``. An action that fails with a
+    ``DomainError`` shows the tab again (400) with ``errors={"<key>": message}`` where ``<key>`` is the
+    form's ``error_key`` field (or ``form``), and ``values`` the form's fields; one that succeeds flashes
+    its message and redirects back to the tab (post/redirect/get)."""
+
     name = ""
     label = ""
     role = "read"
 
-    async def get(self, page: "RepositoryPage", repo) -> None:
+    async def get(self, page: "RepositoryPage", repo, errors: dict | None = None, values: dict | None = None) -> None:
         raise NotImplementedError
 
     async def post(self, page: "RepositoryPage", repo) -> None:
-        raise page.not_found(f"The {self.label} tab takes no forms")
+        action = page.form("action")
+        handler = getattr(self, f"do_{action}", None) if action.isidentifier() else None
+        if handler is None:
+            raise Invalid(f"The {self.label} tab has no action '{action[:40]}'")
+        try:
+            message = await handler(page, repo)
+        except (Forbidden, Unauthenticated):
+            raise  # the 403 page, not a form error
+        except DomainError as e:
+            values = {k: v[-1].decode("utf-8", "replace") for k, v in page.request.body_arguments.items()
+                      if k != CSRF_FIELD}
+            await self.get(page, repo, errors={page.form("error_key") or "form": e.message}, values=values)
+            return
+        if message:
+            page.flash(message, "success")
+        if not page._finished:
+            page.redirect(page.url_with())
 
 
 class RepositoryTabs:
@@ -94,7 +117,12 @@ class RepositoryPage(RepositoryHandler):
         self._tab = self.current_tab(repo)
         await self._tab.post(self, repo)
 
-    def render_tab(self, template: str, status: int = 200, **context) -> None:
+    def render_tab(self, template: str, status: int | None = None, **context) -> None:
+        """Render the tab's template inside the frame; status 400 when it shows form errors."""
+        if status is None:
+            status = 400 if context.get("errors") else 200
+        context.setdefault("errors", {})
+        context.setdefault("values", {})
         repo, current = self._repo, self._tab
         visible = [t for t in self.tabs().tabs.values() if can(self.identity, t.role, repo)]
         self.render(template, status=status, repo=repo, tabs=visible, tab=current,

@@ -6,7 +6,8 @@ for each test. Helpers:
 
 - ``page.sign_in(username, password)``: through the sign-in form.
 - ``page.open(path)``: a path on the server; ``page.text(css)``, ``page.find(css)``, ``page.wait_text(css, text)``.
-- ``page.submit(form_css, **fields)``: fill fields by name and submit.
+- ``page.submit(form_css, **fields)``: fill fields by name and submit; ``page.click(css)``: click and wait
+  for the next page.
 - ``screenshot(page, name)``: a PNG under the test's temporary directory (``SLIPWAY_SCREENSHOTS=dir``
   writes it there instead: how docs/screenshots/ is refreshed).
 
@@ -92,6 +93,15 @@ class Page:
         button = form.find_element(By.CSS_SELECTOR, "button[type=submit], input[type=submit]")
         old = self.find("html")
         button.click()
+        wait_for(lambda: _stale(old), 10, "the next page", interval=0.02)
+
+    def click(self, css: str, accept_confirm: bool = False) -> None:
+        """Click an element that loads a new page (a link, a form's button) and wait for that page;
+        ``accept_confirm``: accept the ``data-confirm`` dialog it opens."""
+        old = self.find("html")
+        self.find(css).click()
+        if accept_confirm:
+            self.driver.switch_to.alert.accept()
         wait_for(lambda: _stale(old), 10, "the next page", interval=0.02)
 
     def sign_in(self, username: str = "admin", password: str = ADMIN_PASSWORD) -> "Page":
