@@ -13,33 +13,6 @@ from tests.images import layer_tar, make_oci_layout
 SESSION = "slipway_session"
 
 
-def accept_confirm(page) -> None:
-    """Accept the ``data-confirm`` dialog a click opened."""
-    wait_for(lambda: _alert(page), 5, "the confirmation dialog", interval=0.02).accept()
-
-
-def _alert(page):
-    try:
-        return page.driver.switch_to.alert
-    except Exception:  # noqa: BLE001 - NoAlertPresentException: not yet
-        return None
-
-
-def clicked_away(page, element) -> None:
-    """Click ``element`` and wait for the next page."""
-    old = page.find("html")
-    element.click()
-    wait_for(lambda: _stale(old), 10, "the next page", interval=0.02)
-
-
-def _stale(element) -> bool:
-    try:
-        element.is_enabled()
-        return False
-    except Exception:  # noqa: BLE001 - StaleElementReferenceException
-        return True
-
-
 def create_user(server, name: str, password: str) -> None:
     """Through the API (a CLI process would cost seconds)."""
     Api(server, auth=("admin", ADMIN_PASSWORD)).ok("POST", "/superuser/users/",
@@ -74,7 +47,7 @@ def test_create_an_organization_a_team_and_a_robot_and_log_in_with_its_copied_co
     page.open("/organization/acme?tab=robots")
     page.submit("#create-robot form", robot_name="ci", robot_description="the CI pipeline")
     assert "Robot acme+ci created" in page.text(".flashes")
-    clicked_away(page, page.find("#robots a.button"))
+    page.click("#robots a.button")
     assert page.find("dialog#credentials").get_attribute("open") is not None
     assert "apiVersion: v1" in page.text("#cred-kubernetes pre")
     assert json.loads(page.text("#cred-docker-config pre"))["auths"][server.host]["auth"]
@@ -96,9 +69,8 @@ def test_create_an_organization_a_team_and_a_robot_and_log_in_with_its_copied_co
         assert result.returncode == 0 and "Login Succeeded" in result.stdout, result.stderr
 
     # regenerate: the old token stops working, the new one works
-    page.find("dialog form button.danger").click()
-    accept_confirm(page)
-    page.wait_text(".flashes", "was replaced")
+    page.click("dialog form button.danger", accept_confirm=True)
+    assert "was replaced" in page.text(".flashes")
     new_command = page.find("#cred-docker-login button.copy").get_attribute("data-copy")
     assert new_command != copied
     assert login_with(tools, copied, server.host, "skopeo").returncode != 0
@@ -195,9 +167,8 @@ def test_a_non_superuser_gets_403_on_superuser_pages_and_a_superuser_manages_use
     page.open("/superuser")
     page.submit("#create-user form", new_username="newbie", new_password="newbie-password-1")
     assert "newbie" in page.text("#user-newbie")
-    page.find("#user-newbie button.danger").click()
-    accept_confirm(page)
-    page.wait_text(".flashes", "newbie is disabled")
+    page.click("#user-newbie button.danger", accept_confirm=True)
+    assert "newbie is disabled" in page.text(".flashes")
     assert "disabled" in page.text("#user-newbie")
     assert Api(server, auth=("newbie", "newbie-password-1")).get("/user/").status_code == 401
 
@@ -241,7 +212,9 @@ def test_a_pushed_images_vulnerability_page_lists_packages_and_filters_by_severi
     assert _scanned(server, "admin/vulny", digest) == "scanned"
 
     page.sign_in()
-    page.open(f"/repository/admin/vulny/manifest/{digest}")
+    page.open("/repository/admin/vulny?tab=tags")  # the tags tab links to the manifest's page
+    page.click(f"main a[href='/repository/admin/vulny/manifest/{digest}']")
+    assert page.path == f"/repository/admin/vulny/manifest/{digest}"
     assert page.find("#scan-state").get_attribute("data-state") == "scanned"
     rows = {r.get_attribute("data-package"): r.text for r in page.find_all("#packages tr.package")}
     assert set(rows) == {"libfoo1", "bar", "clean"}
