@@ -19,7 +19,7 @@ DIGEST = r"(?P<digest>sha256:[0-9a-f]{64}|sha512:[0-9a-f]{128})"
 def packages(report: dict, minimum: str | None, fixable_only: bool) -> tuple[list, dict]:
     """(packages shown, counts by severity over the whole image) from a scanned report: each package
     ``{name, version, kind, added_by, vulnerabilities: [...]}`` with only the vulnerabilities the filters keep,
-    packages with vulnerabilities first. Without a filter every package is listed."""
+    the most severe first. Without a filter every package is listed."""
     rank = {s: i for i, s in enumerate(SEVERITIES)}
     floor = rank.get(minimum or "", 0)
     counts: dict = {}
@@ -33,7 +33,9 @@ def packages(report: dict, minimum: str | None, fixable_only: bool) -> tuple[lis
         if kept or not (minimum or fixable_only):
             shown.append({"name": feature["Name"], "version": feature["Version"], "kind": feature["VersionFormat"],
                           "added_by": feature["AddedBy"], "vulnerabilities": kept})
-    shown.sort(key=lambda p: (not p["vulnerabilities"], p["name"]))
+    # the worst first: by the highest severity a package has, then how many, then by name
+    shown.sort(key=lambda p: (-max((rank.get(v["Severity"], 0) + 1 for v in p["vulnerabilities"]), default=0),
+                              -len(p["vulnerabilities"]), p["name"]))
     return shown, counts
 
 
