@@ -104,6 +104,21 @@ def test_default_permissions_settings_and_usage_logs_of_an_organization(page, se
     kinds = page.text("#logs")
     assert "org_create" in kinds and "create_prototype_permission" in kinds and "change_tag_expiration" in kinds
 
+    # someone outside the organization finds nothing there
+    create_user(server, "outsider", "outsider-password-1")
+    outsider = _signed_in_session(server, "outsider", "outsider-password-1")
+    for tab in ("teams", "robots", "logs"):
+        r = outsider.get(f"{server.url}/organization/globex?tab={tab}", timeout=10)
+        assert r.status_code == 404 and "create_prototype_permission" not in r.text
+
+    # deleting needs the name typed
+    page.open("/organization/globex?tab=settings")
+    page.submit("form:has(input[value='delete_org'])", confirm="wrong")
+    assert "to confirm" in page.text("#e-confirm")
+    page.submit("form:has(input[value='delete_org'])", confirm="globex")
+    assert page.path == "/organizations" and "Organization globex deleted" in page.text(".flashes")
+    assert Api(server, auth=("admin", ADMIN_PASSWORD)).get("/organization/globex").status_code == 404
+
 
 def _signed_in_session(server, username: str, password: str) -> requests.Session:
     """A second browser session, signed in through the sign-in form with plain HTTP."""
