@@ -26,7 +26,7 @@ class RepositoryTab:
     field, which ``post`` dispatches to ``async do_<action>(page, repo)``. An action that fails with a
     ``DomainError`` shows the tab again (400) with ``errors={"<key>": message}`` where ``<key>`` is the
     form's ``error_key`` field (or ``form``), and ``values`` the form's fields; one that succeeds flashes
-    its message and redirects back to the tab (post/redirect/get)."""
+    its message and redirects back to the tab (post/redirect/get), or redirects itself."""
 
     name = ""
     label = ""
@@ -52,7 +52,7 @@ class RepositoryTab:
         if message:
             page.flash(message, "success")
         if not page._finished:
-            page.redirect(page.url_with())
+            page.redirect(page.url_with(manage=None))  # (a row opened for editing, ?manage=, is closed)
 
 
 class RepositoryTabs:

@@ -23,13 +23,13 @@ def timeline(rows: list[dict], deletions: list[tuple[str, int]], now: int, windo
     same tag's previous span ended at that moment); its end, when past and not a move, is a deletion
     (a ``delete_tag`` audit entry at that moment) or an expiry. Ends within the window are restorable."""
     ends = {(r["name"], r["end_ts"] * 1000): r for r in rows if r.get("end_ts")}
-    starts = {(r["name"], r["start_ts"] * 1000) for r in rows}
+    starts = {(r["name"], r["start_ts"] * 1000): r for r in rows}
     alive = {r["name"]: r["manifest_digest"] for r in rows if not r.get("end_ts") or r["end_ts"] * 1000 > now}
     events = []
     for r in rows:
         start = r["start_ts"] * 1000
         previous = ends.get((r["name"], start))  # (the list gives whole seconds: a move ends and starts at once)
-        if previous is not None:
+        if previous is not None and previous is not r:
             events.append({"kind": "moved", "at": start, "tag": r["name"], "digest": r["manifest_digest"],
                            "from": previous["manifest_digest"]})
         else:
@@ -40,7 +40,8 @@ def timeline(rows: list[dict], deletions: list[tuple[str, int]], now: int, windo
         if end > now:
             events.append({"kind": "expires", "at": end, "tag": r["name"], "digest": r["manifest_digest"]})
             continue
-        moved = (r["name"], end) in starts
+        successor = starts.get((r["name"], end))
+        moved = successor is not None and successor is not r
         restorable = end >= now - window_s * 1000 and alive.get(r["name"]) != r["manifest_digest"]
         if not moved:
             deleted = any(name == r["name"] and abs(at - end) <= SAME_MOMENT_MS for name, at in deletions)

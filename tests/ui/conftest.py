@@ -8,6 +8,7 @@ for each test. Helpers:
 - ``page.open(path)``: a path on the server; ``page.text(css)``, ``page.find(css)``, ``page.wait_text(css, text)``.
 - ``page.submit(form_css, **fields)``: fill fields by name and submit; ``page.click(css)``: click and wait
   for the next page.
+- ``create_user(server, name, password)``: a user through the API (faster than ``server.create_user``).
 - ``screenshot(page, name)``: a PNG under the test's temporary directory (``SLIPWAY_SCREENSHOTS=dir``
   writes it there instead: how docs/screenshots/ is refreshed).
 
@@ -21,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.api import Api
 from tests.conftest import ADMIN_PASSWORD, wait_for
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -93,7 +95,7 @@ class Page:
         button = form.find_element(By.CSS_SELECTOR, "button[type=submit], input[type=submit]")
         old = self.find("html")
         button.click()
-        wait_for(lambda: _stale(old), 10, "the next page", interval=0.02)
+        self.wait_for_next(old)
 
     def click(self, css: str, accept_confirm: bool = False) -> None:
         """Click an element that loads a new page (a link, a form's button) and wait for that page;
@@ -102,7 +104,12 @@ class Page:
         self.find(css).click()
         if accept_confirm:
             self.driver.switch_to.alert.accept()
-        wait_for(lambda: _stale(old), 10, "the next page", interval=0.02)
+        self.wait_for_next(old)
+
+    def wait_for_next(self, old) -> None:
+        """Until the document ``old`` (``find("html")`` before a click) is replaced by a loaded one."""
+        wait_for(lambda: _stale(old) and self.driver.execute_script("return document.readyState") == "complete",
+                 10, "the next page", interval=0.02)
 
     def sign_in(self, username: str = "admin", password: str = ADMIN_PASSWORD) -> "Page":
         self.open("/signin")
@@ -111,6 +118,12 @@ class Page:
 
     def cookie(self, name: str) -> dict | None:
         return self.driver.get_cookie(name)
+
+
+def create_user(server, name: str, password: str) -> None:
+    """A user, made through the superuser API (fast: no CLI process)."""
+    Api(server, auth=("admin", ADMIN_PASSWORD)).ok("POST", "/superuser/users/",
+                                                   {"username": name, "password": password})
 
 
 def _stale(element) -> bool:

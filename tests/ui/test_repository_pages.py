@@ -9,6 +9,7 @@ import requests
 from tests.api import Api
 from tests.conftest import ADMIN_PASSWORD, wait_for
 from tests.images import make_oci_layout
+from tests.ui.conftest import create_user
 
 CREDS = f"admin:{ADMIN_PASSWORD}"
 SCRIPT_DESCRIPTION = "# Web app\n\n<script>window.__owned = 1</script>\n\n**bold** [docs](https://example.com)"
@@ -79,6 +80,7 @@ def test_the_description_is_markdown_and_a_script_in_it_is_shown_as_text(page, p
     assert description.find_element("css selector", "a").get_attribute("href") == "https://example.com/"
     assert f"podman pull {page.server.host}/admin/web" in page.text("main")
     screenshot(page, "repository")
+    screenshot(page, "repository-phone", width=420)
 
 
 def test_the_information_tab_charts_pushes_and_pulls(page, pushed, server):
@@ -92,13 +94,13 @@ def test_the_information_tab_charts_pushes_and_pulls(page, pushed, server):
         page.open("/repository/admin/web")
         return page.find_all("#activity rect.pull") and page.find_all("#activity rect.push")
     wait_for(counted, 15, "the pull and the push in the chart", interval=0.3)
-    assert "pulls" in page.text(".legend") and "pushes" in page.text(".legend")
+    assert "1 pull" in page.text(".legend") and "1 push" in page.text(".legend")
 
 
 def test_set_and_clear_an_expiry_from_the_tags_tab(page, pushed, admin):
     page.sign_in()
     page.open("/repository/admin/web?tab=tags")
-    page.find("#tag-v1 details.manage summary").click()
+    page.click("#tag-v1 a.manage")
     when = time.strftime("%Y-%m-%dT%H:%M", time.gmtime(time.time() + 3 * 86400))
     field = page.find("#exp-v1")
     page.driver.execute_script("arguments[0].value = arguments[1]", field, when)
@@ -107,7 +109,7 @@ def test_set_and_clear_an_expiry_from_the_tags_tab(page, pushed, admin):
     assert when.replace("T", " ") in page.text("#tag-v1 td.expires")
     tag = admin.ok("GET", "/repository/admin/web/tag/?specificTag=v1&onlyActiveTags=true")["tags"][0]
     assert tag["end_ts"] == calendar.timegm(time.strptime(when, "%Y-%m-%dT%H:%M"))
-    page.find("#tag-v1 details.manage summary").click()
+    page.click("#tag-v1 a.manage")
     page.submit("#tag-v1 .expiry-form", expires="")  # the first submit button: "Set expiry" without a date
     assert page.text("#e-exp-v1") == "Choose when the tag expires"
     page.click("#tag-v1 .expiry-form button[name=clear]")
@@ -118,11 +120,11 @@ def test_set_and_clear_an_expiry_from_the_tags_tab(page, pushed, admin):
 def test_delete_a_tag_then_restore_it_from_the_history(page, pushed, admin, screenshot):
     page.sign_in()
     page.open("/repository/admin/web?tab=tags")
-    page.find("#tag-v1 details.manage summary").click()
+    page.click("#tag-v1 a.manage")
     page.find("#tag-v1 .retag-form input[name=new_tag]").send_keys("gone")
     page.click("#tag-v1 .retag-form button")
     assert set(tag_names(page)) == {"v1", "gone"}
-    page.find("#tag-gone details.manage summary").click()
+    page.click("#tag-gone a.manage")
     page.click("#tag-gone .delete-form button", accept_confirm=True)  # "Delete tag gone? ..."
     page.wait_text(".flash", "Tag gone deleted")
     assert tag_names(page) == ["v1"]
@@ -180,7 +182,7 @@ def test_the_tags_tab_pages_by_100(page, pushed, admin):
 
 def test_settings_change_visibility_grant_a_role_and_delete_with_confirmation(page, server, admin, screenshot):
     admin.ok("POST", "/repository", {"namespace": "admin", "repository": "doomed", "visibility": "private"})
-    server.create_user("helper", "helper-password-1")
+    create_user(server, "helper", "helper-password-1")
     page.sign_in()
     page.open("/repository/admin/doomed?tab=settings")
     page.submit("#visibility form")
@@ -203,7 +205,7 @@ def test_settings_change_visibility_grant_a_role_and_delete_with_confirmation(pa
 def test_a_user_without_access_sees_404_and_403_pages_not_data(page, server, admin, pushed):
     admin.ok("POST", "/repository", {"namespace": "admin", "repository": "secret", "visibility": "private",
                                      "description": "TOP-SECRET-TEXT"})
-    server.create_user("outsider", "outsider-password-1")
+    create_user(server, "outsider", "outsider-password-1")
     page.sign_in("outsider", "outsider-password-1")
     for tab in ("", "?tab=tags", "?tab=history", "?tab=settings"):
         page.open(f"/repository/admin/secret{tab}")
@@ -212,7 +214,7 @@ def test_a_user_without_access_sees_404_and_403_pages_not_data(page, server, adm
     page.open("/repository/admin/web?tab=settings")
     assert "403" in page.text("h1") and "needs the admin role" in page.text("main")
     page.open("/repository/admin/web?tab=tags")
-    assert tag_names(page) and not page.exists("details.manage")
+    assert tag_names(page) and not page.exists(".manage")
     assert "Settings" not in page.text("nav.tabs")
     # a forged post to a tab it cannot write is refused with the 403 page
     cookie = page.cookie("slipway_session")["value"]
@@ -227,9 +229,11 @@ def test_a_user_without_access_sees_404_and_403_pages_not_data(page, server, adm
     assert "admin/web" in listed and "admin/secret" not in listed
 
 
-def test_the_repository_list_searches(page, admin):
+def test_the_repository_list_searches(page, admin, screenshot):
     page.sign_in()
+    screenshot(page, "repositories")
     page.open("/?q=made-in")
     assert [a.text for a in page.find_all("#repositories tbody a")] == ["admin/made-in-page"]
     page.open("/?q=zzz-nothing")
     assert "No repository you can see matches" in page.text("main")
+
