@@ -77,7 +77,13 @@ def end_all(account_id: int) -> int:
 
 
 def purge_expired() -> int:
+    """Delete the rows of expired sessions (they already answer nobody)."""
     return Session.delete().where(Session.expires_at <= now_ms()).execute()
+
+
+def register(background) -> None:
+    """The hourly purge of expired sessions (in the background process)."""
+    background.every(3600, purge_expired, "accounts.purge_expired_sessions")
 
 
 def sign_in_throttled(username: str, ip: str | None) -> str | None:

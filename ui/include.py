@@ -1,8 +1,9 @@
 """Everything the web interface brings to the application, declared in one place (called by ``slipway.app``).
 
 Pages of a new module: ``reg.add_routes(module.default_handlers)``; a new repository tab:
-``reg.extension(RepositoryTabs).add(module.SomeTab())``. ``ui`` is included last, so its catch-all
-404 page comes after every package's routes.
+``reg.extension(RepositoryTabs).add(module.SomeTab())``; a link in the header:
+``reg.extension(Navigation).add(label, href, who=, menu=)`` (``ui.navigation``). ``ui`` is included
+last, so its catch-all 404 page comes after every package's routes.
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from . import (
     handlers_superuser,
     templates,
 )
+from .navigation import Navigation
 from .repository import REPO_PATH, RepositoryPage, RepositoryTabs
 from .tabs_history import HistoryTab
 from .tabs_info import InfoTab
@@ -28,6 +30,11 @@ def includeme(reg) -> None:
     reg.add_routes(handlers_home.default_handlers)
     for module in (handlers_orgs, handlers_account, handlers_superuser, handlers_manifest):
         reg.add_routes(module.default_handlers)
+    nav = reg.extension(Navigation)
+    nav.add("Organizations", "/organizations")
+    nav.add("Superuser", "/superuser", who="superuser")
+    nav.add("Account settings", "/account", menu="user")
+    nav.add("New organization", "/organization/new", menu="user")
     tabs = reg.extension(RepositoryTabs)
     for tab in (InfoTab(), TagsTab(), HistoryTab()):
         tabs.add(tab)

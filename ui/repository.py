@@ -2,9 +2,11 @@
 
 ``/repository/<namespace>/<name>?tab=<tab>`` shows one tab. Tabs are registered per registration
 (``reg.extension(RepositoryTabs).add(tab)`` in ``ui.include``), so a new tab is a class in a module of
-its own: ``name``, ``label``, ``role`` (read | write | admin: who sees it), ``async get(page, repo)``
-which ends with ``page.render_tab(template, **context)``, and optionally ``async post(page, repo)``
-for its forms (posted to the same URL with the tab's ``?tab=``; CSRF is checked before it runs).
+its own: ``name``, ``label``, ``role`` (read | write | admin: who sees it), ``async get(page, repo,
+errors=None, values=None)`` which ends with ``page.render_tab(template, **context)``, and ``async
+do_<action>(page, repo)`` for each of its forms (posted to the tab's own URL with an ``action`` field;
+CSRF is checked before any of it runs). Pages with a path of their own under a repository (the build
+page) subclass ``RepositoryHandler`` and route ``REPO_PATH + "/build/..."``.
 """
 from __future__ import annotations
 

@@ -23,14 +23,15 @@ from slipway.errors import DomainError, Forbidden, Invalid, NotFound, Unauthenti
 from slipway.web import CSRF_HEADER, SAFE_METHODS, SESSION_COOKIE, BaseHandler
 
 from . import templates
+from .navigation import Navigation
 
 #: The cookie carrying the CSRF token of a visitor who is not signed in (sign-in and sign-up forms).
 ANON_CSRF_COOKIE = "slipway_csrf"
 FLASH_COOKIE = "slipway_flash"
 CSRF_FIELD = "_csrf"
 #: Content Security Policy of every page: scripts and styles from this server only (no inline script),
-#: no framing (clickjacking), forms posted here only.
-CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+#: no framing (clickjacking), forms posted here only; images also over https (badges in descriptions).
+CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: https:; "
        "connect-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'; object-src 'none'")
 
 
@@ -237,7 +238,10 @@ class UiHandler(BaseHandler):
     # -- rendering ------------------------------------------------------------------------------------
     def template_context(self) -> dict:
         config = self.services.config
+        navigation = self.services.registration.extension(Navigation)
         return {"user": None if self.identity.anonymous else self.identity, "csrf_token": self.csrf_token,
+                "nav_main": navigation.for_identity(self.identity, "main"),
+                "nav_user": navigation.for_identity(self.identity, "user"),
                 "csrf_field": CSRF_FIELD, "path": self.request.path, "uri": self.request.uri,
                 "url_with": self.url_with, "signup_enabled": config.auth.user_signup,
                 "registry_host": self.registry_host(), "base_url": self.base_url()}

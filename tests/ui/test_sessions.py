@@ -191,3 +191,27 @@ def test_pages_send_security_headers(server, path):
     assert "script-src 'self'" in r.headers["Content-Security-Policy"]
     assert r.headers["X-Frame-Options"] == "DENY"
     assert r.headers["Content-Type"].startswith("text/html")
+
+
+def test_sign_in_works_from_the_keyboard_with_a_visible_focus(page):
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.keys import Keys
+
+    page.open("/signin")
+    keys = ActionChains(page.driver)
+    keys.send_keys(Keys.TAB).perform()
+    active = page.driver.switch_to.active_element
+    assert active.text == "Skip to content"
+    assert active.value_of_css_property("outline-style") != "none"  # the focus is visible
+    active.send_keys(Keys.ENTER)  # skip the header
+    for _ in range(10):  # tab on to the username field
+        keys.send_keys(Keys.TAB).perform()
+        if page.driver.switch_to.active_element.get_attribute("id") == "f-username":
+            break
+    username = page.driver.switch_to.active_element
+    assert username.get_attribute("id") == "f-username"
+    assert username.value_of_css_property("outline-style") != "none"
+    old = page.find("html")
+    keys.send_keys("admin", Keys.TAB, ADMIN_PASSWORD, Keys.ENTER).perform()
+    page.wait_for_next(old)
+    assert page.path == "/" and page.find("h1").text == "Repositories"

@@ -76,6 +76,7 @@ def test_a_session_resolves_until_it_ends_expires_or_its_user_changes(user, cloc
     assert sessions.resolve(raw + "x") is None and sessions.resolve("") is None
     clock.advance(61)
     assert sessions.resolve(raw) is None  # expired
+    assert sessions.purge_expired() == 1 and not Session.select().exists()
     raw, _ = sessions.create(user, None, "", ttl=60)
     Account.update(enabled=False).where(Account.id == user.id).execute()
     assert sessions.resolve(raw) is None  # a disabled user's session answers nobody
@@ -114,3 +115,18 @@ def test_failed_sign_ins_are_throttled_per_account_and_per_address(user, clock):
     assert sessions.sign_in_throttled("someone-else", "10.0.0.3").startswith(
         "Too many failed sign-ins from your address")
     assert sessions.sign_in_throttled("someone-else", "10.0.0.4") is None
+
+
+def test_header_links_show_to_whom_they_are_for():
+    from accounts.identity import ANONYMOUS, Identity
+    from ui.navigation import Navigation
+
+    nav = Navigation()
+    nav.add("Organizations", "/organizations")
+    nav.add("Superuser", "/superuser", who="superuser")
+    nav.add("Account", "/account", menu="user")
+    user, root = Identity("user", 1, "u"), Identity("user", 2, "r", superuser=True)
+    assert [link.label for link in nav.for_identity(user, "main")] == ["Organizations"]
+    assert [link.label for link in nav.for_identity(root, "main")] == ["Organizations", "Superuser"]
+    assert [link.label for link in nav.for_identity(user, "user")] == ["Account"]
+    assert nav.for_identity(ANONYMOUS, "main") == []
