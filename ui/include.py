@@ -7,7 +7,16 @@ last, so its catch-all 404 page comes after every package's routes.
 """
 from __future__ import annotations
 
-from . import handlers_home, handlers_session, templates
+from . import (
+    handlers_account,
+    handlers_home,
+    handlers_manifest,
+    handlers_orgs,
+    handlers_session,
+    handlers_superuser,
+    templates,
+)
+from .navigation import Navigation
 from .repository import REPO_PATH, RepositoryPage, RepositoryTabs
 from .tabs_history import HistoryTab
 from .tabs_info import InfoTab
@@ -19,6 +28,13 @@ def includeme(reg) -> None:
     reg.add_routes([(r"/static/ui/(.*)", templates.StaticHandler)])
     reg.add_routes(handlers_session.default_handlers)
     reg.add_routes(handlers_home.default_handlers)
+    for module in (handlers_orgs, handlers_account, handlers_superuser, handlers_manifest):
+        reg.add_routes(module.default_handlers)
+    nav = reg.extension(Navigation)
+    nav.add("Organizations", "/organizations")
+    nav.add("Superuser", "/superuser", who="superuser")
+    nav.add("Account settings", "/account", menu="user")
+    nav.add("New organization", "/organization/new", menu="user")
     tabs = reg.extension(RepositoryTabs)
     for tab in (InfoTab(), TagsTab(), HistoryTab()):
         tabs.add(tab)
