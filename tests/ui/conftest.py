@@ -114,6 +114,9 @@ class Page:
     def sign_in(self, username: str = "admin", password: str = ADMIN_PASSWORD) -> "Page":
         self.open("/signin")
         self.submit("form[action='/signin']", username=username, password=password)
+        # a refused sign-in (a throttle, a wrong password) re-renders the form: say so here, with the page's
+        # message, rather than as a missing element in whatever the test looks for next
+        assert not self.path.startswith("/signin"), f"sign-in as {username} refused: {self.text('main')[:300]}"
         return self
 
     def cookie(self, name: str) -> dict | None:
