@@ -35,6 +35,22 @@ CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' 
        "connect-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'; object-src 'none'")
 
 
+class _LazyToken:
+    """The CSRF token as a template value, taken only where a form writes it: a signed-out visitor's page
+    without a form (the 404 page a browser's ``/favicon.ico`` gets) must not set a new token cookie, or
+    it replaces the one the sign-in form on screen carries, and that form is then refused."""
+
+    __slots__ = ("handler",)
+
+    def __init__(self, handler) -> None:
+        self.handler = handler
+
+    def __str__(self) -> str:
+        return self.handler.csrf_token
+
+    __html__ = __str__
+
+
 class CsrfRefused(Forbidden):
     """A state-changing request without the session's CSRF token."""
 
@@ -239,7 +255,7 @@ class UiHandler(BaseHandler):
     def template_context(self) -> dict:
         config = self.services.config
         navigation = self.services.registration.extension(Navigation)
-        return {"user": None if self.identity.anonymous else self.identity, "csrf_token": self.csrf_token,
+        return {"user": None if self.identity.anonymous else self.identity, "csrf_token": _LazyToken(self),
                 "nav_main": navigation.for_identity(self.identity, "main"),
                 "nav_user": navigation.for_identity(self.identity, "user"),
                 "csrf_field": CSRF_FIELD, "path": self.request.path, "uri": self.request.uri,
