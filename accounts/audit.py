@@ -198,9 +198,10 @@ def parse_day(text: str | None, default_ms: int, end_of_day: bool = False) -> in
     return ms + 86400 * 1000 - 1 if end_of_day else ms
 
 
-def _filtered(namespace_id=None, repository_id=None, performer_id=None, start_ms=0, end_ms=None, since=0):
-    """Entries for one namespace / repository / performer. ``since`` is when that thing was created:
-    SQLite may give a new row the id of a deleted one, and its entries must not show up."""
+def _filtered(namespace_id=None, repository_id=None, performer_id=None, start_ms=0, end_ms=None, since=0,
+              kind=None):
+    """Entries for one namespace / repository / performer (of one ``kind`` when given). ``since`` is when that
+    thing was created: SQLite may give a new row the id of a deleted one, and its entries must not show up."""
     query = LogEntry.select().where(LogEntry.created_at >= since)
     if namespace_id is not None:
         query = query.where(LogEntry.namespace_id == namespace_id)
@@ -211,6 +212,8 @@ def _filtered(namespace_id=None, repository_id=None, performer_id=None, start_ms
     query = query.where(LogEntry.created_at >= start_ms)
     if end_ms is not None:
         query = query.where(LogEntry.created_at <= end_ms)
+    if kind:
+        query = query.where(LogEntry.kind == kind)
     return query
 
 
@@ -233,13 +236,27 @@ def page(start_ms: int, end_ms: int, next_page: str | None = None, **scope) -> t
     return rows, token
 
 
-def aggregate(start_ms: int, end_ms: int, **scope) -> list[dict]:
-    """Counts per kind and UTC day, as Quay's aggregatelogs."""
+def daily_counts(start_ms: int, end_ms: int, kinds: tuple | None = None, **scope) -> dict[tuple[str, int], int]:
+    """``{(kind, UTC day start in ms): count}`` of the entries in the range (only ``kinds``, if given)."""
+    query = _filtered(start_ms=start_ms, end_ms=end_ms, **scope)
+    if kinds is not None:
+        query = query.where(LogEntry.kind.in_(list(kinds)))
     counts: dict[tuple[str, int], int] = {}
-    for kind, created in _filtered(start_ms=start_ms, end_ms=end_ms, **scope).select(
-            LogEntry.kind, LogEntry.created_at).tuples().iterator():
+    for kind, created in query.select(LogEntry.kind, LogEntry.created_at).tuples().iterator():
         day = created // 86400000 * 86400000
         counts[(kind, day)] = counts.get((kind, day), 0) + 1
+    return counts
+
+
+def entries_of_kind(kind: str, start_ms: int, end_ms: int, **scope) -> list[LogEntry]:
+    """The entries of one kind in the range, oldest first (the tag history page: which ends were deletions)."""
+    return list(_filtered(start_ms=start_ms, end_ms=end_ms, **scope).where(LogEntry.kind == kind)
+                .order_by(LogEntry.created_at, LogEntry.id))
+
+
+def aggregate(start_ms: int, end_ms: int, **scope) -> list[dict]:
+    """Counts per kind and UTC day, as Quay's aggregatelogs."""
+    counts = daily_counts(start_ms, end_ms, **scope)
     return [{"kind": kind, "count": count, "datetime": quay_date(day)}
             for (kind, day), count in sorted(counts.items(), key=lambda kv: (kv[0][1], kv[0][0]))]
 

@@ -116,7 +116,17 @@ class SuperuserUsersHandler(ApiHandler):
 
 
 class SuperuserUserHandler(ApiHandler):
-    scopes = {"delete": "super:user"}
+    scopes = {"put": "super:user", "delete": "super:user"}
+    schemas = {"put": {"type": "object", "additionalProperties": False,
+                       "properties": {"enabled": {"type": "boolean"}, "superuser": {"type": "boolean"}}}}
+
+    async def put(self, username: str) -> None:
+        """Enable or disable a user, give or take superuser rights (superusers only)."""
+        identity = self.require_superuser()
+        body = self.json_body()
+        user = users.set_status(users.get_user(username), identity, self.client_ip, enabled=body.get("enabled"),
+                                superuser=body.get("superuser"))
+        self.send({**views.public_user(user), "email": user.email, "enabled": user.enabled})
 
     async def delete(self, username: str) -> None:
         """Delete a user (superusers only)."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from slipway.db import now_ms
 
-from . import audit, tokens
+from . import audit, sessions, tokens
 from .identity import ANONYMOUS, Identity
 from .models import ROBOT, Account
 from .robots import DISABLED, check_robot_token
@@ -38,6 +38,11 @@ class Authenticator:
 
     def api_token(self, token: str) -> Identity | None:
         return identity_for_api_token(token)
+
+    def session(self, session_id: str) -> "sessions.SessionInfo | None":
+        """A web interface session cookie: its user's identity and the CSRF token that state-changing
+        requests it authenticates must carry (``accounts.sessions``), or None."""
+        return sessions.resolve(session_id)
 
 
 def authenticate(username: str, password: str, client_ip: str = "", robots_enabled: bool = True,

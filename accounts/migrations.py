@@ -105,8 +105,26 @@ def revocation():
     sqlite_autoincrement("account", [("log_entry", "namespace_id"), ("log_entry", "performer_id")])
 
 
+class SessionV4(Model):
+    id_hash = CharField(max_length=64, unique=True)
+    account = ForeignKeyField(AccountV1, on_delete="CASCADE")
+    csrf_token = CharField(max_length=64)
+    created_at = TimestampField(default=now_ms)
+    expires_at = TimestampField(index=True)
+    last_seen = TimestampField(default=now_ms)
+    ip = CharField(max_length=64, null=True)
+    user_agent = CharField(max_length=255, default="")
+    Meta = frozen_meta("web_session")
+
+
+def sessions():
+    """The web interface's sign-in sessions (only a hash of each session id is stored)."""
+    database.create_tables([SessionV4], safe=True)
+
+
 MIGRATIONS = [
     (1, "accounts", initial),
     (2, "tenancy", tenancy),
     (3, "revocation", revocation),
+    (4, "sessions", sessions),
 ]

@@ -120,3 +120,20 @@ class AuthGeneration(BaseModel):
 
     class Meta:
         table_name = "auth_generation"
+
+
+class Session(BaseModel):
+    """A browser session of the web interface (``accounts.sessions``). Only a hash of the session id is
+    kept, so a copy of the table signs no one in; ``csrf_token`` is what its forms must send back."""
+
+    id_hash = CharField(max_length=64, unique=True)
+    account = ForeignKeyField(Account, backref="sessions", on_delete="CASCADE")
+    csrf_token = CharField(max_length=64)
+    created_at = TimestampField(default=now_ms)
+    expires_at = TimestampField(index=True)
+    last_seen = TimestampField(default=now_ms)
+    ip = CharField(max_length=64, null=True)
+    user_agent = CharField(max_length=255, default="")
+
+    class Meta:
+        table_name = "web_session"

@@ -14,7 +14,7 @@ from slipway.errors import Conflict, Forbidden, Invalid, LoginFailed, NotFound
 
 from . import audit, revocation
 from .identity import Identity
-from .models import ORG, TIME_MACHINE_CHOICES, USER, Account, Team, TeamMember
+from .models import ORG, TIME_MACHINE_CHOICES, USER, Account, Session, Team, TeamMember
 from .names import namespace_name_problem
 from .passwords import hash_password, needs_rehash, verify_password
 
@@ -71,6 +71,28 @@ def get_account(account_id: int) -> Account:
 
 def list_users() -> list[Account]:
     return list(Account.select().where(Account.kind == USER).order_by(Account.name))
+
+
+def set_status(user: Account, performer: Identity, ip: str | None = None, enabled: bool | None = None,
+               superuser: bool | None = None) -> Account:
+    """A superuser's changes to a user: enable or disable the account, give or take superuser rights. Nobody
+    disables themselves or takes their own superuser rights (the server must keep someone who can undo it)."""
+    if user.id == performer.account_id and (enabled is False or superuser is False):
+        raise Invalid("You cannot disable your own account or take away your own superuser rights")
+    with database.atomic():
+        if enabled is not None and enabled != user.enabled:
+            Account.update(enabled=enabled).where(Account.id == user.id).execute()
+            if not enabled:
+                Session.delete().where(Session.account == user.id).execute()
+            revocation.bump()
+            audit.record("user_enable" if enabled else "user_disable", performer, namespace=user, ip=ip,
+                         metadata={"username": user.name})
+        if superuser is not None and superuser != user.superuser:
+            Account.update(superuser=superuser).where(Account.id == user.id).execute()
+            revocation.bump()
+            audit.record("user_set_superuser", performer, namespace=user, ip=ip,
+                         metadata={"username": user.name, "superuser": superuser})
+    return Account.get_by_id(user.id)
 
 
 def get_user_or_robot(name: str) -> Account:
@@ -154,6 +176,7 @@ def change_password(user: Account, password: str, performer: Identity, ip: str |
     with database.atomic():
         Account.update(password_hash=hash_password(password)).where(Account.id == user.id).execute()
         revocation.bump()  # basic credentials remembered with the old password (on /v2) end at once
+        Session.delete().where(Session.account == user.id).execute()  # and every browser session
         audit.record("user_change_password", performer, namespace=user, ip=ip, metadata={"username": user.name})
 
 

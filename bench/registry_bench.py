@@ -1,16 +1,22 @@
 #!/usr/bin/env python3
-"""On-demand benchmark: Slipway's registry against Debian's docker-registry (CNCF distribution 2.8).
+"""On-demand benchmark: Slipway's registry against CNCF distribution (Debian's docker-registry 2.8, or a binary).
 
 One run starts both servers on loopback ports, each with filesystem storage in a
 fresh temporary directory, seeds both identically through the API, then measures
 every workload against both, back to back, rotating which server goes first:
 
-* manifest GET by tag (1 and 16 keep-alive connections), 1 MiB blob GET
-  (4 connections) and tags/list (16 connections) with ``wrk``;
+* manifest GET by tag (1 and 16 keep-alive connections), manifest HEAD and
+  ``GET /v2/`` (16 connections), 1 MiB blob GET (4 connections) and tags/list
+  (16 connections) with ``wrk``;
 * 10 MiB blob pushes (monolithic and chunked, 2 concurrent) with the Python
   client below, the same code for both servers, fresh random data per push;
-* RSS of each server's process tree when idle after seeding, and its peak
-  while under load.
+* memory of each server's process tree when idle after seeding, and its peak
+  while under load: PSS (from /proc/<pid>/smaps_rollup, shared pages split
+  among the processes that map them) and, for comparison, RSS summed.
+
+The peer is Debian's ``docker-registry`` by default (``scripts/install.sh bench``);
+``--peer PATH`` runs a ``registry`` binary of CNCF distribution instead, e.g. v3.1.1
+built by ``bench/build_distribution.sh`` (issue 16).
 
 Responses are checked (status codes, digests, bytes per response) so a broken
 server cannot win. A measurement during which other processes on the machine
@@ -74,7 +80,7 @@ CHUNK_SIZE = 2 * MIB
 EXTRA_TAGS = 50
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCTETS = {"Content-Type": "application/octet-stream"}
-PEER_NAME = "docker-registry 2.8"
+DEBIAN_PEER = "/usr/bin/docker-registry"
 MAX_LOSS = 0.10  # issue 3: HEAD with organizations in play must reach 0.90 × the baseline on every line
 NOTIFIED_REPO = "admin/notified"
 NOTIFY_EMAIL = "bench@example.com"
@@ -125,6 +131,25 @@ def tree_rss_mib(root: int) -> float:
         except OSError:
             continue
     return total_kib / 1024
+
+
+def tree_pss_mib(root: int) -> float:
+    """Sum of PSS (proportional set size: each shared page split among the processes mapping it)
+    over the process tree of ``root``, in MiB, from /proc/<pid>/smaps_rollup."""
+    total_kib = 0
+    for pid in process_tree(root):
+        try:
+            for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+                if line.startswith("Pss:"):
+                    total_kib += int(line.split()[1])
+                    break
+        except OSError:
+            continue
+    return total_kib / 1024
+
+
+def tree_memory_mib(root: int) -> dict[str, float]:
+    return {"pss": tree_pss_mib(root), "rss": tree_rss_mib(root)}
 
 
 def tree_cpu_seconds(root: int) -> float:
@@ -213,18 +238,19 @@ class Sampler:
         self._thread.join()
 
 
-class PeakRss(Sampler):
-    """Samples the RSS of several servers' process trees every ``interval`` seconds, keeping each peak."""
+class PeakMemory(Sampler):
+    """Samples the PSS and RSS of several servers' process trees every ``interval`` seconds, keeping each peak."""
 
     def __init__(self, servers, interval: float = 0.2):
         super().__init__()
         self.servers, self.interval = servers, interval
-        self.peak = {s.name: 0.0 for s in servers}
+        self.peak = {kind: {s.name: 0.0 for s in servers} for kind in ("pss", "rss")}
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
             for server in self.servers:
-                self.peak[server.name] = max(self.peak[server.name], tree_rss_mib(server.proc.pid))
+                for kind, mib in tree_memory_mib(server.proc.pid).items():
+                    self.peak[kind][server.name] = max(self.peak[kind][server.name], mib)
 
 
 # -- servers -----------------------------------------------------------------------
@@ -604,7 +630,22 @@ def worktree(rev: str, path: Path):
 
 
 class DockerRegistry(Server):
-    name, short = PEER_NAME, "P"
+    """CNCF distribution's registry: Debian's ``docker-registry`` (2.8) or a ``registry`` binary (v3)."""
+
+    short = "P"
+
+    def __init__(self, workdir: Path, binary: str = DEBIAN_PEER):
+        super().__init__(workdir)
+        self.binary = binary
+        if not (os.path.isfile(binary) and os.access(binary, os.X_OK)):
+            hint = ("install it with scripts/install.sh bench" if binary == DEBIAN_PEER else
+                    "build it with bench/build_distribution.sh SRC_DIR OUTPUT (see its header)")
+            raise BenchError(f"peer registry binary {binary} is missing or not executable: {hint}")
+        self.version = subprocess.run([binary, "--version"], capture_output=True, text=True).stdout.strip()
+        found = re.search(r"\bv?(\d+\.\d+\.\d+)", self.version)
+        release = found.group(1) if found else "?"
+        self.name = (f"docker-registry {'.'.join(release.split('.')[:2])}" if binary == DEBIAN_PEER
+                     else f"distribution v{release}")
 
     def command(self):
         config = self.workdir / "config.yml"
@@ -614,7 +655,9 @@ class DockerRegistry(Server):
             f"storage: {{filesystem: {{rootdirectory: {self.workdir / 'storage'}}}, delete: {{enabled: true}}, "
             "cache: {blobdescriptor: inmemory}}\n"
             f"http: {{addr: '{self.host}:{self.port}'}}\n")
-        return ["/usr/bin/docker-registry", "serve", str(config)], dict(os.environ), self.workdir
+        # v3 exports OpenTelemetry traces by default, to a collector that is not there: off, as it would be.
+        env = dict(os.environ, OTEL_TRACES_EXPORTER="none")
+        return [self.binary, "serve", str(config)], env, self.workdir
 
     def ready(self) -> bool:
         return http_get_status(self, "/v2/") == 200
@@ -821,6 +864,35 @@ def run_wrk(server: Server, path: str, connections: int, seconds: int, body_size
     return stats
 
 
+def run_ab_head(server: Server, path: str, connections: int, seconds: int, accept: str | None = None) -> dict:
+    """HEAD requests with ApacheBench (``ab -i -k``: HTTP/1.0 with keep-alive, one thread): wrk cannot,
+    its parser waits for the body a HEAD answer announces but never sends. Every answer must be a 2xx
+    on a kept-alive connection. Halfway through, notes how the connections are spread over processes."""
+    headers = {**server.pull_headers, **({"Accept": accept} if accept else {})}
+    argv = ["ab", "-q", "-i", "-k", "-c", str(connections), "-t", str(seconds), "-n", "100000000", "-s", "10"]
+    for key, value in headers.items():
+        argv += ["-H", f"{key}: {value}"]
+    ab = subprocess.Popen(argv + [server.url(path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(seconds / 2)
+    spread = connections_per_process(server.port)
+    stdout, stderr = ab.communicate()
+
+    def field(label: str, default: str | None = None) -> str:
+        found = re.search(rf"^{label}:\s+([\d.]+)", stdout, re.M)
+        if found is None and default is None:
+            raise BenchError(f"{server.name}: ab {path} ({ab.returncode}): no '{label}' in {stdout[-800:]} {stderr}")
+        return found.group(1) if found else default
+
+    requests, taken = int(field("Complete requests")), float(field("Time taken for tests"))
+    failed, non_2xx = int(field("Failed requests")), int(field("Non-2xx responses", "0"))
+    kept = int(field("Keep-Alive requests"))
+    if ab.returncode or requests == 0 or failed or non_2xx or kept != requests:
+        raise BenchError(f"{server.name}: ab HEAD {path}: {requests} requests, {failed} failed, {non_2xx} non-2xx, "
+                         f"{kept} kept alive; {stderr[-300:]}")
+    return {"requests": requests, "seconds": taken, "req_per_s": requests / taken, "tool": "ab",
+            "connections_per_process": spread}
+
+
 def start_wrk(server: Server, path: str, connections: int, seconds: float, accept: str | None = None,
               delay_ms: float = 0) -> subprocess.Popen:
     """wrk (1 thread, keep-alive) on ``path`` with the server's pull headers; ``delay_ms`` between a
@@ -976,8 +1048,15 @@ def workloads(seed: Seed, images: bool = False) -> list[tuple[str, str, object]]
     def wrk(path_template, connections, size, unit, accept=None):
         def measure(server, seconds):
             path = path_template.format(repo=server.repo)
-            stats = run_wrk(server, path, connections, seconds, size or body_size(server, path), accept)
+            size_ = body_size(server, path) if size is None else size
+            stats = run_wrk(server, path, connections, seconds, size_, accept)
             return stats[unit], stats
+        return measure
+
+    def head(path_template, connections):
+        def measure(server, seconds):
+            stats = run_ab_head(server, path_template.format(repo=server.repo), connections, seconds, OCI_MANIFEST)
+            return stats["req_per_s"], stats
         return measure
 
     def push(mode):
@@ -1000,6 +1079,9 @@ def workloads(seed: Seed, images: bool = False) -> list[tuple[str, str, object]]
          wrk(manifest, 1, len(seed.manifest), "req_per_s", OCI_MANIFEST)),
         ("manifest_get_c16", "manifest GET by tag, 16 conns (req/s)",
          wrk(manifest, 16, len(seed.manifest), "req_per_s", OCI_MANIFEST)),
+        ("manifest_head_c1", "manifest HEAD by tag, 1 conn, ab (req/s) [h]", head(manifest, 1)),
+        ("manifest_head_c16", "manifest HEAD by tag, 16 conns, ab (req/s) [h]", head(manifest, 16)),
+        ("v2_base_c16", "GET /v2/ (API version check), 16 conns (req/s)", wrk("/v2/", 16, None, "req_per_s")),
         ("blob_get_1mib_c4", "1 MiB blob GET, 4 conns (MiB/s)", wrk(blob, 4, LAYER_SIZE, "mib_per_s")),
         ("push_monolithic", "10 MiB push, monolithic POST ?digest=, 2 concurrent (MiB/s) [a]", push("post")),
         ("push_post_put", "10 MiB push, POST + PUT ?digest= with body, 2 concurrent (MiB/s)", push("post-put")),
@@ -1024,11 +1106,9 @@ def slipway_commit() -> str:
     return short_commit("HEAD") + (" (with uncommitted changes)" if dirty else "")
 
 
-def machine_facts(args, slipway: Slipway, peer_run: bool = True) -> dict:
+def machine_facts(args, slipway: Slipway, peer: "DockerRegistry | None") -> dict:
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                 if line.startswith("model name")), platform.machine())
-    peer = subprocess.run(["/usr/bin/docker-registry", "--version"], capture_output=True, text=True).stdout \
-        if peer_run else "not run"
     return {
         "command": shlex.join([sys.executable, *sys.argv]),
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -1036,7 +1116,8 @@ def machine_facts(args, slipway: Slipway, peer_run: bool = True) -> dict:
         "python": platform.python_version(), "slipway_processes": slipway.processes,
         "slipway_commit": slipway_commit(),
         "baseline_commit": args.baseline_rev and short_commit(args.baseline_rev),
-        "peer_version": peer.strip(), "seconds": args.seconds, "warmup": args.warmup, "rounds": args.rounds,
+        "peer_version": peer.version if peer else "not run", "seconds": args.seconds, "warmup": args.warmup,
+        "rounds": args.rounds,
         "max_other": args.max_other, "retries": args.retries, "notifications": args.notifications,
         "scanner": args.scanner,
     }
@@ -1046,7 +1127,12 @@ def ratio(a: float, b: float) -> str:
     return f"{a / b:.2f}" if b else "n/a"
 
 
-def render(facts: dict, lines: list[dict], rss: dict, notes: list[str], servers: list[Server],
+MEMORY_LINES = (("idle_pss", "idle PSS after start + seeding (MiB)"), ("peak_pss", "peak PSS under load (MiB)"),
+                ("idle_rss", "idle RSS summed, after start + seeding (MiB)"),
+                ("peak_rss", "peak RSS summed, under load (MiB)"))
+
+
+def render(facts: dict, lines: list[dict], memory: dict | None, notes: list[str], servers: list[Server],
            subject: Server, reference: Server) -> str:
     """Markdown: one column per server, then ``subject`` / ``reference``, then each server's CPU."""
     baseline = (f"; baseline {facts['baseline_commit']} from a temporary git worktree, same settings"
@@ -1064,10 +1150,9 @@ def render(facts: dict, lines: list[dict], rss: dict, notes: list[str], servers:
         figures = " | ".join(f"{line[s.name]:,.1f}" for s in servers)
         cores = " / ".join(f"{line[f'{s.name} CPU cores']:.2f}" for s in servers)
         out.append(f"| {line['label']} | {figures} | {ratio(line[subject.name], line[reference.name])} | {cores} |")
-    for key, label in () if rss is None else (("idle", "idle RSS after start + seeding (MiB)"),
-                                               ("peak", "peak RSS under load (MiB)")):
-        figures = " | ".join(f"{rss[key][s.name]:.1f}" for s in servers)
-        out.append(f"| {label} | {figures} | {ratio(rss[key][subject.name], rss[key][reference.name])} | |")
+    for key, label in () if memory is None else MEMORY_LINES:
+        figures = " | ".join(f"{memory[key][s.name]:.1f}" for s in servers)
+        out.append(f"| {label} | {figures} | {ratio(memory[key][subject.name], memory[key][reference.name])} | |")
     out += ["", *notes]
     return "\n".join(out)
 
@@ -1087,6 +1172,22 @@ def spread_notes(results: list[dict], servers: list[Server]) -> list[str]:
                 runs.append(f"{line['key']} {shown}")
         notes.append(f"{server.name}: connections per process halfway through each run: {'; '.join(runs)}.")
     return notes
+
+
+def cpu_per_request_notes(results: list[dict], servers: list[Server]) -> list[str]:
+    """Server CPU per request (µs, median over the rounds) on the request-rate lines: on a machine shared
+    with other work the rates say how much CPU each server got as much as what it does with it."""
+    parts = []
+    for line in results:
+        if "(req/s)" not in line["label"]:
+            continue
+        costs = []
+        for server in servers:
+            rounds = line["details"][server.name]
+            micros = statistics.median(d["server_cpu_cores"] / d["figure"] * 1e6 for d in rounds)
+            costs.append(f"{server.short} {micros:.0f}")
+        parts.append(f"{line['key']} {' / '.join(costs)}")
+    return [f"Server CPU µs per request: {'; '.join(parts)}."] if parts else []
 
 
 def target_note(results: list[dict], head: Server, baseline: Server, floor: float = 1 - MAX_LOSS) -> str:
@@ -1188,13 +1289,18 @@ def main() -> int:
                         help=f"with --baseline-rev: the largest share HEAD may lose on a line (default {MAX_LOSS})")
     parser.add_argument("--only", nargs="+", metavar="KEY",
                         help="measure only these lines (keys such as manifest_get_c1 manifest_get_c16 "
-                             "blob_get_1mib_c4 push_monolithic push_post_put push_chunked tags_list_c16)")
+                             "manifest_head_c1 manifest_head_c16 v2_base_c16 blob_get_1mib_c4 push_monolithic "
+                             "push_post_put push_chunked tags_list_c16)")
+    parser.add_argument("--peer", default=DEBIAN_PEER, metavar="docker-registry|PATH",
+                        help="the peer: Debian's docker-registry (default) or the path of a CNCF distribution "
+                             "registry binary, e.g. v3.1.1 from bench/build_distribution.sh")
     parser.add_argument("--json", type=Path, help="also save the results as JSON here")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="slipway-bench-") as tmp, contextlib.ExitStack() as stack:
         tmp = Path(tmp)
-        peer = DockerRegistry(tmp / "peer")
+        peer_binary = DEBIAN_PEER if args.peer == "docker-registry" else args.peer
+        peer = None if args.scanner or args.notifications else DockerRegistry(tmp / "peer", peer_binary)
         subject = None
         if args.baseline_rev:
             source = stack.enter_context(worktree(args.baseline_rev, tmp / "baseline-src"))
@@ -1239,14 +1345,15 @@ def main() -> int:
                 seed.push(server)
                 seed.verify(server)
             time.sleep(1)
-            rss = {"idle": {s.name: tree_rss_mib(s.proc.pid) for s in servers}}
-            facts = machine_facts(args, slipway, peer_run=peer is not None)
+            idle = {s.name: tree_memory_mib(s.proc.pid) for s in servers}
+            memory = {f"idle_{kind}": {name: m[kind] for name, m in idle.items()} for kind in ("pss", "rss")}
+            facts = machine_facts(args, slipway, peer)
             print("# " + ", ".join(f"{s.name} on :{s.port}" for s in servers) + "; seeded", file=sys.stderr)
-            with PeakRss(servers) as sampler:
+            with PeakMemory(servers) as sampler:
                 results = [measure_line(index, workload, servers, args)
                            for index, workload in enumerate(
                                w for w in chosen_workloads(seed, args))]
-            rss["peak"] = sampler.peak
+            memory.update({f"peak_{kind}": peaks for kind, peaks in sampler.peak.items()})
             if args.baseline_rev and not args.same_setup:
                 slipway.check_audit(manifest_gets(results, slipway))
             if args.notifications:
@@ -1274,17 +1381,22 @@ def main() -> int:
         notes.append(target_note(results, slipway, reference, floor=SCANNER_FLOOR))
     if args.notifications:
         notes += notification_notes(results, subject, reference, delivered)
-        rss = None  # both columns are the same processes
-    if peer is not None and not peer.single_post:
-        notes.append(f"[a] {PEER_NAME} answers a POST ?digest= with 202 and drops the body, "
+        memory = None  # both columns are the same processes
+    if peer is not None and not peer.single_post and any(line["key"] == "push_monolithic" for line in results):
+        notes.append(f"[a] {peer.name} answers a POST ?digest= with 202 and drops the body, "
                      "so against it this line uses POST, then PUT ?digest= with the body.")
+    if any(line["key"].startswith("manifest_head") for line in results):
+        notes.append("[h] HEAD lines use ApacheBench (`ab -i -k`, HTTP/1.0 keep-alive, one thread): wrk cannot "
+                     "measure HEAD (it waits for the body the Content-Length announces). Not comparable with the "
+                     "wrk lines, only across servers.")
+    notes += cpu_per_request_notes(results, servers)
     notes += spread_notes(results, servers)
     for name, lines in errors.items():
         if lines:
             notes.append(f"{name} logged {len(lines)} error line(s), e.g.: {lines[0][:300]}")
-    print(render(facts, results, rss, notes, servers, subject, reference))
+    print(render(facts, results, memory, notes, servers, subject, reference))
     if args.json:
-        args.json.write_text(json.dumps({"facts": facts, "results": results, "rss_mib": rss,
+        args.json.write_text(json.dumps({"facts": facts, "results": results, "memory_mib": memory,
                                          "server_errors": errors, "notes": notes}, indent=2) + "\n")
     return 0
 

@@ -186,3 +186,13 @@ def _cancel(build: Build, base_url: str, max_log_bytes: int) -> str:
             raise Invalid("Build is currently running or has finished: it is already pushing its image")
         Build.update(cancel_requested=True).where(Build.id == build.id).execute()
     return build.phase
+
+
+def overview() -> dict:
+    """What the queue holds now (the superuser's status page): ``waiting`` builds (not yet claimed) and
+    ``running`` ones, each with the worker that holds its lease, oldest first."""
+    waiting = BuildJob.select().where(BuildJob.lease_owner.is_null()).count()
+    running = [{"build": job.build, "worker": job.lease_owner, "lease_expires": job.lease_expires}
+               for job in BuildJob.select(BuildJob, Build).join(Build)
+               .where(BuildJob.lease_owner.is_null(False)).order_by(BuildJob.created_at, BuildJob.id)]
+    return {"waiting": waiting, "running": running}

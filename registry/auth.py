@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from accounts import revocation
 from accounts.identity import Identity
 from accounts.models import Account, Token
 from accounts.permissions import can_create_in
@@ -11,7 +12,7 @@ from . import repos
 from .errors import NameInvalid
 from .names import split_name
 from .permissions import can
-from .tokens import Claims, Scope
+from .tokens import Claims, Scope, TokenService
 
 REPOSITORY_ACTIONS = ("pull", "push", "delete", "*")
 
@@ -63,3 +64,19 @@ def recheck(claims: Claims, generation: int) -> Claims | None:
     for scope in grant(identity, held):
         access[(scope.type, scope.name)] = frozenset(scope.actions) & claims.access[(scope.type, scope.name)]
     return replace(claims, access=access, identity=identity, generation=generation)
+
+
+def bearer_claims(tokens: TokenService, authorization: str) -> Claims | None:
+    """The claims of the bearer token in an ``Authorization`` header value (None: not a bearer token, or
+    not a valid one). A token issued before the last revocation is checked again (``recheck``) and
+    remembered with the result, so this happens once per token per revocation."""
+    if authorization[:7].lower() != "bearer ":
+        return None
+    token = authorization[7:].strip()
+    claims = tokens.verify(token)
+    if claims is not None:
+        generation = revocation.current()
+        if claims.generation < generation:  # something was revoked since: check this token once more
+            claims = recheck(claims, generation)
+            tokens.remember(token, claims)
+    return claims

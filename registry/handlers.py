@@ -111,14 +111,7 @@ class RegistryHandler(BaseHandler):
         header = self.request.headers.get("Authorization", "")
         if header[:7].lower() != "bearer ":
             return self.basic_claims
-        token = header[7:].strip()
-        claims = self.services.tokens.verify(token)
-        if claims is not None:
-            generation = revocation.current()
-            if claims.generation < generation:  # something was revoked since: check this token once more
-                claims = auth.recheck(claims, generation)
-                self.services.tokens.remember(token, claims)
-        return claims
+        return auth.bearer_claims(self.services.tokens, header)
 
     def challenge_header(self, scope: str | None, error: str | None = None) -> str:
         header = f'Bearer realm="{self.base_url()}/v2/auth",service="{self.service_name()}"'

@@ -141,3 +141,16 @@ def get(manifest: Manifest, label_id: str) -> ManifestLabel:
     if label is None:
         raise NotFound(f"Label {label_id} does not exist on this manifest")
     return label
+
+
+def by_digest(repo, digests: list[str]) -> dict[str, list[ManifestLabel]]:
+    """The labels of several manifests of ``repo`` (a page of the tag list), by manifest digest: one query."""
+    if not digests:
+        return {}
+    found: dict[str, list[ManifestLabel]] = {}
+    rows = (ManifestLabel.select(ManifestLabel, Manifest.digest).join(Manifest)
+            .where((Manifest.repository == repo.id) & Manifest.digest.in_(list(digests)))
+            .order_by(ManifestLabel.id))
+    for label in rows:
+        found.setdefault(label.manifest.digest, []).append(label)
+    return found

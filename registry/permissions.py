@@ -8,7 +8,7 @@ Scoped API tokens are capped by their scopes.
 """
 from __future__ import annotations
 
-from peewee import Value
+from peewee import Value, fn
 
 from accounts import audit, revocation
 from accounts.identity import Identity
@@ -95,8 +95,10 @@ def can(identity: Identity, action: str, repo: Repository) -> bool:
     return RANK[repository_role(identity, repo)] >= RANK[needed]
 
 
-def visible_repositories(identity: Identity, after: str, limit: int | None, namespace: str | None = None) -> list[str]:
-    """Full names of the repositories ``identity`` may read, sorted, after ``after`` (catalog and API lists)."""
+def visible_repositories(identity: Identity, after: str, limit: int | None, namespace: str | None = None,
+                         search: str = "") -> list[str]:
+    """Full names of the repositories ``identity`` may read, sorted, after ``after`` (catalog and API lists;
+    the web interface's list also gives ``search``, a part of the full name)."""
     full_name = Account.name.concat("/").concat(Repository.name)
     if is_postgres():  # lexical (byte) order, as the catalog promises, whatever the database's locale
         full_name = full_name.collate('"C"')
@@ -111,6 +113,8 @@ def visible_repositories(identity: Identity, after: str, limit: int | None, name
         query = query.where(readable)
     if namespace:
         query = query.where(Account.name == namespace)
+    if search:
+        query = query.where(fn.STRPOS(full_name, search) > 0 if is_postgres() else fn.INSTR(full_name, search) > 0)
     if after:
         query = query.where(full_name > after)
     query = query.order_by(full_name)

@@ -1,7 +1,7 @@
 """Repositories: finding, creating (with the organization's default permissions), settings, deletion."""
 from __future__ import annotations
 
-from peewee import IntegrityError
+from peewee import IntegrityError, fn
 
 from accounts import audit, revocation
 from accounts.identity import Identity
@@ -12,7 +12,7 @@ from slipway.db import database
 from slipway.errors import Forbidden, Invalid, NotFound
 
 from .errors import Denied, NameInvalid, NameUnknown
-from .models import PRIVATE, PUBLIC, Manifest, Repository, RepositoryPermission
+from .models import PRIVATE, PUBLIC, Manifest, Repository, RepositoryPermission, Tag
 from .names import split_name
 
 # <repository>/buildcache: the builder's layer cache for <repository>; nobody else may create one.
@@ -42,6 +42,15 @@ def by_names(names: list[str]) -> dict[str, Repository]:
         return {}
     return {r.full_name: r for r in Repository.select(Repository, Account).join(Account).where(
         Account.name.concat("/").concat(Repository.name).in_(names))}
+
+
+def last_pushed(repository_ids: list[int]) -> dict[int, int]:
+    """When a tag was last pushed or moved in each repository (ms), for those with any tag."""
+    if not repository_ids:
+        return {}
+    rows = (Tag.select(Tag.repository, fn.MAX(Tag.lifetime_start).alias("last"))
+            .where(Tag.repository.in_(repository_ids)).group_by(Tag.repository).tuples())
+    return {repo_id: last for repo_id, last in rows}
 
 
 def namespace_account(namespace: str) -> Account | None:

@@ -6,6 +6,8 @@ retarget is written by ``content.point_tag`` inside it too).
 """
 from __future__ import annotations
 
+import json
+
 from accounts import audit
 from accounts.audit import quay_date
 from accounts.identity import Identity
@@ -43,7 +45,9 @@ def _sizes(manifest_ids: list) -> dict:
 
 def list_tags(repo: Repository, specific: str | None, only_active: bool, page: int, limit: int) -> tuple[list, bool]:
     """Quay's tag list: newest first, history included unless only_active."""
-    query = Tag.select(Tag, Manifest).join(Manifest).where(Tag.repository == repo.id)
+    # (not the manifests' documents: a page of 100 would read every one of them)
+    query = (Tag.select(Tag, Manifest.id, Manifest.digest, Manifest.media_type).join(Manifest)
+             .where(Tag.repository == repo.id))
     if specific:
         query = query.where(Tag.name == specific)
     if only_active:
@@ -54,6 +58,28 @@ def list_tags(repo: Repository, specific: str | None, only_active: bool, page: i
     rows = rows[:limit]
     sizes = _sizes([t.manifest_id for t in rows])
     return [view(t, sizes) for t in rows], more
+
+
+def platforms(repo: Repository, index_digests: list[str]) -> dict[str, list[str]]:
+    """The platforms (``os/architecture[/variant]``) each index of ``repo`` lists, by index digest: one query."""
+    if not index_digests:
+        return {}
+    found: dict[str, list[str]] = {}
+    for digest, content in (Manifest.select(Manifest.digest, Manifest.content)
+                            .where((Manifest.repository == repo.id) & Manifest.digest.in_(list(index_digests))
+                                   & Manifest.media_type.in_(list(INDEX_TYPES))).tuples()):
+        try:
+            entries = json.loads(bytes(content)).get("manifests") or []
+        except (ValueError, AttributeError):
+            continue
+        names = []
+        for entry in entries:
+            platform = entry.get("platform") if isinstance(entry, dict) else None
+            if isinstance(platform, dict) and platform.get("os") and platform.get("architecture"):
+                names.append("/".join(str(p) for p in (platform["os"], platform["architecture"],
+                                                        platform.get("variant")) if p))
+        found[digest] = names
+    return found
 
 
 def alive_tags(repo: Repository, limit: int) -> list[Tag]:

@@ -483,3 +483,8 @@ def announce(scan: ManifestScan) -> int:
                                       "package": package}})
                 written += 1
     return written
+
+
+def queue_length() -> int:
+    """Scans waiting or running (the superuser's status page)."""
+    return ScanJob.select().count()

@@ -11,8 +11,8 @@ mode="${1:-runtime}"
 runtime_packages=(python3 python3-venv python3-pip git ca-certificates buildah fuse-overlayfs uidmap slirp4netns
                   runc iproute2 util-linux openssh-client)
 client_packages=(skopeo podman curl)
-test_packages=(skopeo podman curl postgresql openssh-server busybox-static procps gcc libc6-dev)
-bench_packages=(docker-registry wrk)
+test_packages=(skopeo podman curl postgresql openssh-server busybox-static procps gcc libc6-dev chromium chromium-driver)
+bench_packages=(docker-registry wrk apache2-utils)
 
 packages=("${runtime_packages[@]}")
 case "$mode" in
@@ -61,7 +61,8 @@ fi
 # all; running Slipway takes uvloop and, once the package is in, what the configuration names
 # (SLIPWAY_CONFIG / SLIPWAY_* : a PostgreSQL database, S3 storage, the docker build backend).
 case "$mode" in
-  test|bench) extras="test,postgres,s3,docker,uvloop" ;;
+  test) extras="test,postgres,s3,docker,uvloop" ;;
+  bench) extras="test,postgres,s3,docker,uvloop,bench" ;;
   *) extras="uvloop" ;;
 esac
 stamp=".venv/.installed-$mode-$(sha256sum pyproject.toml | cut -c1-16)"

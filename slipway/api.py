@@ -14,9 +14,9 @@ import re
 import jsonschema
 from tornado.web import HTTPError
 
-from . import redact
+from . import crypto, redact
 from .errors import Conflict, DomainError, Forbidden, Invalid, LoginFailed, NotFound, TooLarge, TooMany, Unauthenticated
-from .web import BaseHandler
+from .web import CSRF_HEADER, SAFE_METHODS, SESSION_COOKIE, BaseHandler
 
 API = "/api/v1"
 
@@ -132,10 +132,27 @@ class ApiHandler(BaseHandler):
                                                      self.client_ip)
             except LoginFailed as e:
                 raise Unauthenticated(str(e)) from None
+        elif not header and self.get_cookie(SESSION_COOKIE):
+            await self._session_identity(self.get_cookie(SESSION_COOKIE))
         method = self.request.method.lower()
         if method in self.scopes:
             self.require_scope(self.scopes[method])
         self.refuse_large_body(self._too_large)
+
+    async def _session_identity(self, cookie: str) -> None:
+        """The web interface's session cookie (a browser's fetch() or EventSource): it authenticates a
+        safe request alone, and a state-changing one only with the session's CSRF token in the
+        ``X-CSRF-Token`` header, which another site's page cannot send. An unknown or expired
+        session is no one (anonymous), as no credentials would be."""
+        session = await self.in_thread(self.services.authenticator.session, cookie)
+        if session is None:
+            return
+        if self.request.method not in SAFE_METHODS:
+            sent = self.request.headers.get(CSRF_HEADER, "")
+            if not sent or not crypto.same(sent, session.csrf_token):
+                raise Forbidden(f"A request authenticated by the session cookie must carry the {CSRF_HEADER} "
+                                "header with the session's CSRF token")
+        self.identity = session.identity
 
     def _too_large(self, limit: int) -> Exception:
         if self.identity.anonymous:  # may be more once logged in (a build context): ask for that first

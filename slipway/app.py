@@ -16,9 +16,11 @@ import builder.include
 import registry.include
 import scanner.include
 import triggers.include
+import ui.include
 import webhooks.include
 from accounts.login import Authenticator
 from registry.drivers import open_storage
+from registry.readpath import ReadPath
 from registry.storage import Storage
 from registry.tokens import TokenService, service_of
 
@@ -33,7 +35,7 @@ TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 # Dependency order: a package's tables and hooks are in place before those of the packages above it.
 PACKAGES = [core_includeme, accounts.include.includeme, registry.include.includeme,
             builder.include.includeme, triggers.include.includeme, webhooks.include.includeme,
-            scanner.include.includeme]
+            scanner.include.includeme, ui.include.includeme]
 
 
 def registration(config: Config | None = None) -> Registration:
@@ -84,6 +86,12 @@ def routes(reg: Registration) -> list:
     return reg.routes + reg.fallback_routes + [(rf"{api.API}/openapi.json", api.OpenApiHandler),
                                                (rf"{api.API}/discovery", api.OpenApiHandler),
                                                (rf"{api.API}/.*", api.ApiNotFoundHandler)]
+
+
+def http_delegate(app: Application, services: Services):
+    """What the HTTP server hands each request to: the registry's read path in front of ``app``
+    (``server.read_path``), or ``app`` itself."""
+    return ReadPath(app, services) if services.config.server.read_path else app
 
 
 def make_app(services: Services) -> Application:

@@ -43,6 +43,9 @@ class ServerConfig:
     background_nice: int = 10
     # One log line per request (tornado.access).
     access_log: bool = True
+    # Answer manifest GET/HEAD and GET /v2/ on the registry's read path (registry/readpath.py), below
+    # tornado's RequestHandler; false: every request goes through the regular handlers (same answers).
+    read_path: bool = True
 
 
 @dataclass
@@ -76,6 +79,8 @@ class AuthConfig:
     admin_password: str = ""
     user_signup: bool = False
     robots_enabled: bool = True
+    # How long a web interface session lasts after sign-in (seconds).
+    session_ttl: int = 7 * 86400
 
 
 @dataclass

@@ -1,16 +1,10 @@
-"""Shell pages: the landing page and the health check."""
+"""The health check (the pages, ``/`` included, are the web interface's: package ``ui``)."""
 from __future__ import annotations
 
 from slipway import __version__
 
 from .db import database
 from .web import BaseHandler
-
-
-class HomeHandler(BaseHandler):
-    def get(self) -> None:
-        host = self.request.host
-        self.render("home.html", host=host, base_url=self.base_url(), version=__version__)
 
 
 class HealthHandler(BaseHandler):
@@ -20,6 +14,5 @@ class HealthHandler(BaseHandler):
 
 
 default_handlers = [
-    (r"/", HomeHandler),
     (r"/health", HealthHandler),
 ]

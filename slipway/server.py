@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import signal
@@ -20,7 +21,7 @@ from accounts.users import ensure_admin
 from slipway.errors import Conflict, DomainError
 
 from . import db, tls
-from .app import build_services, make_app, open_db
+from .app import build_services, http_delegate, make_app, open_db
 from .config import Config
 from .processes import die_with_parent
 
@@ -200,6 +201,7 @@ def serve(config: Config) -> None:
         # (without handlers it died at once, and as PID 1 in a container it ignored SIGTERM).
         signal.signal(signal.SIGTERM, _pass_on_to_children)
         signal.signal(signal.SIGINT, _pass_on_to_children)
+        share_with_children()
         task = fork_processes(children)
         # A child told to stop before its own handlers are in place exits cleanly (tornado
         # would restart one killed by the signal).
@@ -220,8 +222,8 @@ def serve(config: Config) -> None:
     services = build_services(config)
     app = make_app(services)
     server_class = HTTPServer if ssl_ctx else PlainHTTPServer
-    server = server_class(app, ssl_options=ssl_ctx, idle_connection_timeout=300, body_timeout=3600,
-                        max_buffer_size=64 * 1024 * 1024)
+    server = server_class(http_delegate(app, services), ssl_options=ssl_ctx, idle_connection_timeout=300,
+                          body_timeout=3600, max_buffer_size=64 * 1024 * 1024)
     server.add_sockets(sockets)
     if task == 0:
         scheme = "https" if ssl_ctx else "http"
@@ -242,6 +244,21 @@ def serve(config: Config) -> None:
         audit_writer.stop()
     if children > 1:  # a forked HTTP process
         _exit_forked_child()
+
+
+def share_with_children() -> None:
+    """Before forking: keep what every process imported on pages the children share with the parent.
+
+    The imports are done (every package, through ``slipway.app``); a collection now, then
+    ``gc.freeze()``, moves every object there is into the collector's permanent generation, so the
+    children's collections never write to them (a write copies the page into the child). The
+    event loop the children use is imported here too, once for all of them."""
+    try:
+        import uvloop  # noqa: F401 - imported for the children (use_uvloop)
+    except ImportError:
+        pass
+    gc.collect()
+    gc.freeze()
 
 
 def _exit_forked_child() -> None:

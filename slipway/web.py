@@ -16,6 +16,12 @@ from . import redact, urls
 DEFAULT_MAX_BODY = 1024 * 1024
 #: How long a capped (non-upload) body may take to arrive.
 SHORT_BODY_TIMEOUT = 60
+#: The web interface's session cookie (``ui``), also accepted by /api/v1 (``slipway.api``).
+SESSION_COOKIE = "slipway_session"
+#: The header a script sends a session's CSRF token in (forms send it as the ``_csrf`` field).
+CSRF_HEADER = "X-CSRF-Token"
+#: Methods that change nothing: a session cookie alone authenticates them.
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 @lru_cache(maxsize=64)
@@ -32,6 +38,23 @@ def _trusted(address: str, cidrs: tuple) -> bool:
     except ValueError:
         return False
     return any(ip in net for net in _networks(cidrs))
+
+
+def client_address(remote_ip: str, headers, trusted_proxies: tuple) -> str:
+    """The client's address (``BaseHandler.client_ip``, and the registry's read path): X-Forwarded-For /
+    X-Real-IP count only when ``remote_ip`` is one of the ``trusted_proxies``."""
+    if _trusted(remote_ip, trusted_proxies):
+        forwarded = headers.get("X-Forwarded-For")
+        if forwarded:
+            hops = [h.strip() for h in forwarded.split(",") if h.strip()]
+            for hop in reversed(hops):
+                if not _trusted(hop, trusted_proxies):
+                    return hop
+            return hops[0]
+        real = headers.get("X-Real-Ip")
+        if real:
+            return real.strip()
+    return remote_ip
 
 
 @stream_request_body
@@ -119,19 +142,7 @@ class BaseHandler(RequestHandler):
     @property
     def client_ip(self) -> str:
         """The client's address; X-Forwarded-For / X-Real-IP count only when a trusted proxy sends them."""
-        if self._from_trusted_proxy():
-            forwarded = self.request.headers.get("X-Forwarded-For")
-            if forwarded:
-                trusted = tuple(self.config.server.trusted_proxies)
-                hops = [h.strip() for h in forwarded.split(",") if h.strip()]
-                for hop in reversed(hops):
-                    if not _trusted(hop, trusted):
-                        return hop
-                return hops[0]
-            real = self.request.headers.get("X-Real-Ip")
-            if real:
-                return real.strip()
-        return self.request.remote_ip
+        return client_address(self.request.remote_ip, self.request.headers, tuple(self.config.server.trusted_proxies))
 
     def base_url(self) -> str:
         """The URL clients reach Slipway at (``slipway.urls.base_url``: the configured public URL, else

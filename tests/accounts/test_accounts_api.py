@@ -65,6 +65,24 @@ def test_superuser_creates_users_with_a_generated_password(server, admin):
     assert r.status_code == 403
 
 
+def test_superuser_disables_users_and_grants_superuser_rights(server, admin):
+    admin.ok("POST", "/superuser/users/", {"username": "dora", "password": "dora-password-1"})
+    dora = Api(server, ("dora", "dora-password-1"))
+    assert dora.put("/superuser/users/dora", {"enabled": False}).status_code == 403  # not a superuser
+    view = admin.ok("PUT", "/superuser/users/dora", {"superuser": True})
+    assert view["super_user"] is True and view["enabled"] is True
+    assert dora.ok("GET", "/superuser/users/")["users"]
+    r = dora.put("/superuser/users/dora", {"superuser": False})
+    assert r.status_code == 400 and "your own" in errors(r)  # nobody locks themselves out
+    assert admin.ok("PUT", "/superuser/users/dora", {"enabled": False, "superuser": False})["enabled"] is False
+    assert dora.get("/user/").status_code == 401
+    admin.ok("PUT", "/superuser/users/dora", {"enabled": True})
+    assert dora.ok("GET", "/user/")["super_user"] is False
+    kinds = [row[0] for row in server.sql(
+        "SELECT kind FROM log_entry WHERE namespace = ? AND kind LIKE ? ORDER BY id", "dora", "user_%")]
+    assert kinds[-4:] == ["user_set_superuser", "user_disable", "user_set_superuser", "user_enable"]
+
+
 def test_cli_creates_users(server):
     server.cli("admin", "create-user", "cliuser", "--password", "cli-password-1", "--email", "c@x.io")
     assert Api(server, ("cliuser", "cli-password-1")).ok("GET", "/user/")["email"] == "c@x.io"

@@ -24,6 +24,12 @@ def sha256(data: bytes) -> str:
 
 
 @pytest.fixture(scope="module")
+def server(server_both_paths):
+    """Every test of this module runs with the registry's read path and without it (tests/registry/conftest.py)."""
+    return server_both_paths
+
+
+@pytest.fixture(scope="module")
 def tok(server):
     return server.token([f"repository:{REPO}:pull,push,delete"])
 

@@ -124,6 +124,12 @@ class Curl:
         return int(done.stdout), head, body_out.read_bytes() if body_out.exists() else b""
 
 
+@pytest.fixture(scope="module")
+def server(server_both_paths):
+    """Every test of this module runs with the registry's read path and without it (tests/registry/conftest.py)."""
+    return server_both_paths
+
+
 @pytest.fixture
 def curl(server, tmp_path):
     return Curl(server, tmp_path)

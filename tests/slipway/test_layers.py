@@ -7,7 +7,7 @@ from pathlib import Path
 import grimp
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ["slipway", "accounts", "registry", "builder", "triggers", "webhooks", "scanner"]
+PACKAGES = ["slipway", "accounts", "registry", "builder", "triggers", "webhooks", "scanner", "ui"]
 COMPOSITION_ROOT = {"slipway.app", "slipway.server", "slipway.cli"}
 
 

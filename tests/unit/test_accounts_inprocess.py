@@ -95,3 +95,29 @@ def test_repository_roles_come_from_owners_teams_grants_and_visibility(db, admin
     assert repository_role(ANONYMOUS, repo) == "read"
     with pytest.raises(Conflict):  # the last admin of an organization stays
         orgs.remove_member(org, orgs.get_team(org, "owners"), "ada", ada)
+
+
+def test_a_superuser_disables_users_and_grants_rights_but_never_locks_themselves_out(db, admin):
+    from accounts import sessions
+    from accounts.models import Session
+
+    bob = users.create_user("bob", None)
+    sessions.create(bob, "10.0.0.2", "test", 3600)
+    bob = users.set_status(bob, admin, enabled=False)
+    assert not bob.enabled and Session.select().where(Session.account == bob.id).count() == 0
+    bob = users.set_status(bob, admin, enabled=True, superuser=True)
+    assert bob.enabled and bob.superuser
+    me = users.get_user("admin")
+    with pytest.raises(Invalid, match="your own"):
+        users.set_status(me, admin, enabled=False)
+    with pytest.raises(Invalid, match="your own"):
+        users.set_status(me, admin, superuser=False)
+    assert kinds()[-3:] == ["user_disable", "user_enable", "user_set_superuser"]
+
+
+def test_the_superusers_list_of_organizations_counts_their_teams(db, admin):
+    orgs.create_org("zeta", None, admin)
+    acme = orgs.create_org("acme", None, admin)
+    orgs.set_team(acme, "builders", admin)
+    assert [(org.name, teams) for org, teams in orgs.list_orgs()] == [("acme", 2), ("zeta", 1)]
+

@@ -89,3 +89,15 @@ class TestApi(AppTestCase):
         assert created.code in (200, 201), created.body
         repo = self.fetch("/api/v1/repository/admin/app", headers=bearer)
         assert repo.code == 200 and json.loads(repo.body)["is_public"] is False
+
+
+class TestSignedOutCsrfCookie(AppTestCase):
+    def test_a_page_without_a_form_leaves_the_sign_in_forms_token_alone(self):
+        """A browser fetches ``/favicon.ico`` (a 404 page) beside the sign-in page, sometimes without the
+        cookie the sign-in page just set: that page must not set a new token, or the form on screen,
+        carrying the first one, is refused."""
+        signin = self.fetch("/signin")
+        assert signin.code == 200 and "slipway_csrf=" in signin.headers.get("Set-Cookie", "")
+        missing = self.fetch("/favicon.ico")
+        assert missing.code == 404
+        assert "slipway_csrf=" not in missing.headers.get("Set-Cookie", "")
