@@ -10,6 +10,6 @@ def register(background, hooks) -> None:
     config, storage = background.services.config, background.services.storage
     background.every(max(1, config.builds.lease_seconds // 3), reap, "builder.reap_expired_leases", config, hooks)
     background.every(3600, drop_stale_filedrops, "builder.drop_stale_filedrops", storage, FILEDROP_MAX_AGE)
-    if background.run_build_workers and config.builds.workers > 0:
+    if config.builds.workers > 0:
         pool = WorkerPool(config, storage, config.builds.workers, hooks).start()
         background.on_stop(pool.stop)

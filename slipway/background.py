@@ -18,10 +18,9 @@ log = logging.getLogger("slipway.background")
 
 
 class Background:
-    def __init__(self, services, jobs: list, run_build_workers: bool = True):
+    def __init__(self, services, jobs: list):
         self.services = services
         self.jobs = list(jobs)  # register(background) functions, from the packages' registrations
-        self.run_build_workers = run_build_workers
         self.scheduler = BackgroundScheduler(daemon=True, job_defaults={"coalesce": True, "max_instances": 1})
         self.stoppers = []
 

@@ -99,6 +99,74 @@ def clock():
     slipway_clock.install(previous)
 
 
+# -- db_agnostic: the tests the PostgreSQL run leaves out ----------------------------------------------------
+# A test marked ``db_agnostic`` asserts something the choice of database cannot change (parsers, archive
+# and config rules, the build sandbox, TLS): it runs in the SQLite run and is deselected in the PostgreSQL
+# run, which would only repeat it. The guard below keeps the mark honest: such a test may not ask for a
+# fixture that binds this process to the chosen database, its module may not read the choice, and while it
+# runs no database connection can be opened in this process and ``SlipwayServer.sql`` refuses. (Servers it
+# starts run on SQLite, the only run it is part of.) See docs/ARCHITECTURE.md, Tests.
+DATABASE_FIXTURES = {"db", "migrated_template", "clock"}
+DATABASE_CHOICE = ("USE_PG", "SLIPWAY_TEST_DATABASE", "PG_ADMIN_URL")
+# Whole modules of plain functions (no database, no server); single tests elsewhere carry the mark itself.
+DB_AGNOSTIC_MODULES = {
+    "builder/test_contexts.py", "builder/test_dockerfile.py", "builder/test_docker_backend.py",
+    "builder/test_sandbox_parts.py", "registry/test_error_mapping.py", "registry/test_token_audience.py",
+    "scanner/test_feeds.py", "scanner/test_index.py", "scanner/test_match.py", "slipway/test_config.py",
+    "slipway/test_layers.py", "slipway/test_redact.py", "slipway/test_rule_homes.py", "triggers/test_rules.py",
+    "webhooks/test_email_message.py",
+}
+
+
+def pytest_collection_modifyitems(config, items):
+    wrong, sources = [], {}
+    for item in items:
+        path = Path(str(item.path)).resolve()
+        if path.parent.parent == ROOT / "tests" and f"{path.parent.name}/{path.name}" in DB_AGNOSTIC_MODULES:
+            item.add_marker(pytest.mark.db_agnostic)
+        if item.get_closest_marker("db_agnostic") is None:
+            continue
+        used = DATABASE_FIXTURES & set(getattr(item, "fixturenames", ()))
+        if used:
+            wrong.append(f"{item.nodeid} uses {sorted(used)}")
+        if path not in sources:
+            sources[path] = path.read_text()
+        read = [name for name in DATABASE_CHOICE if name in sources[path]]
+        if read:
+            wrong.append(f"{item.nodeid}: its module reads the database choice ({', '.join(read)})")
+    if wrong:
+        raise pytest.UsageError("tests marked db_agnostic that depend on the database:\n  " + "\n  ".join(wrong))
+    if USE_PG:
+        keep = [item for item in items if item.get_closest_marker("db_agnostic") is None]
+        left_out = [item for item in items if item.get_closest_marker("db_agnostic") is not None]
+        if left_out:
+            config.hook.pytest_deselected(items=left_out)
+            items[:] = keep
+
+
+@pytest.fixture(autouse=True)
+def _db_agnostic_guard(request):
+    """While a ``db_agnostic`` test runs, opening a database in this process fails the test."""
+    if request.node.get_closest_marker("db_agnostic") is None:
+        yield
+        return
+    import sqlite3
+
+    def refuse(*args, **kwargs):
+        raise AssertionError(f"{request.node.nodeid} is marked db_agnostic but opened a database")
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(sqlite3, "connect", refuse)
+        patch.setattr(SlipwayServer, "sql", refuse)
+        try:
+            import psycopg2
+        except ImportError:
+            pass
+        else:
+            patch.setattr(psycopg2, "connect", refuse)
+        yield
+
+
 _STARTED: list = []
 
 
@@ -124,7 +192,10 @@ class SlipwayServer:
 
     def __init__(self, base: Path, extra_env: dict | None = None, processes: int = 1, tls: bool = False):
         self.place(base, tls)
-        self.database_url = new_database_url(self.data_dir)
+        # A copy of the session's migrated database: the server finds nothing to migrate (migrating an
+        # empty database took a second or two of every server start, more on PostgreSQL). What the first
+        # start does on its own (the administrator, the secret key) it still does.
+        self.database_url = new_database_url(self.data_dir, migrated_template_url())
         self.env = dict(os.environ)
         self.env.update({
             "SLIPWAY_DATA_DIR": str(self.data_dir),
@@ -241,20 +312,36 @@ def server(tmp_path_factory):
     srv.stop()
 
 
-@pytest.fixture(scope="session")
-def migrated_template(tmp_path_factory) -> str:
-    """A database migrated once per session; each ``db`` starts from a copy of it (migrating took most
-    of an in-process test's time, on PostgreSQL seconds)."""
-    from slipway import crypto, migrate
-    from slipway import db as slipway_db
-    from slipway.app import migrations
+_TEMPLATE: dict = {}
 
-    crypto.configure("test-secret")
-    url = new_database_url(tmp_path_factory.mktemp("template"))
-    database = slipway_db.bind(slipway_db.open_database(url))
-    migrate.migrate(migrations())
-    database.close()  # SQLite folds its write-ahead log into the file; PostgreSQL copies need no session on it
-    return url
+
+@pytest.fixture(scope="session", autouse=True)
+def _session_temp(tmp_path_factory):
+    """Where ``migrated_template_url`` makes the session's template (servers are made outside fixtures too)."""
+    _TEMPLATE["factory"] = tmp_path_factory
+    yield
+
+
+def migrated_template_url() -> str:
+    """A database migrated once per session (on first use); every ``db`` and every ``SlipwayServer`` starts
+    from a copy of it (migrating took most of an in-process test's time, on PostgreSQL seconds)."""
+    if "url" not in _TEMPLATE:
+        from slipway import crypto, migrate
+        from slipway import db as slipway_db
+        from slipway.app import migrations
+
+        crypto.configure("test-secret")  # nothing is encrypted in an empty database: any key will do
+        url = new_database_url(_TEMPLATE["factory"].mktemp("template"))
+        database = slipway_db.bind(slipway_db.open_database(url))
+        migrate.migrate(migrations())
+        database.close()  # SQLite folds its write-ahead log into the file; PostgreSQL copies need no session on it
+        _TEMPLATE["url"] = url
+    return _TEMPLATE["url"]
+
+
+@pytest.fixture(scope="session")
+def migrated_template() -> str:
+    return migrated_template_url()
 
 
 @pytest.fixture

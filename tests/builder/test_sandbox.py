@@ -101,6 +101,7 @@ def server_pids(server: SlipwayServer) -> list[int]:
     return sorted(int(p) for p in out.split())
 
 
+@pytest.mark.db_agnostic  # the build sandbox: no rule of it reads the database
 def test_a_run_step_cannot_escape_read_secrets_signal_or_reach_the_host(builds, attack_binary, tmp_path):
     server = builds.server
     marker = tmp_path / "root-only-marker"
@@ -140,6 +141,7 @@ def test_a_run_step_cannot_escape_read_secrets_signal_or_reach_the_host(builds, 
     assert storage.stat().st_uid != 0 and storage.owner() == "slipway-build"
 
 
+@pytest.mark.db_agnostic  # the build sandbox: no rule of it reads the database
 def test_kill_everything_from_a_run_step_leaves_slipway_running(builds):
     pids = server_pids(builds.server)
     repo = builds.repo("killer")
@@ -152,6 +154,7 @@ def test_kill_everything_from_a_run_step_leaves_slipway_running(builds):
     assert builds.wait(repo, later["id"])["phase"] == "complete"
 
 
+@pytest.mark.db_agnostic  # the build sandbox: no rule of it reads the database
 def test_storage_driver_and_isolation_are_logged(builds):
     server_log = builds.server.log_text()
     assert "build workers: storage driver overlay (probed)" in server_log
@@ -165,6 +168,7 @@ def test_storage_driver_and_isolation_are_logged(builds):
                             "network namespaces, network public") for m in first), first
 
 
+@pytest.mark.db_agnostic  # the build sandbox: no rule of it reads the database
 def test_build_storage_belongs_to_the_build_user_outside_the_data_directory(builds):
     root = builds.server.build_root
     assert root.owner() == "slipway-build" and root.stat().st_mode & 0o777 == 0o700
@@ -225,6 +229,7 @@ def test_manual_builds_pull_private_bases_the_requester_can_read_under_any_local
     assert refused["phase"] == "error" and "mallory (who started this build) cannot read it" in refused["error"]
 
 
+@pytest.mark.db_agnostic  # the build sandbox: no rule of it reads the database
 def test_base_images_at_private_addresses_are_refused_before_any_pull(builds):
     repo = builds.repo("privatefrom")
     build = builds.start_dockerfile(repo, "FROM 10.255.255.1:5000/internal/image:1\n")
@@ -327,6 +332,7 @@ def limited(tmp_path_factory):
     srv.stop()
 
 
+@pytest.mark.db_agnostic  # the build sandbox: no rule of it reads the database
 @pytest.mark.parametrize("run, message", [
     ('for i in $(seq 1 200); do sleep 30 & done; wait', "reached its limit of 40 processes (builds.max_processes)"),
     ("head -c 900000000 /dev/zero | sort > /dev/null", "ran out of memory: it may use 300 MiB (builds.max_memory_mb)"),
@@ -343,6 +349,7 @@ def test_build_limits_stop_the_build_with_a_clear_error(limited, run, message):
     assert limited.wait(repo, later["id"])["phase"] == "complete"  # the next build is not affected
 
 
+@pytest.mark.db_agnostic  # builds on a server that speaks TLS: transport and trust, not the database
 def test_builds_work_on_a_server_that_speaks_tls(tmp_path):
     # The README's TLS setup: the worker reaches the registry over HTTPS, the relay inside the sandbox
     # speaks plain HTTP to buildah (the realm the registry names is rewritten to match).

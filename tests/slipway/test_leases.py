@@ -37,7 +37,7 @@ def race(n: int, fn) -> list:
     return results
 
 
-def test_one_holder_at_a_time_and_a_dead_holders_lease_lapses(db):
+def test_one_holder_at_a_time_and_a_dead_holders_lease_lapses(db, clock):
     assert leases.acquire("gc", "a", seconds=60)
     assert not leases.acquire("gc", "b", seconds=60)
     leases.release("gc", "b")  # not b's to release
@@ -45,7 +45,7 @@ def test_one_holder_at_a_time_and_a_dead_holders_lease_lapses(db):
     assert leases.renew("gc", "a") and not leases.renew("gc", "b")
     leases.release("gc", "a")
     assert leases.acquire("gc", "b", seconds=0.2)
-    time.sleep(0.3)  # b died without releasing: its lease lapses
+    clock.advance(0.3)  # b died without releasing: its lease lapses
     assert leases.acquire("gc", "c", seconds=60)
     assert not leases.renew("gc", "b")
 

@@ -29,8 +29,10 @@ from tests.conftest import (
     ContainerTools,
     SlipwayServer,
     new_database_url,
+    wait_for,
 )
 from tests.registry.test_storage_s3 import BUCKET, s3  # noqa: F401 (the local S3 server fixture)
+from tests.registry.test_tags_and_gc import age_registry_rows
 from tests.webhooks.test_notifications import Receiver
 
 needs_postgres = pytest.mark.skipif(not USE_PG, reason="nodes share a PostgreSQL database (SQLite is one node's)")
@@ -139,7 +141,11 @@ def check_pushes_pulls_and_webhooks(apis: list[Node], workers: list[Node], tmp_p
             assert second.v2("GET", f"/v2/admin/shared/manifests/{tag}", pull).status_code == 200
             assert second.v2("GET", f"/v2/admin/shared/blobs/{digest}", pull).content == data
         hits = receiver.wait(20, "/hook", timeout=45)
-        time.sleep(3)  # time for any second sending of a delivery to arrive
+        # Every delivery recorded as sent and no process holding a claim: a sending needs a claim
+        # (webhooks.dispatch.claim_due), and one in flight still holds it, so any second sending
+        # has arrived by then.
+        wait_for(lambda: first.sql("SELECT COUNT(*) FROM notification_delivery WHERE status = 'success' "
+                                   "AND claimed_by IS NULL") == [(20,)], timeout=45, what="20 deliveries recorded")
         tags = sorted(json.loads(h["body"])["updated_tags"][0] for h in receiver.requests)
         assert tags == sorted(layers), f"{len(hits)} POSTs for 20 pushes"
         rows = first.sql("SELECT d.status, COUNT(a.id) FROM notification_delivery d "
@@ -179,7 +185,7 @@ def test_two_api_nodes_and_two_workers_started_together(tmp_path):
         other.wait(repo, build["id"], phases=("building",), timeout=60)
         stream = requests.get(f"{second.url}/api/v1/repository/{repo}/build/{build['id']}/logs/stream",
                               auth=("admin", ADMIN_PASSWORD), stream=True, timeout=120)  # live, through the other
-        time.sleep(1)
+        wait_for(lambda: "tick 2" in other.log_text(repo, build["id"]), timeout=60, what="the build's RUN step")
         [(owner,)] = first.sql("SELECT lease_owner FROM build_job")
         victim = next(w for w in workers if f":{w.proc.pid}:" in owner)
         os.killpg(victim.proc.pid, signal.SIGKILL)
@@ -202,7 +208,7 @@ def test_two_api_nodes_and_two_workers_started_together(tmp_path):
         loose = os.urandom(4096)
         assert second.v2("POST", f"/v2/admin/loose/blobs/uploads/?digest={sha256(loose)}", token,
                          data=loose).status_code == 201
-        time.sleep(1.5)
+        age_registry_rows(first, 1.5)  # older than the 1 s grace below, without waiting
         wrong = {**first.env, "SLIPWAY_STORAGE__PATH": str(tmp_path / "elsewhere")}
         result = subprocess.run(SLIPWAY + ["admin", "gc", "--grace", "1"], env=wrong, cwd=str(ROOT), text=True,
                                 capture_output=True, timeout=60)

@@ -12,7 +12,7 @@ from aiosmtpd.controller import Controller
 
 from tests.api import Api
 from tests.builder.conftest import FAST_QUEUE, Builds
-from tests.conftest import ADMIN_PASSWORD, ContainerTools, SlipwayServer, free_port
+from tests.conftest import ADMIN_PASSWORD, ContainerTools, SlipwayServer, free_port, wait_for
 from tests.images import make_oci_layout
 from tests.receiver import Receiver
 
@@ -138,7 +138,12 @@ def test_failing_receiver_is_retried_then_stopped_until_reset(env, tmp_path):
     try:
         push(builds, tmp_path / "f1", f"{repo}:one")
         receiver.wait(3, "/flaky")
-        detail = builds.admin.ok("GET", f"/repository/{repo}/notification/{created['uuid']}")
+        # The third failure is recorded once its answer is in: wait for that, not only for the request.
+        def recorded():
+            found = builds.admin.ok("GET", f"/repository/{repo}/notification/{created['uuid']}")
+            return found if found["number_of_failures"] >= 3 else None
+
+        detail = wait_for(recorded, what="the third failure recorded")
         assert detail["number_of_failures"] == 3
         deliveries = builds.admin.ok("GET", f"/repository/{repo}/notification/{created['uuid']}/deliveries")
         [delivery] = deliveries["deliveries"]
