@@ -32,7 +32,7 @@ webdriver = pytest.importorskip("selenium.webdriver")
 if not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)):
     pytest.skip("chromium and chromium-driver are not installed (scripts/install.sh test)", allow_module_level=True)
 
-from selenium.common.exceptions import NoSuchElementException  # noqa: E402
+from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 
 
@@ -74,7 +74,15 @@ class Page:
         return self.find(css).text
 
     def wait_text(self, css: str, text: str, timeout: float = 10) -> None:
-        wait_for(lambda: self.exists(css) and text in self.text(css), timeout, f"'{text}' in {css}", interval=0.05)
+        wait_for(lambda: self._shows(css, text), timeout, f"'{text}' in {css}", interval=0.05)
+
+    def _shows(self, css: str, text: str) -> bool:
+        """Whether the page shows ``text`` in ``css`` now; the page being replaced meanwhile (a click
+        that navigates: the element found is gone before its text is read) counts as not yet."""
+        try:
+            return text in self.find(css).text
+        except (NoSuchElementException, StaleElementReferenceException):
+            return False
 
     # -- forms -----------------------------------------------------------------------------------------
     def fill(self, form, **fields) -> None:
