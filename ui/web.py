@@ -317,4 +317,8 @@ def safe_next(target: str) -> str:
     """A redirect target from a ``next`` argument: a path on this server only (no open redirect)."""
     if not target.startswith("/") or target.startswith("//") or target.startswith("/\\"):
         return "/"
+    if any(ord(c) < 0x21 or c == "\\" or ord(c) == 0x7F for c in target):
+        # browsers drop tabs and newlines from a URL ("/\t/evil.example" is "//evil.example") and read "\" as
+        # "/"; a header cannot carry control characters at all
+        return "/"
     return target

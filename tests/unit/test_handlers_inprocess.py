@@ -101,3 +101,21 @@ class TestSignedOutCsrfCookie(AppTestCase):
         missing = self.fetch("/favicon.ico")
         assert missing.code == 404
         assert "slipway_csrf=" not in missing.headers.get("Set-Cookie", "")
+
+    def test_sign_in_redirects_only_to_a_path_of_this_server(self):
+        """``next`` after signing in: a path here, never another site, whatever a browser would make of
+        it (a tab dropped from "/\\t/evil.example" leaves "//evil.example"), and never a 500."""
+        import re
+        from urllib.parse import urlencode
+
+        users.create_user("webby", "webby-password-1")
+        for target, expected in [("/repository/webby/x", "/repository/webby/x"), ("//evil.example", "/"),
+                                 ("/\t/evil.example", "/"), ("/\\evil.example", "/"), ("https://evil.example", "/")]:
+            page = self.fetch("/signin")
+            cookie = page.headers["Set-Cookie"].split(";", 1)[0]
+            token = re.search(rb'name="_csrf" value="([^"]+)"', page.body).group(1).decode()
+            response = self.fetch("/signin", method="POST", follow_redirects=False, headers={"Cookie": cookie},
+                                  body=urlencode({"_csrf": token, "username": "webby",
+                                                  "password": "webby-password-1", "next": target}))
+            assert response.code in (302, 303), (target, response.code)
+            assert response.headers["Location"] == expected, target
