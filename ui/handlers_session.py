@@ -7,6 +7,9 @@ from slipway.errors import Conflict, Invalid
 
 from .web import UiHandler, safe_next
 
+TOKENS_REFUSED = "Sign in with a user's username and password (tokens and robot accounts work with the API " \
+    "and the registry, not here)"
+
 
 class SignInHandler(UiHandler):
     def get(self) -> None:
@@ -23,6 +26,10 @@ class SignInHandler(UiHandler):
             errors["username"] = "Enter your username"
         if not password:
             errors["password"] = "Enter your password"
+        if not errors and (username.startswith("$") or "+" in username):
+            # application/API tokens ($app, $token), robots (ns+name) and build credentials use the API and the
+            # registry, not pages: a session would turn a scoped or revocable token into the account itself
+            errors["form"] = TOKENS_REFUSED
         if not errors:
             refusal = await self.in_thread(sessions.sign_in_throttled, username, self.client_ip)
             if refusal:
@@ -34,8 +41,8 @@ class SignInHandler(UiHandler):
             except LoginError as e:
                 errors["form"] = str(e)
             else:
-                if identity.kind != "user":  # tokens and robots use the API and the registry, not pages
-                    errors["form"] = "Sign in with a user's username and password"
+                if identity.kind != "user" or identity.via != "password":  # (as above, whatever the name)
+                    errors["form"] = TOKENS_REFUSED
                 else:
                     self.start_session(users.get_account(identity.account_id))
                     self.redirect(target)

@@ -1,0 +1,45 @@
+"""Security rules of the web interface over HTTP, in-process (``AppTestCase``: the real application on a
+loopback socket): sign-in takes passwords only, what a page tells someone about private repositories, the
+sign-in throttle under a burst of simultaneous attempts, and links taken from data."""
+from __future__ import annotations
+
+import html
+import re
+from urllib.parse import urlencode
+
+from accounts import sessions, users
+
+from .test_handlers_inprocess import AppTestCase
+
+ERROR = re.compile(r'<p class="error[^"]*"[^>]*>([^<]*)</p>')
+
+
+class TestUiSecurity(AppTestCase):
+    def signed_in(self, name: str) -> tuple[dict, str]:
+        """A user with a browser session: (the cookie header, the session's CSRF token)."""
+        raw, csrf = sessions.create(users.create_user(name, f"{name}-password-1"))
+        return {"Cookie": f"slipway_session={raw}"}, csrf
+
+    def signin_form(self) -> tuple[dict, str]:
+        """A signed-out browser's sign-in form: (its CSRF cookie header, the form's token)."""
+        signin = self.fetch("/signin")
+        cookie = signin.headers["Set-Cookie"].split(";", 1)[0]
+        return {"Cookie": cookie}, re.search(rb'name="_csrf" value="([^"]+)"', signin.body).group(1).decode()
+
+    def test_sign_in_takes_a_users_password_never_a_token(self):
+        """``$app`` / ``$token`` with a valid token log in to the API and the registry; on the sign-in page they
+        would become a browser session with the owner's full rights (an API token limited to ``repo:read``
+        could then make tokens, delete repositories...). The page refuses them, and starts no session."""
+        from accounts.models import Session
+
+        for username, secret in (("$app", self.app_token), ("$token", self.api_token),
+                                 ("$oauthtoken", self.api_token)):
+            cookie, token = self.signin_form()
+            response = self.fetch("/signin", method="POST", follow_redirects=False, headers=cookie,
+                                  body=urlencode({"_csrf": token, "username": username, "password": secret}))
+            assert response.code == 401, (username, response.code, response.headers.get("Location"))
+            assert "tokens and robot accounts work with the API" in html.unescape(response.body.decode())
+        assert not Session.select().exists()
+        cookie, token = self.signin_form()  # (the same token as a user's password: a 401 as any wrong password)
+        assert self.fetch("/signin", method="POST", follow_redirects=False, headers=cookie, body=urlencode(
+            {"_csrf": token, "username": "admin", "password": self.app_token})).code == 401
