@@ -4,6 +4,7 @@ sign-in throttle under a burst of simultaneous attempts, and links taken from da
 from __future__ import annotations
 
 import html
+import json
 import re
 from urllib.parse import urlencode
 
@@ -43,3 +44,26 @@ class TestUiSecurity(AppTestCase):
         cookie, token = self.signin_form()  # (the same token as a user's password: a 401 as any wrong password)
         assert self.fetch("/signin", method="POST", follow_redirects=False, headers=cookie, body=urlencode(
             {"_csrf": token, "username": "admin", "password": self.app_token})).code == 401
+
+    def test_creating_a_repository_does_not_tell_who_may_not_create_there_which_private_ones_exist(self):
+        """``admin/secret`` is private: for someone who may not create in ``admin`` (and cannot see it), trying
+        to create it answers exactly as for a name that is not there, on the page and in the API (Quay: 403
+        before any look at the name)."""
+        created = self.fetch("/api/v1/repository", method="POST", headers={"Authorization": f"Bearer {self.api_token}"},
+                             body=json.dumps({"namespace": "admin", "repository": "secret", "visibility": "private",
+                                              "description": ""}))
+        assert created.code == 201, created.body
+        cookie, csrf = self.signed_in("mallory")
+        answers = {}
+        for name in ("secret", "not-there"):
+            page = self.fetch("/repository/new", method="POST", follow_redirects=False, headers=cookie,
+                              body=urlencode({"_csrf": csrf, "namespace": "admin", "name": name,
+                                              "visibility": "private"}))
+            api = self.fetch("/api/v1/repository", method="POST", headers={**cookie, "X-CSRF-Token": csrf},
+                             body=json.dumps({"namespace": "admin", "repository": name, "visibility": "private",
+                                              "description": ""}))
+            answers[name] = (page.code, [html.unescape(e) for e in ERROR.findall(page.body.decode())], api.code,
+                             json.loads(api.body)["detail"])
+        assert answers["secret"] == answers["not-there"], answers
+        assert answers["secret"][0] == 400 and answers["secret"][2] == 403
+        assert answers["secret"][1] == ["You may not create repositories in namespace 'admin'"]
