@@ -1,9 +1,9 @@
 """Signing in and out, and signing up when the operator allows it."""
 from __future__ import annotations
 
-from accounts import sessions, users
+from accounts import users
 from accounts.login import LoginError
-from slipway.errors import Conflict, Invalid
+from slipway.errors import Conflict, Invalid, TooMany
 
 from .web import UiHandler, safe_next
 
@@ -31,13 +31,10 @@ class SignInHandler(UiHandler):
             # registry, not pages: a session would turn a scoped or revocable token into the account itself
             errors["form"] = TOKENS_REFUSED
         if not errors:
-            refusal = await self.in_thread(sessions.sign_in_throttled, username, self.client_ip)
-            if refusal:
-                errors["form"] = refusal
-        if not errors:
             try:
-                identity = await self.in_thread(self.services.authenticator.authenticate, username, password,
-                                                self.client_ip)
+                identity = await self.authenticate_throttled(username, password)
+            except TooMany as e:
+                errors["form"] = e.message
             except LoginError as e:
                 errors["form"] = str(e)
             else:

@@ -6,9 +6,14 @@ from __future__ import annotations
 import html
 import json
 import re
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlencode
 
+from tornado import gen
+
 from accounts import sessions, users
+from accounts.models import LogEntry
 
 from .test_handlers_inprocess import AppTestCase
 
@@ -67,3 +72,46 @@ class TestUiSecurity(AppTestCase):
         assert answers["secret"] == answers["not-there"], answers
         assert answers["secret"][0] == 400 and answers["secret"][2] == 403
         assert answers["secret"][1] == ["You may not create repositories in namespace 'admin'"]
+
+    def test_simultaneous_sign_in_attempts_get_no_more_tries_than_attempts_one_after_another(self):
+        """Each attempt's failure is audited only once its password is checked: attempts sent at once must
+        not all pass the throttle before the first failure is written. The password check is held until
+        every attempt either reached it or was answered, so the burst is truly simultaneous."""
+        users.create_user("target", "target-password-1")
+        cookie, token = self.signin_form()
+        authenticator = self.services.authenticator
+        check_password = authenticator.authenticate
+        entered, gate, lock = [0], threading.Event(), threading.Lock()
+
+        def held(*args):
+            with lock:
+                entered[0] += 1
+            gate.wait(30)
+            return check_password(*args)
+
+        authenticator.authenticate = held
+        pool = ThreadPoolExecutor(16)  # threads for every attempt, held or not
+        self.io_loop.set_default_executor(pool)
+        attempts = 8
+        body = urlencode({"_csrf": token, "username": "target", "password": "a-wrong-guess"})
+
+        async def burst():
+            fetches = [self.http_client.fetch(self.get_url("/signin"), method="POST", body=body, raise_error=False,
+                                              headers=cookie, follow_redirects=False)
+                       for _ in range(attempts)]
+            while entered[0] <= sessions.ACCOUNT_FAILURES and entered[0] + sum(f.done() for f in fetches) < attempts:
+                await gen.sleep(0.01)
+            gate.set()
+            return await gen.multi(fetches)
+
+        try:
+            responses = self.io_loop.run_sync(burst, timeout=60)
+        finally:
+            gate.set()
+            authenticator.authenticate = check_password
+            pool.shutdown(wait=False)
+        failures = LogEntry.select().where(LogEntry.kind == "login_failure").count()
+        refused = [r for r in responses if b"Too many failed sign-ins" in r.body]
+        assert failures == sessions.ACCOUNT_FAILURES, (failures, [r.code for r in responses])
+        assert len(refused) == attempts - sessions.ACCOUNT_FAILURES
+        assert all(r.code == 401 for r in responses)
