@@ -115,3 +115,26 @@ class TestUiSecurity(AppTestCase):
         assert failures == sessions.ACCOUNT_FAILURES, (failures, [r.code for r in responses])
         assert len(refused) == attempts - sessions.ACCOUNT_FAILURES
         assert all(r.code == 401 for r in responses)
+
+
+def test_an_advisory_link_from_a_feed_is_a_link_only_when_it_is_http():
+    """The vulnerability page links each advisory to the URL its feed gives (an OSV record's reference):
+    one that is ``javascript:`` (or ``data:``...) is shown as plain text, not as a link."""
+    from types import SimpleNamespace
+
+    from ui import templates
+
+    def vuln(name: str, link: str) -> dict:
+        return {"Name": name, "Severity": "High", "Link": link, "FixedBy": "", "Description": ""}
+
+    links = {"CVE-1": "javascript:alert(document.domain)", "CVE-2": " JavaScript:alert(1)",
+             "CVE-3": "data:text/html,<script>alert(1)</script>", "CVE-4": "https://osv.dev/vulnerability/CVE-4"}
+    page = templates.render("manifest.html", {
+        "repo": SimpleNamespace(full_name="a/b"), "repo_url": lambda tab=None: "/repository/a/b",
+        "digest": "sha256:" + "0" * 64, "counts": {"High": 4}, "severities": ["High"], "minimum": "",
+        "fixable_only": False, "report": {"status": "scanned", "data": {"Layer": {"NamespaceName": "debian"}}},
+        "packages": [{"name": "pkg", "version": "1", "kind": "dpkg", "added_by": "sha256:" + "1" * 64,
+                      "vulnerabilities": [vuln(name, link) for name, link in links.items()]}]})
+    hrefs = re.findall(r'<a href="([^"]*)" rel="noopener noreferrer">', page)
+    assert hrefs == ["https://osv.dev/vulnerability/CVE-4"]
+    assert all(name in page for name in links)
