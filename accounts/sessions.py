@@ -11,11 +11,15 @@ Failed sign-ins are throttled from the audit log, which records every failure sy
 (``login.authenticate``): more than ``ACCOUNT_FAILURES`` failures for one account, or
 ``ADDRESS_FAILURES`` from one client address, within ``THROTTLE_WINDOW`` seconds refuse further
 attempts (before the password is checked) until the oldest failure leaves the window. Being read
-from the database, the rule holds across HTTP processes and restarts.
+from the database, the rule holds across HTTP processes and restarts. Attempts whose password is being
+checked right now have no audit entry yet, so ``IN_FLIGHT`` counts them in this process as failures to
+come: a burst of simultaneous attempts gets no more tries than attempts made one after another.
 """
 from __future__ import annotations
 
 import secrets
+import threading
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from slipway import crypto
@@ -86,29 +90,70 @@ def register(background) -> None:
     background.every(3600, purge_expired, "accounts.purge_expired_sessions")
 
 
-def sign_in_throttled(username: str, ip: str | None) -> str | None:
+class InFlight:
+    """Sign-in attempts of this process whose password is being checked now, per username and per address.
+
+    ``attempt(username, ip)`` holds one for the duration of a check and gives how many were already under
+    way (account, address): ``sign_in_throttled`` counts those as failures, since their audit entries are
+    not written yet. Without it, N attempts sent at once all pass the throttle before the first failure is
+    recorded."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counts: dict[tuple, int] = {}
+
+    @contextmanager
+    def attempt(self, username: str, ip: str | None):
+        keys = (("account", username), ("address", ip or ""))
+        with self._lock:
+            ahead = tuple(self._counts.get(key, 0) for key in keys)
+            for key in keys:
+                self._counts[key] = self._counts.get(key, 0) + 1
+        try:
+            yield ahead
+        finally:
+            with self._lock:
+                for key in keys:
+                    left = self._counts[key] - 1
+                    if left:
+                        self._counts[key] = left
+                    else:
+                        del self._counts[key]
+
+
+#: This process's attempts under way (the sign-in page and the password change use it).
+IN_FLIGHT = InFlight()
+
+
+def sign_in_throttled(username: str, ip: str | None, ahead: tuple[int, int] = (0, 0)) -> str | None:
     """Why a sign-in attempt is refused before its password is checked, or None.
 
     Counts the ``login_failure`` entries of the audit log in the last ``THROTTLE_WINDOW`` seconds for
-    the account named and for the client address."""
+    the account named and for the client address, plus ``ahead``: the attempts (account, address) of this
+    process still being checked (``IN_FLIGHT.attempt``)."""
     since = now_ms() - THROTTLE_WINDOW * 1000
     failures = LogEntry.select().where((LogEntry.kind == "login_failure") & (LogEntry.created_at >= since))
     account = Account.get_or_none((Account.name == username) & (Account.kind == USER)) if username else None
-    if account is not None and _over(failures.where(LogEntry.namespace_id == account.id), ACCOUNT_FAILURES):
+    account_limit, address_limit = ACCOUNT_FAILURES - ahead[0], ADDRESS_FAILURES - ahead[1]
+    if account is not None and _over(failures.where(LogEntry.namespace_id == account.id), account_limit):
         return (f"Too many failed sign-ins for this account: try again in "
-                f"{_wait(failures.where(LogEntry.namespace_id == account.id), ACCOUNT_FAILURES)}")
-    if ip and _over(failures.where(LogEntry.ip == ip), ADDRESS_FAILURES):
+                f"{_wait(failures.where(LogEntry.namespace_id == account.id), account_limit)}")
+    if ip and _over(failures.where(LogEntry.ip == ip), address_limit):
         return (f"Too many failed sign-ins from your address: try again in "
-                f"{_wait(failures.where(LogEntry.ip == ip), ADDRESS_FAILURES)}")
+                f"{_wait(failures.where(LogEntry.ip == ip), address_limit)}")
     return None
 
 
 def _over(query, limit: int) -> bool:
-    return query.limit(limit).count() >= limit
+    return limit <= 0 or query.limit(limit).count() >= limit
 
 
 def _wait(query, limit: int) -> str:
-    """How long until the failure that tips the count over ``limit`` leaves the window."""
+    """How long until the failure that tips the count over ``limit`` leaves the window (a few seconds when
+    attempts under way make up the count: they end that soon)."""
+    limit = max(limit, 1)
     rows = list(query.order_by(LogEntry.created_at.desc()).limit(limit))
+    if len(rows) < limit:
+        return "a few seconds"
     seconds = max(1, (rows[-1].created_at + THROTTLE_WINDOW * 1000 - now_ms() + 999) // 1000)
     return f"{seconds // 60} minutes" if seconds >= 120 else f"{seconds} seconds"

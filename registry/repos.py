@@ -101,15 +101,16 @@ def _apply_prototypes(repo: Repository, creator: Identity) -> None:
 
 def create_repository(namespace: str, name: str, identity: Identity, visibility: str = PRIVATE,
                       description: str = "", ip: str | None = None) -> Repository:
-    """A new repository through the API: refused if it exists or the caller may not create in ``namespace``."""
+    """A new repository through the API: refused if the caller may not create in ``namespace``, then if it
+    exists (in that order: who may not create there must not learn which private repositories it holds)."""
     full = f"{namespace}/{name}"
-    if find(full) is not None:
-        raise Invalid(f"Repository {full} already exists")
     owner = namespace_account(namespace)
     if not can_create_in(identity, owner):
         if owner is None:
             raise NotFound(f"Namespace '{namespace}' does not exist")
         raise Forbidden(f"You may not create repositories in namespace '{namespace}'")
+    if find(full) is not None:
+        raise Invalid(f"Repository {full} already exists")
     return create(full, identity, visibility, description, ip)[0]
 
 

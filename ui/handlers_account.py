@@ -9,9 +9,9 @@ throttled alike); it ends every session of the user, and this browser gets a new
 """
 from __future__ import annotations
 
-from accounts import sessions, tokens, users
+from accounts import tokens, users
 from accounts.login import LoginError
-from slipway.errors import Invalid, NotFound, TooMany
+from slipway.errors import Invalid, NotFound
 
 from .handlers_orgs import LogsTab, time_machine_choices
 from .robots import RobotForms
@@ -55,12 +55,8 @@ class AccountPage(RobotForms, LogsTab, TabbedPage):
         new = self.get_body_argument("new_password", "")
         if new != self.get_body_argument("new_password2", ""):
             raise Invalid("The two new passwords differ")
-        refusal = await self.in_thread(sessions.sign_in_throttled, self.account.name, self.client_ip)
-        if refusal:
-            raise TooMany(refusal)
         try:
-            proven = await self.in_thread(self.services.authenticator.authenticate, self.account.name, current,
-                                          self.client_ip)
+            proven = await self.authenticate_throttled(self.account.name, current)
         except LoginError:
             raise Invalid("The current password is not right") from None
         await self.in_thread(users.change_password, self.account, new, proven, self.client_ip)

@@ -1,11 +1,14 @@
 """Signing in and out, and signing up when the operator allows it."""
 from __future__ import annotations
 
-from accounts import sessions, users
+from accounts import users
 from accounts.login import LoginError
-from slipway.errors import Conflict, Invalid
+from slipway.errors import Conflict, Invalid, TooMany
 
 from .web import UiHandler, safe_next
+
+TOKENS_REFUSED = "Sign in with a user's username and password (tokens and robot accounts work with the API " \
+    "and the registry, not here)"
 
 
 class SignInHandler(UiHandler):
@@ -23,19 +26,20 @@ class SignInHandler(UiHandler):
             errors["username"] = "Enter your username"
         if not password:
             errors["password"] = "Enter your password"
-        if not errors:
-            refusal = await self.in_thread(sessions.sign_in_throttled, username, self.client_ip)
-            if refusal:
-                errors["form"] = refusal
+        if not errors and (username.startswith("$") or "+" in username):
+            # application/API tokens ($app, $token), robots (ns+name) and build credentials use the API and the
+            # registry, not pages: a session would turn a scoped or revocable token into the account itself
+            errors["form"] = TOKENS_REFUSED
         if not errors:
             try:
-                identity = await self.in_thread(self.services.authenticator.authenticate, username, password,
-                                                self.client_ip)
+                identity = await self.authenticate_throttled(username, password)
+            except TooMany as e:
+                errors["form"] = e.message
             except LoginError as e:
                 errors["form"] = str(e)
             else:
-                if identity.kind != "user":  # tokens and robots use the API and the registry, not pages
-                    errors["form"] = "Sign in with a user's username and password"
+                if identity.kind != "user" or identity.via != "password":  # (as above, whatever the name)
+                    errors["form"] = TOKENS_REFUSED
                 else:
                     self.start_session(users.get_account(identity.account_id))
                     self.redirect(target)

@@ -2,7 +2,8 @@
 
 Templates get these filters: ``size`` (bytes for people), ``when`` (a millisecond timestamp as UTC text),
 ``ago`` (how long ago), ``markdown`` (a description rendered safely: raw HTML is shown as text, links
-only to http(s)/mailto), ``short_digest``; and the global ``static(name)``: the URL of a file of
+only to http(s)/mailto), ``short_digest``, ``web_link`` (a URL from data, for an ``href``: itself if it is
+http(s), else empty); and the global ``static(name)``: the URL of a file of
 ``ui/static/`` with a version argument that changes with its content (cached for a year).
 """
 from __future__ import annotations
@@ -12,6 +13,7 @@ import time
 from datetime import datetime, timezone
 from functools import lru_cache
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import jinja2
 from markdown_it import MarkdownIt
@@ -101,5 +103,16 @@ def markdown(text: str | None) -> Markup:
     return Markup(_markdown.render(text or ""))  # noqa: S704 - html disabled: the renderer escapes all text
 
 
-_env.filters.update(size=size, when=when, ago=ago, markdown=markdown, short_digest=short_digest)
+def web_link(url: str | None) -> str:
+    """``url`` if it is an http(s) URL, else "": a link taken from data (an advisory feed's reference) must not
+    become a ``javascript:`` or ``data:`` link in a page (the CSP blocks those scripts too; this is the first wall)."""
+    url = (url or "").strip()
+    try:
+        scheme = urlsplit(url).scheme.lower()
+    except ValueError:
+        return ""
+    return url if scheme in ("http", "https") else ""
+
+
+_env.filters.update(size=size, when=when, ago=ago, markdown=markdown, short_digest=short_digest, web_link=web_link)
 _env.globals.update(static=static)

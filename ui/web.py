@@ -19,7 +19,7 @@ from tornado.web import HTTPError
 
 from slipway import crypto
 from slipway.api import int_query, quay_error
-from slipway.errors import DomainError, Forbidden, Invalid, NotFound, Unauthenticated
+from slipway.errors import DomainError, Forbidden, Invalid, NotFound, TooMany, Unauthenticated
 from slipway.web import CSRF_HEADER, SAFE_METHODS, SESSION_COOKIE, BaseHandler
 
 from . import templates
@@ -194,6 +194,19 @@ class UiHandler(BaseHandler):
         raw, csrf = sessions.create(account, self.client_ip, self.request.headers.get("User-Agent", ""), ttl)
         self.set_cookie(SESSION_COOKIE, raw, **self.cookie_options(ttl))
         self.session = None  # the new one counts from the next request
+
+    async def authenticate_throttled(self, username: str, password: str):
+        """The authenticator's identity for a username and password (``LoginError`` as it raises), unless the
+        sign-in throttle refuses first (``TooMany`` with its message). Attempts under way in this process
+        count as failures (``sessions.IN_FLIGHT``), so simultaneous attempts cannot all slip past it."""
+        from accounts import sessions
+
+        with sessions.IN_FLIGHT.attempt(username, self.client_ip) as ahead:
+            refusal = await self.in_thread(sessions.sign_in_throttled, username, self.client_ip, ahead)
+            if refusal:
+                raise TooMany(refusal)
+            return await self.in_thread(self.services.authenticator.authenticate, username, password,
+                                        self.client_ip)
 
     def end_session(self) -> None:
         from accounts import sessions
