@@ -10,12 +10,12 @@ failed after ``MAX_ATTEMPTS``.
 """
 from __future__ import annotations
 
-import functools
 import io
 import json
 import logging
+import time
 from collections.abc import Iterator
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 
 from peewee import chunked, fn
 
@@ -52,6 +52,8 @@ from .models import (
 
 log = logging.getLogger("slipway.scanner")
 VULNERABILITY_FOUND = "vulnerability_found"
+RECORD_SECONDS = 1.0  # a batch's results are written together, at least this often while it scans
+READ_BUFFER = 256 << 10  # bytes read from a layer's blob at a time
 MAX_ATTEMPTS = 3  # claims of one scan (each a process that died or stalled while scanning) before it fails
 SETTLE_MS = 10_000  # on PostgreSQL an event id is seen when its transaction commits (see webhooks.dispatch)
 IMAGE_CONFIGS = {"application/vnd.oci.image.config.v1+json", "application/vnd.docker.container.image.v1+json"}
@@ -70,18 +72,46 @@ FOREIGN_LAYERS = {"application/vnd.docker.image.rootfs.foreign.diff.tar.gzip",
 
 def queue(digest: str, force: bool = False) -> None:
     """Queue a scan of ``digest`` unless it was scanned by this indexer version (``force``: again anyway)."""
+    queue_many([digest], force)
+
+
+def queue_many(digests, force: bool = False, announce_scanned: bool = False) -> None:
+    """Queue a scan of each of ``digests`` not scanned by this indexer version yet (``force``: each again
+    anyway), in a few statements for the lot (under load, one batch of pushes at a time).
+    ``announce_scanned``: for a manifest scanned already, announce what it has in the repositories holding it
+    (it was just pushed to one more)."""
+    wanted = list(dict.fromkeys(digests))
+    if not wanted:
+        return
     with database.atomic():
-        scan = ManifestScan.get_or_none(ManifestScan.digest == digest)
-        if scan is None:
-            ManifestScan.insert(digest=digest, status=QUEUED).on_conflict_ignore().execute()
-        elif force or scan.indexer_version not in (None, INDEXER_VERSION):
+        known = {}
+        for part in chunked(wanted, 200):
+            known.update((s.digest, s) for s in ManifestScan.select(
+                ManifestScan.id, ManifestScan.digest, ManifestScan.status, ManifestScan.indexer_version).where(
+                ManifestScan.digest.in_(part)))
+        new = [d for d in wanted if d not in known]
+        again, jobs = [], list(new)
+        for digest in wanted:
+            scan = known.get(digest)
+            if scan is None:
+                continue
+            if force or scan.indexer_version not in (None, INDEXER_VERSION):
+                again.append(scan.id)
+                jobs.append(digest)
+            elif scan.status == QUEUED:
+                jobs.append(digest)  # its job, should it be gone
+            elif announce_scanned and scan.status == SCANNED:
+                announce(ManifestScan.get_by_id(scan.id))
+        for part in chunked(new, 100):
+            ManifestScan.insert_many([{"digest": d, "status": QUEUED} for d in part]).on_conflict_ignore().execute()
+        for part in chunked(again, 200):
             ManifestScan.update(status=QUEUED, reason=None, updated_at=now_ms()).where(
-                ManifestScan.id == scan.id).execute()
-        elif scan.status != QUEUED:
-            return
-        if ScanJob.insert(digest=digest).on_conflict_ignore().as_rowcount().execute() == 0 and force:
+                ManifestScan.id.in_(part)).execute()
+        for part in chunked(jobs, 100):
+            ScanJob.insert_many([{"digest": d} for d in part]).on_conflict_ignore().execute()
+        if force:  # a job waiting already (for a retry, say) is due now
             ScanJob.update(available_at=now_ms(), attempts=0).where(
-                (ScanJob.digest == digest) & ScanJob.lease_owner.is_null()).execute()
+                ScanJob.digest.in_(wanted) & ScanJob.lease_owner.is_null()).execute()
 
 
 def pushed_since_cursor() -> bool:
@@ -104,16 +134,12 @@ def queue_pushed(batch: int = 500) -> int:
 
 
 def _queue_events(cursor: ScanCursor, rows: list, settled_before: int | None) -> None:
+    digests = []
     for event in rows:
         data = json.loads(event.payload)
-        if data.get("media_type") in INDEX_TYPES:
-            pass  # each platform manifest of an index was pushed (and queued) on its own
-        else:
-            scan = ManifestScan.get_or_none(ManifestScan.digest == data["digest"])
-            if scan is not None and scan.status == SCANNED and scan.indexer_version == INDEXER_VERSION:
-                announce(scan)
-            else:
-                queue(data["digest"])
+        if data.get("media_type") not in INDEX_TYPES:  # each platform manifest of an index is pushed on its own
+            digests.append(data["digest"])
+    queue_many(digests, announce_scanned=True)
     _advance(cursor, rows, settled_before)
 
 
@@ -226,27 +252,51 @@ def renew_many(jobs: list[ScanJob], holder: str, lease_seconds: int) -> int:
         ScanJob.id.in_([j.id for j in jobs]) & (ScanJob.lease_owner == holder)).execute()
 
 
-def done(job: ScanJob, holder: str) -> None:
-    ScanJob.delete().where((ScanJob.id == job.id) & (ScanJob.lease_owner == holder)).execute()
-
-
 def run_next(storage, limits: ScanLimits, holder: str | None = None, lease_seconds: int = 60,
              batch: int = 1) -> int:
     """Claim up to ``batch`` scans and run them one after the other; how many ran (0: nothing was due).
-    The claims of those still waiting are renewed with the running one's."""
+    Their results are written together, in one transaction per ``RECORD_SECONDS`` of scanning (under load, one
+    for a whole batch of small scans; a long scan's result is not held back for long). The claims of those
+    still waiting are renewed with the running one's."""
     holder = holder or leases.holder_id()
     jobs = claim_many(holder, lease_seconds, batch)
+    if not jobs:
+        return 0
     pending = list(jobs)
     with leases.renewing(lambda: not pending or renew_many(pending, holder, lease_seconds) > 0, lease_seconds / 3):
+        stored = _manifests([job.digest for job in jobs])
+        known = _stored_layers(stored.values())
+        results: list[tuple[ScanJob, Outcome]] = []
+        since = time.monotonic()
         for job in jobs:
-            finish = functools.partial(done, job, holder)
             try:
-                scan_manifest(job.digest, storage, limits, finish=finish)
-            except Exception as e:  # a bug, or the database: the rest of the registry goes on; the scan says so
+                outcome = _examine(job.digest, stored.get(job.digest), storage, limits, known)
+            except Exception as e:  # a bug: the rest of the registry goes on; the scan says so
                 log.exception("scan of %s failed", job.digest)
-                _set(job.digest, FAILED, f"internal error: {type(e).__name__}: {e}", finish)
-            pending.remove(job)
+                outcome = Outcome(job.digest, FAILED, f"internal error: {type(e).__name__}: {e}")
+            results.append((job, outcome))
+            if job is jobs[-1] or time.monotonic() - since >= RECORD_SECONDS:
+                _record_all(results, holder)
+                for done_job, _ in results:
+                    pending.remove(done_job)
+                results, since = [], time.monotonic()
     return len(jobs)
+
+
+def _record_all(results: list[tuple[ScanJob, Outcome]], holder: str) -> None:
+    """Write the results of several scans, and remove their jobs, in one transaction; should that fail (a result
+    the database refuses), each on its own, and one that fails again is recorded as failed with the error."""
+    try:
+        record([outcome for _, outcome in results], [job.id for job, _ in results], holder)
+        return
+    except Exception:
+        log.exception("recording %d scan results together failed; recording each on its own", len(results))
+    for job, outcome in results:
+        try:
+            record([outcome], [job.id], holder)
+        except Exception as e:
+            log.exception("recording the scan of %s failed", outcome.digest)
+            record([Outcome(outcome.digest, FAILED, f"internal error: {type(e).__name__}: {e}")], [job.id], holder)
 
 
 # -- indexing --------------------------------------------------------------------------------------------
@@ -285,85 +335,134 @@ class _ChunkReader(io.RawIOBase):
         return n
 
 
-def _set(digest: str, status: str, reason: str | None, finish=None) -> None:
-    """Record a scan's end without findings; ``finish()`` (the job's removal) in the same transaction."""
-    with database.atomic():
-        if finish is not None:
-            finish()
-        updated = ManifestScan.update(status=status, reason=reason, image=None, findings=None, summary=None,
-                                      indexer_version=INDEXER_VERSION, updated_at=now_ms()).where(
-            ManifestScan.digest == digest).execute()
-        if not updated:
-            ManifestScan.insert(digest=digest, status=status, reason=reason,
-                                indexer_version=INDEXER_VERSION).on_conflict_ignore().execute()
-        ManifestKey.delete().where(ManifestKey.digest == digest).execute()
+@dataclass
+class Outcome:
+    """What a scan found, before it is written: its status, and what to store with it."""
+    digest: str
+    status: str
+    reason: str | None = None
+    image: ImageIndex | None = None
+    findings: list = field(default_factory=list)
+    layers: list[tuple[str, LayerIndex]] = field(default_factory=list)  # indexed by this scan, to store
+    children: list[str] = field(default_factory=list)  # an index's platform manifests, to queue
 
 
-def layer_index(digest: str, media_type: str, storage, limits: Limits) -> LayerIndex:
-    """A layer's index: stored, or read once from the blob (streamed) and stored."""
-    row = LayerIndexRow.get_or_none((LayerIndexRow.layer_digest == digest)
-                                    & (LayerIndexRow.indexer_version == INDEXER_VERSION))
-    if row is not None:
-        return LayerIndex.from_json(row.data)
-    stream = io.BufferedReader(_ChunkReader(storage.read_blob(digest)), 1 << 20)
-    try:
-        found = index_layer(stream, media_type, limits)
-    except FileNotFoundError:
-        raise LayerUnreadable("the layer's blob is missing from storage") from None
-    LayerIndexRow.insert(layer_digest=digest, indexer_version=INDEXER_VERSION,
-                         data=found.to_json()).on_conflict_ignore().execute()
+def _manifests(digests) -> dict[str, tuple[str, dict]]:
+    """The stored manifests among ``digests``: media type and parsed document, by digest (one query)."""
+    found: dict[str, tuple[str, dict]] = {}
+    for part in chunked(sorted(set(digests)), 200):
+        for row in Manifest.select(Manifest.digest, Manifest.media_type, Manifest.content).where(
+                Manifest.digest.in_(part) & Manifest.deleted_at.is_null()):
+            if row.digest not in found:
+                found[row.digest] = (row.media_type, json.loads(bytes(row.content)))
     return found
 
 
-def scan_manifest(digest: str, storage, limits: ScanLimits, finish=None) -> str:
-    """Index and match the image manifest ``digest``; stores and returns its status. ``finish()`` is called in
-    the transaction that stores the result (the job's removal: one write transaction for both)."""
-    row = Manifest.select().where((Manifest.digest == digest) & Manifest.deleted_at.is_null()).first()
-    if row is None:
-        _set(digest, FAILED, "the manifest is no longer stored in any repository", finish)
-        return FAILED
-    document = json.loads(bytes(row.content))
-    if row.media_type in INDEX_TYPES:
-        for child in document.get("manifests", []):
-            queue(child["digest"])
-        _set(digest, UNSUPPORTED, "an index: each of its platform manifests is scanned on its own", finish)
-        return UNSUPPORTED
+def _stored_layers(manifests) -> dict[str, LayerIndex]:
+    """The stored indexes (this indexer version) of the layers of ``manifests`` (values of ``_manifests``)."""
+    digests = sorted({layer.get("digest") for _, document in manifests for layer in document.get("layers", [])
+                      if isinstance(layer, dict) and isinstance(layer.get("digest"), str)})
+    found = {}
+    for part in chunked(digests, 200):
+        for row in LayerIndexRow.select(LayerIndexRow.layer_digest, LayerIndexRow.data).where(
+                LayerIndexRow.layer_digest.in_(part) & (LayerIndexRow.indexer_version == INDEXER_VERSION)):
+            found[row.layer_digest] = LayerIndex.from_json(row.data)
+    return found
+
+
+def _read_layer(digest: str, media_type: str, storage, limits: Limits) -> LayerIndex:
+    """Index a layer from its blob, streamed. Small buffers: a layer that is not a tar fails after its first
+    block, and the buffers are reused rather than allocated (1 MiB buffers, freshly mapped by the allocator for
+    each scan, made a failing scan 4 ms instead of 0.1)."""
+    stream = io.BufferedReader(_ChunkReader(storage.read_blob(digest)), READ_BUFFER)
+    try:
+        return index_layer(stream, media_type, limits)
+    except FileNotFoundError:
+        raise LayerUnreadable("the layer's blob is missing from storage") from None
+
+
+def _examine(digest: str, stored: tuple[str, dict] | None, storage, limits: ScanLimits,
+             known: dict[str, LayerIndex]) -> Outcome:
+    """Index and match the manifest ``digest`` (``stored``: its media type and document, None if no repository
+    holds it); reads its layers not in ``known`` (which gains them) and the advisories, writes nothing."""
+    if stored is None:
+        return Outcome(digest, FAILED, "the manifest is no longer stored in any repository")
+    media_type, document = stored
+    if media_type in INDEX_TYPES:
+        return Outcome(digest, UNSUPPORTED, "an index: each of its platform manifests is scanned on its own",
+                        children=[child["digest"] for child in document.get("manifests", [])])
     config_type = (document.get("config") or {}).get("mediaType")
-    if row.media_type not in IMAGE_TYPES or config_type not in IMAGE_CONFIGS:
-        _set(digest, UNSUPPORTED, f"not a container image (config media type {config_type})", finish)
-        return UNSUPPORTED
+    if media_type not in IMAGE_TYPES or config_type not in IMAGE_CONFIGS:
+        return Outcome(digest, UNSUPPORTED, f"not a container image (config media type {config_type})")
     layers = [d for d in document.get("layers", []) if d.get("mediaType") not in FOREIGN_LAYERS]
     unknown = [d.get("mediaType") for d in layers if d.get("mediaType") not in LAYER_TYPES]
     if unknown:
-        _set(digest, UNSUPPORTED, f"not a container image (layer media type {unknown[0]})", finish)
-        return UNSUPPORTED
+        return Outcome(digest, UNSUPPORTED, f"not a container image (layer media type {unknown[0]})")
     budget = limits.per_scan
-    indexed = []
+    indexed, new = [], []
     for number, layer in enumerate(layers, 1):
-        layer_limits = Limits(max_inflated_bytes_per_layer=max(0, min(limits.per_layer, budget)),
-                              max_file_bytes=limits.max_file_bytes)
-        try:
-            indexed.append((layer["digest"], layer_index(layer["digest"], layer["mediaType"], storage, layer_limits)))
-        except LayerUnreadable as e:
-            reason = f"layer {number} ({layer['digest']}): {e}"
-            if budget < limits.per_layer:
-                reason += f" (the scan's inflated bytes are capped at {limits.per_scan >> 20} MB)"
-            _set(digest, FAILED, reason, finish)
-            return FAILED
+        found = known.get(layer["digest"])
+        if found is None:
+            layer_limits = Limits(max_inflated_bytes_per_layer=max(0, min(limits.per_layer, budget)),
+                                  max_file_bytes=limits.max_file_bytes)
+            try:
+                found = _read_layer(layer["digest"], layer["mediaType"], storage, layer_limits)
+            except LayerUnreadable as e:
+                reason = f"layer {number} ({layer['digest']}): {e}"
+                if budget < limits.per_layer:
+                    reason += f" (the scan's inflated bytes are capped at {limits.per_scan >> 20} MB)"
+                return Outcome(digest, FAILED, reason, layers=new)
+            known[layer["digest"]] = found
+            new.append((layer["digest"], found))
+        indexed.append((layer["digest"], found))
         budget -= int(layer.get("size") or 0)  # the compressed size: a lower bound of what it inflated to
     image = combine(indexed)
     if not image.supported:
-        _set(digest, UNSUPPORTED, "no package database found (an image FROM scratch, or not an OS image)", finish)
-        return UNSUPPORTED
-    findings = match(image, advisories.lookup_for(image))
-    with database.atomic():  # the result, its announcements and the job's removal together
-        if finish is not None:
-            finish()
-        store(digest, image, findings)
-        scan = ManifestScan.get_or_none(ManifestScan.digest == digest)
-        if scan is not None:  # None: its manifest was collected (and its scan pruned) while it was being scanned
-            announce(scan)
-    return SCANNED
+        return Outcome(digest, UNSUPPORTED, "no package database found (an image FROM scratch, or not an OS image)",
+                        layers=new)
+    return Outcome(digest, SCANNED, image=image, findings=match(image, advisories.lookup_for(image)), layers=new)
+
+
+def record(outcomes: list[Outcome], job_ids: list[int] = (), holder: str | None = None) -> None:
+    """Store scans' results, the layer indexes they read, their announcements and the removal of their jobs
+    (``job_ids``, still held by ``holder``), in one transaction."""
+    with database.atomic():
+        for part in chunked(list(job_ids), 200):
+            ScanJob.delete().where(ScanJob.id.in_(part) & (ScanJob.lease_owner == holder)).execute()
+        layers = {digest: found for o in outcomes for digest, found in o.layers}
+        for part in chunked(sorted(layers), 50):
+            LayerIndexRow.insert_many([{"layer_digest": d, "indexer_version": INDEXER_VERSION,
+                                        "data": layers[d].to_json()} for d in part]).on_conflict_ignore().execute()
+        ended = [o for o in outcomes if o.status != SCANNED]
+        for part in chunked(sorted({o.digest for o in ended}), 200):
+            ManifestKey.delete().where(ManifestKey.digest.in_(part)).execute()
+        for o in ended:
+            queue_many(o.children)
+            updated = ManifestScan.update(status=o.status, reason=o.reason, image=None, findings=None, summary=None,
+                                          indexer_version=INDEXER_VERSION, updated_at=now_ms()).where(
+                ManifestScan.digest == o.digest).execute()
+            if not updated:
+                ManifestScan.insert(digest=o.digest, status=o.status, reason=o.reason,
+                                    indexer_version=INDEXER_VERSION).on_conflict_ignore().execute()
+        for o in outcomes:
+            if o.status == SCANNED:
+                store(o.digest, o.image, o.findings)
+                scan = ManifestScan.get_or_none(ManifestScan.digest == o.digest)
+                if scan is not None:  # None: its manifest was collected (its scan pruned) while it was scanned
+                    announce(scan)
+
+
+def _set(digest: str, status: str, reason: str | None) -> None:
+    """Record a scan's end without findings."""
+    record([Outcome(digest, status, reason)])
+
+
+def scan_manifest(digest: str, storage, limits: ScanLimits) -> str:
+    """Index and match the image manifest ``digest`` now; stores and returns its status."""
+    stored = _manifests([digest])
+    outcome = _examine(digest, stored.get(digest), storage, limits, _stored_layers(stored.values()))
+    record([outcome])
+    return outcome.status
 
 
 # -- results ---------------------------------------------------------------------------------------------

@@ -26,9 +26,9 @@ def test_one_claim_at_a_time_and_a_lapsed_lease_is_taken_again(db, clock):
     taken = scans.claim("b", lease_seconds=60)
     assert taken is not None and taken.digest == DIGEST and taken.attempts == 2
     assert not scans.renew(job, "a", 60)
-    scans.done(job, "a")  # not a's any more: nothing happens
+    scans.record([], [job.id], "a")  # not a's any more: nothing happens
     assert ScanJob.select().count() == 1
-    scans.done(taken, "b")
+    scans.record([], [taken.id], "b")
     assert ScanJob.select().count() == 0
 
 
@@ -52,8 +52,7 @@ def test_a_scan_that_keeps_dying_fails_with_a_reason(db, clock):
 def test_a_forced_rescan_queues_a_scanned_manifest_again(db):
     scans.queue(DIGEST)
     job = scans.claim("a", 60)
-    scans._set(DIGEST, "unsupported", "nothing there")
-    scans.done(job, "a")
+    scans.record([scans.Outcome(DIGEST, "unsupported", "nothing there")], [job.id], "a")
     scans.queue(DIGEST)  # already scanned: nothing to do
     assert ScanJob.select().count() == 0
     scans.queue(DIGEST, force=True)

@@ -200,3 +200,67 @@ def test_a_changed_severity_is_announced_again_through_the_level_filter(storage,
     # The same feed again: nothing changed, nothing announced.
     result = jobs.update_feeds(config, [str(feed)])
     assert (result.changed, result.announced) == (0, 0) and len(announced()) == 2
+
+
+def test_a_batch_of_pushes_is_queued_and_recorded_together_each_with_its_own_result(storage, admin, config,
+                                                                                      tmp_path):
+    """Pushes queued as one batch and scanned as one claim: each manifest ends with its own status and reason,
+    no job is left, a layer read once serves the batch; pushing a scanned manifest to another repository
+    announces it there without a new scan, and one scanned by an older indexer version is queued again."""
+    from scanner.index import INDEXER_VERSION
+
+    jobs.update_feeds(config, [tracker(tmp_path / "tracker.json",
+                                       {("perl", "CVE-2099-0001"): ("5.36.0-7+deb12u4", "low")})])
+    app, other = repos.create("admin/app", admin)[0], repos.create("admin/other", admin)[0]
+    vulnerable = push_image(storage, app, "perl", layer=PERL).manifest.digest
+    twin = push_image(storage, app, "perl-again", layer=PERL, labels={"b": "1"}).manifest.digest  # same layer
+    bare = push_image(storage, app, "bare", layer=layer({"bin/true": b"x"}, compress=None)).manifest.digest
+    broken = push_image(storage, app, "broken", layer=b"not a tar at all" * 64).manifest.digest
+    assert scans.queue_pushed() == 4
+    assert ScanJob.select().count() == 4
+    ran = scans.run_next(storage, scans.ScanLimits(1 << 30, 1 << 30), "holder", 60, batch=16)
+    assert ran == 4 and ScanJob.select().count() == 0
+    assert set(findings(vulnerable)) == set(findings(twin)) == {"CVE-2099-0001"}
+    status = {s.digest: (s.status, s.reason) for s in ManifestScan.select()}
+    assert status[bare] == ("unsupported", "no package database found (an image FROM scratch, or not an OS image)")
+    assert status[broken][0] == "failed"
+    assert status[broken][1].startswith(f"layer 1 ({digest_of(b'not a tar at all' * 64)}): ")
+    assert "not a tar archive" in status[broken][1]
+    assert LayerIndexRow.select().where(LayerIndexRow.layer_digest == digest_of(PERL)).count() == 1
+    assert [a["id"] for a in announced()] == ["CVE-2099-0001"] * 2  # in app, once per manifest
+
+    # Pushed to another repository: announced there from the stored result, no new scan.
+    assert push_image(storage, other, "perl", layer=PERL).manifest.digest == vulnerable
+    scans.queue_pushed()  # (on PostgreSQL it reads the unsettled events before it again: idempotent)
+    assert ScanJob.select().count() == 0
+    assert {a.repository_id for a in Announced.select().where(Announced.digest == vulnerable)} == {app.id, other.id}
+
+    # Scanned by an older indexer: a push queues it again; a failed one of this version is not queued again.
+    ManifestScan.update(indexer_version=INDEXER_VERSION + "-older").where(ManifestScan.digest == twin).execute()
+    push_image(storage, other, "perl-again", layer=PERL, labels={"b": "1"})
+    push_image(storage, other, "broken", layer=b"not a tar at all" * 64)
+    scans.queue_pushed()
+    assert [j.digest for j in ScanJob.select()] == [twin]
+    assert ManifestScan.get(ManifestScan.digest == twin).status == "queued"
+
+
+def test_a_result_the_database_refuses_fails_that_scan_alone(storage, admin, config, monkeypatch):
+    """The results of a batch are written in one transaction; when it fails, each is written on its own and the
+    one that fails again is recorded as failed with the error (not left queued, not retried as a crash)."""
+    app = repos.create("admin/app", admin)[0]
+    good = push_image(storage, app, "good", layer=PERL).manifest.digest
+    bad = push_image(storage, app, "bad", layer=ZLIB).manifest.digest
+    store = scans.store
+
+    def refusing(digest, image, found):
+        if digest == bad:
+            raise ValueError("refused by the test")
+        return store(digest, image, found)
+
+    monkeypatch.setattr(scans, "store", refusing)
+    scans.queue_pushed()
+    assert scans.run_next(storage, scans.ScanLimits(1 << 30, 1 << 30), "holder", 60, batch=16) == 2
+    assert ScanJob.select().count() == 0
+    assert ManifestScan.get(ManifestScan.digest == good).status == SCANNED
+    refused = ManifestScan.get(ManifestScan.digest == bad)
+    assert refused.status == "failed" and refused.reason == "internal error: ValueError: refused by the test"
