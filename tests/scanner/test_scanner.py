@@ -30,6 +30,7 @@ BOOKWORM_LAYER = VULNDATA / "fixtures" / "bookworm-scanner-fixture.tar.gz"
 TRACKER = VULNDATA / "debian" / "bookworm-derived-tracker.json"
 OLD_WHEELS = Path(__file__).with_name("old-wheels.txt")  # downloaded by scripts/install.sh test|bench
 WHEELS = ROOT / ".cache" / "scanner-wheels"
+LAYER_CAP_MB = 8  # the server's scanner.max_inflated_mb_per_layer; the largest good layer here: 1.5 MB (Go)
 CREDS = f"admin:{ADMIN_PASSWORD}"
 HELD_BACK = "CVE-2026-103111"  # pcre2 (libpcre2-8-0 10.42-1), fixed in 10.42-1+deb12u2: imported second
 PERL_CVES = {"CVE-2025-15649", "CVE-2026-12087", "CVE-2026-13221", "CVE-2026-19487", "CVE-2026-42496",
@@ -43,17 +44,20 @@ pytestmark = pytest.mark.skipif(not BOOKWORM_LAYER.exists(), reason="the shared 
 def env(tmp_path_factory):
     base = tmp_path_factory.mktemp("scanner")
     receiver = Receiver()
-    srv = SlipwayServer(base / "srv", extra_env={"SLIPWAY_NETWORK__ALLOWLIST": "127.0.0.1/32"}).start()
+    settings = {"SLIPWAY_NETWORK__ALLOWLIST": "127.0.0.1/32",
+                "SLIPWAY_SCANNER__MAX_INFLATED_MB_PER_LAYER": str(LAYER_CAP_MB)}
+    srv = SlipwayServer(base / "srv", extra_env=settings).start()
     tools = ContainerTools(base / "tools", srv.host)
     yield srv, tools, receiver, base
     srv.stop()
     receiver.httpd.shutdown()
 
 
-def push(env, layers: list[bytes], ref: str) -> str:
+def push(env, layers: list[bytes], ref: str, compressed: bool = False) -> str:
+    """Push an image of ``layers`` (tars; with ``compressed``, gzip blobs pushed as they are) with skopeo."""
     srv, tools, _, base = env
     layout = base / f"layout-{time.monotonic_ns()}"
-    info = make_oci_layout(layout, layers=layers, labels={"stamp": str(time.time())})
+    info = make_oci_layout(layout, layers=layers, labels={"stamp": str(time.time())}, compressed=compressed)
     tools.skopeo("copy", "--dest-tls-verify=false", "--dest-creds", CREDS, f"oci:{layout}:latest",
                  f"docker://{srv.host}/{ref}")
     return info["manifest_digest"]
@@ -367,6 +371,48 @@ def test_bad_layers_fail_with_their_reason(env, files, reason):
     digest = push(env, [layer(files, compress=None)], "admin/bad:latest")
     body = settled(api, "admin/bad", digest)
     assert body["status"] == "failed" and reason in body["reason"] and "layer 1" in body["reason"], body
+
+
+class _Zeros:
+    def read(self, n: int) -> bytes:
+        return bytes(n)
+
+
+def zeros_bomb(size: int) -> bytes:
+    """A gzip tar holding one file of ``size`` zero bytes, compressed as it is written (to about 1/1000)."""
+    blob = io.BytesIO()
+    with gzip.GzipFile(fileobj=blob, mode="wb", mtime=0) as compressed, \
+            tarfile.open(fileobj=compressed, mode="w") as archive:
+        info = tarfile.TarInfo("var/cache/zeros")
+        info.size = size
+        archive.addfile(info, _Zeros())
+    return blob.getvalue()
+
+
+@pytest.mark.parametrize("case", ["truncated", "bomb"])
+def test_a_truncated_layer_and_a_decompression_bomb_fail_naming_the_layer_and_the_next_push_scans(env, case):
+    """Gzip layers pushed as they are, each after a good layer: a valid gzip tar cut in half (its digest the cut
+    bytes'), a tar of zeros inflating to 8 times the server's cap per layer. The scan fails naming the bad
+    layer and why; the next push into the same server, a layer never read before, is scanned."""
+    srv = env[0]
+    api = Api(srv, auth=("admin", ADMIN_PASSWORD))
+    if case == "truncated":
+        whole = BOOKWORM_LAYER.read_bytes()
+        bad, reason = whole[: len(whole) // 2], "the layer is truncated"
+    else:
+        bad, reason = zeros_bomb(8 * LAYER_CAP_MB << 20), f"the layer inflates to more than {LAYER_CAP_MB << 20} bytes"
+        assert len(bad) < 1 << 20
+    good = gzip.compress(layer_tar(SMALL_DEBIAN), mtime=0)
+    digest = push(env, [good, bad], f"admin/badlayer:{case}", compressed=True)
+    body = settled(api, "admin/badlayer", digest)
+    bad_digest = "sha256:" + hashlib.sha256(bad).hexdigest()
+    assert body["status"] == "failed" and body["reason"].startswith(f"layer 2 ({bad_digest}): {reason}"), body
+
+    fresh = layer_tar({**SMALL_DEBIAN, f"etc/after-{case}": str(time.time_ns()).encode()})
+    digest = push(env, [fresh], f"admin/badlayer:{case}-then-good")
+    body = settled(api, "admin/badlayer", digest)
+    assert body["status"] == "scanned", body
+    assert [f["Name"] for f in body["data"]["Layer"]["Features"]] == ["perl-base"]
 
 
 def test_a_helm_chart_is_unsupported_not_an_error(env):
