@@ -82,3 +82,16 @@ case "$mode" in
     fi
     ;;
 esac
+
+# The scanner's end-to-end test installs old Python releases (tests/scanner/old-wheels.txt) with
+# `pip install --target` into an image layer, offline: their wheels are fetched from PyPI once, here.
+case "$mode" in
+  test|bench)
+    wheels=.cache/scanner-wheels
+    if ! .venv/bin/pip download -q --no-deps --only-binary=:all: --no-index --find-links "$wheels" -d "$wheels" \
+         -r tests/scanner/old-wheels.txt >/dev/null 2>&1; then
+      echo "Downloading the wheels of the scanner's tests into $wheels"
+      .venv/bin/pip download -q --no-deps --only-binary=:all: -d "$wheels" -r tests/scanner/old-wheels.txt
+    fi
+    ;;
+esac

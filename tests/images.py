@@ -8,6 +8,7 @@ import json
 import os
 import tarfile
 import time
+import zlib
 from pathlib import Path
 
 BUSYBOX = "/bin/busybox"
@@ -53,11 +54,24 @@ def layer_tar(files: dict[str, bytes | str], symlinks: dict[str, str] | None = N
     return buf.getvalue()
 
 
+def _inflated_digest(blob: bytes) -> str:
+    """The digest of what a gzip blob inflates to, read in steps (a decompression bomb is not inflated in memory
+    at once); of the part that inflates when the blob is truncated."""
+    inflate, digest, rest = zlib.decompressobj(wbits=31), hashlib.sha256(), blob
+    while rest:
+        digest.update(inflate.decompress(rest, 1 << 20))
+        rest = inflate.unconsumed_tail
+    digest.update(inflate.flush())
+    return "sha256:" + digest.hexdigest()
+
+
 def make_oci_layout(directory: str | os.PathLike, layers: list[bytes] | None = None, labels: dict | None = None,
-                    cmd: list[str] | None = None, tag: str = "latest", annotations: dict | None = None) -> dict:
+                    cmd: list[str] | None = None, tag: str = "latest", annotations: dict | None = None,
+                    compressed: bool = False) -> dict:
     """Write an OCI image layout; returns {"manifest_digest", "config_digest", "layer_digests"}.
 
-    By default the image is busybox-static at /bin/busybox with /bin/sh linked to it.
+    By default the image is busybox-static at /bin/busybox with /bin/sh linked to it. ``layers`` are tars,
+    gzip-compressed here; with ``compressed``, gzip blobs stored as given (a truncated one, a bomb).
     """
     directory = Path(directory)
     blobs = directory / "blobs" / "sha256"
@@ -72,10 +86,10 @@ def make_oci_layout(directory: str | os.PathLike, layers: list[bytes] | None = N
 
     layer_descs, diff_ids = [], []
     for raw in layers:
-        compressed = gzip.compress(raw, mtime=0)
-        diff_ids.append(_digest(raw))
+        blob = raw if compressed else gzip.compress(raw, mtime=0)
+        diff_ids.append(_inflated_digest(blob) if compressed else _digest(raw))
         layer_descs.append({"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
-                            "digest": put(compressed), "size": len(compressed)})
+                            "digest": put(blob), "size": len(blob)})
     config = {
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "architecture": "amd64",

@@ -5,8 +5,12 @@ from __future__ import annotations
 
 import functools
 import gzip
+import hashlib
+import io
 import json
 import subprocess
+import sys
+import tarfile
 import threading
 import time
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
@@ -24,6 +28,9 @@ if not VULNDATA.is_dir():
     VULNDATA = Path("/work/shared/vulndata")
 BOOKWORM_LAYER = VULNDATA / "fixtures" / "bookworm-scanner-fixture.tar.gz"
 TRACKER = VULNDATA / "debian" / "bookworm-derived-tracker.json"
+OLD_WHEELS = Path(__file__).with_name("old-wheels.txt")  # downloaded by scripts/install.sh test|bench
+WHEELS = ROOT / ".cache" / "scanner-wheels"
+LAYER_CAP_MB = 8  # the server's scanner.max_inflated_mb_per_layer; the largest good layer here: 1.5 MB (Go)
 CREDS = f"admin:{ADMIN_PASSWORD}"
 HELD_BACK = "CVE-2026-103111"  # pcre2 (libpcre2-8-0 10.42-1), fixed in 10.42-1+deb12u2: imported second
 PERL_CVES = {"CVE-2025-15649", "CVE-2026-12087", "CVE-2026-13221", "CVE-2026-19487", "CVE-2026-42496",
@@ -37,17 +44,20 @@ pytestmark = pytest.mark.skipif(not BOOKWORM_LAYER.exists(), reason="the shared 
 def env(tmp_path_factory):
     base = tmp_path_factory.mktemp("scanner")
     receiver = Receiver()
-    srv = SlipwayServer(base / "srv", extra_env={"SLIPWAY_NETWORK__ALLOWLIST": "127.0.0.1/32"}).start()
+    settings = {"SLIPWAY_NETWORK__ALLOWLIST": "127.0.0.1/32",
+                "SLIPWAY_SCANNER__MAX_INFLATED_MB_PER_LAYER": str(LAYER_CAP_MB)}
+    srv = SlipwayServer(base / "srv", extra_env=settings).start()
     tools = ContainerTools(base / "tools", srv.host)
     yield srv, tools, receiver, base
     srv.stop()
     receiver.httpd.shutdown()
 
 
-def push(env, layers: list[bytes], ref: str) -> str:
+def push(env, layers: list[bytes], ref: str, compressed: bool = False) -> str:
+    """Push an image of ``layers`` (tars; with ``compressed``, gzip blobs pushed as they are) with skopeo."""
     srv, tools, _, base = env
     layout = base / f"layout-{time.monotonic_ns()}"
-    info = make_oci_layout(layout, layers=layers, labels={"stamp": str(time.time())})
+    info = make_oci_layout(layout, layers=layers, labels={"stamp": str(time.time())}, compressed=compressed)
     tools.skopeo("copy", "--dest-tls-verify=false", "--dest-creds", CREDS, f"oci:{layout}:latest",
                  f"docker://{srv.host}/{ref}")
     return info["manifest_digest"]
@@ -262,17 +272,16 @@ def test_feeds_from_urls_go_through_the_outgoing_rules(env, tmp_path):
         httpd.shutdown()
 
 
-def test_alpine_python_and_go_images_end_to_end(env, tmp_path):
+def test_alpine_and_go_images_end_to_end(env, tmp_path):
     """The other package kinds pushed with skopeo and read through the security API: an Alpine 3.4 image (its
-    branch from os-release), old Python distributions in site-packages (as ``pip install --target`` leaves
-    them), a Go binary (built offline, when a Go toolchain is here)."""
+    branch from os-release), a Go binary (built offline, when a Go toolchain is here)."""
     from .conftest import layer
     from .test_match import _build_go_binary, _go
 
     srv = env[0]
     api = Api(srv, auth=("admin", ADMIN_PASSWORD))
     srv.cli("scanner", "update", str(VULNDATA / "alpine-secdb" / "v3.4"), str(VULNDATA / "alpine-secdb" / "v3.5"),
-            str(VULNDATA / "osv" / "PyPI-all.zip"), str(VULNDATA / "osv" / "Go-all.zip"))
+            str(VULNDATA / "osv" / "Go-all.zip"))
 
     root = VULNDATA / "fixtures" / "alpine34"
     alpine = push(env, [layer({str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
@@ -285,21 +294,6 @@ def test_alpine_python_and_go_images_end_to_end(env, tmp_path):
     vulnerable = {f["Name"] for f in body["data"]["Layer"]["Features"] if f["Vulnerabilities"]}
     assert {"libcrypto1.0", "libssl1.0"} <= vulnerable  # by their origin, the openssl aport
 
-    site = "opt/app/lib/python3.11/site-packages"
-    python = push(env, [layer({
-        f"{site}/Jinja2-2.10.dist-info/METADATA": b"Metadata-Version: 2.1\nName: Jinja2\nVersion: 2.10\n",
-        f"{site}/urllib3-1.23.dist-info/METADATA": b"Metadata-Version: 2.1\nName: urllib3\nVersion: 1.23\n",
-        f"{site}/jinja2/__init__.py": b"",
-    }, compress=None)], "admin/python:old")
-    body = settled(api, "admin/python", python)
-    assert body["status"] == "scanned", body
-    found = vulnerabilities(body)
-    package, vuln = found["PYSEC-2019-217"]
-    assert package == "Jinja2" and vuln["FixedBy"] == "2.10.1" and vuln["NamespaceName"] == "PyPI"
-    assert "PYSEC-2014-8" not in found  # fixed in 2.7.2, before the installed version
-    assert {f["Name"]: f["VersionFormat"] for f in body["data"]["Layer"]["Features"]} == {
-        "Jinja2": "pypi", "urllib3": "pypi"}
-
     if _go() is None:
         return
     binary = _build_go_binary(tmp_path).read_bytes()
@@ -310,6 +304,57 @@ def test_alpine_python_and_go_images_end_to_end(env, tmp_path):
     assert features["golang.org/x/text"]["Version"] == "v0.3.7" and "stdlib" in features
     package, vuln = vulnerabilities(body)["GO-2022-1059"]
     assert package == "golang.org/x/text" and vuln["FixedBy"] == "0.3.8"
+
+
+def pip_install_target(tmp_path: Path) -> Path:
+    """The old releases of tests/scanner/old-wheels.txt installed by pip, as ``pip install --target`` leaves them
+    (from the wheels scripts/install.sh downloaded: no network here)."""
+    requirements = [line for line in OLD_WHEELS.read_text().splitlines() if line and not line.startswith("#")]
+    site = tmp_path / "site-packages"
+    done = subprocess.run([sys.executable, "-m", "pip", "install", "--disable-pip-version-check", "--no-index",
+                           "--no-deps", "--find-links", str(WHEELS), "--target", str(site), *requirements],
+                          capture_output=True, text=True, timeout=300)
+    if done.returncode != 0:
+        pytest.fail(f"the wheels of {OLD_WHEELS.name} are not in {WHEELS}: run `bash scripts/install.sh test` "
+                    f"(it downloads them once from PyPI)\n{done.stderr}")
+    return site
+
+
+def test_python_packages_installed_by_pip_end_to_end(env, tmp_path):
+    """Old releases installed by a real ``pip install --target`` into a layer at a site-packages path, pushed
+    with skopeo: their advisories from the PyPI OSV feed with their FixedBy; an advisory fixed before (or in
+    exactly) the installed version, or introduced after it, is not reported."""
+    srv = env[0]
+    api = Api(srv, auth=("admin", ADMIN_PASSWORD))
+    srv.cli("scanner", "update", str(VULNDATA / "osv" / "PyPI-all.zip"))
+    site = pip_install_target(tmp_path)
+    assert (site / "jinja2" / "__init__.py").is_file() and (site / "requests-2.19.0.dist-info").is_dir()
+
+    tar = io.BytesIO()
+    with tarfile.open(fileobj=tar, mode="w", format=tarfile.PAX_FORMAT) as archive:
+        archive.add(site, arcname="usr/local/lib/python3.11/site-packages")
+    layer_digest = "sha256:" + hashlib.sha256(gzip.compress(tar.getvalue(), mtime=0)).hexdigest()
+    digest = push(env, [tar.getvalue()], "admin/python:old")
+    body = settled(api, "admin/python", digest)
+    assert body["status"] == "scanned", body
+    features = {f["Name"]: f for f in body["data"]["Layer"]["Features"]}
+    assert {name: (f["Version"], f["VersionFormat"], f["AddedBy"]) for name, f in features.items()} == {
+        "Jinja2": ("2.10", "pypi", layer_digest), "urllib3": ("1.23", "pypi", layer_digest),
+        "requests": ("2.19.0", "pypi", layer_digest)}
+    fixed_by = {name: {v["Name"]: v["FixedBy"] for v in f["Vulnerabilities"]} for name, f in features.items()}
+    # Jinja2: not PYSEC-2014-8 (fixed in 2.7.2) nor PYSEC-2019-220 (2.8.1).
+    assert fixed_by["Jinja2"] == {"PYSEC-2019-217": "2.10.1", "PYSEC-2021-66": "2.11.3"}
+    # requests: not PYSEC-2014-13/14 (fixed in 2.3.0) nor PYSEC-2015-17 (2.6.0).
+    assert fixed_by["requests"] == {"PYSEC-2018-28": "2.20.0", "PYSEC-2023-74": "2.31.0"}
+    # urllib3: not PYSEC-2018-32 (fixed in exactly 1.23), nor PYSEC-2020-149 / PYSEC-2021-59 (introduced in
+    # 1.25.2 / 1.26.0); PYSEC-2023-192 is fixed in 2.0.6 and 1.26.17: the 1.x line's fix is this one's.
+    assert fixed_by["urllib3"] == {"PYSEC-2019-132": "1.24.3", "PYSEC-2019-133": "1.24.2",
+                                   "PYSEC-2020-148": "1.25.9", "PYSEC-2021-108": "1.26.5",
+                                   "PYSEC-2023-192": "1.26.17", "PYSEC-2023-207": "1.24.2",
+                                   "PYSEC-2023-212": "1.26.18"}
+    _, jinja = vulnerabilities(body)["PYSEC-2019-217"]
+    assert jinja["NamespaceName"] == "PyPI" and jinja["Severity"] == "Unknown"  # no severity in this entry
+    assert jinja["Description"] == "In Pallets Jinja before 2.10.1, str.format_map allows a sandbox escape."
 
 
 @pytest.mark.parametrize("files, reason", [
@@ -326,6 +371,48 @@ def test_bad_layers_fail_with_their_reason(env, files, reason):
     digest = push(env, [layer(files, compress=None)], "admin/bad:latest")
     body = settled(api, "admin/bad", digest)
     assert body["status"] == "failed" and reason in body["reason"] and "layer 1" in body["reason"], body
+
+
+class _Zeros:
+    def read(self, n: int) -> bytes:
+        return bytes(n)
+
+
+def zeros_bomb(size: int) -> bytes:
+    """A gzip tar holding one file of ``size`` zero bytes, compressed as it is written (to about 1/1000)."""
+    blob = io.BytesIO()
+    with gzip.GzipFile(fileobj=blob, mode="wb", mtime=0) as compressed, \
+            tarfile.open(fileobj=compressed, mode="w") as archive:
+        info = tarfile.TarInfo("var/cache/zeros")
+        info.size = size
+        archive.addfile(info, _Zeros())
+    return blob.getvalue()
+
+
+@pytest.mark.parametrize("case", ["truncated", "bomb"])
+def test_a_truncated_layer_and_a_decompression_bomb_fail_naming_the_layer_and_the_next_push_scans(env, case):
+    """Gzip layers pushed as they are, each after a good layer: a valid gzip tar cut in half (its digest the cut
+    bytes'), a tar of zeros inflating to 8 times the server's cap per layer. The scan fails naming the bad
+    layer and why; the next push into the same server, a layer never read before, is scanned."""
+    srv = env[0]
+    api = Api(srv, auth=("admin", ADMIN_PASSWORD))
+    if case == "truncated":
+        whole = BOOKWORM_LAYER.read_bytes()
+        bad, reason = whole[: len(whole) // 2], "the layer is truncated"
+    else:
+        bad, reason = zeros_bomb(8 * LAYER_CAP_MB << 20), f"the layer inflates to more than {LAYER_CAP_MB << 20} bytes"
+        assert len(bad) < 1 << 20
+    good = gzip.compress(layer_tar(SMALL_DEBIAN), mtime=0)
+    digest = push(env, [good, bad], f"admin/badlayer:{case}", compressed=True)
+    body = settled(api, "admin/badlayer", digest)
+    bad_digest = "sha256:" + hashlib.sha256(bad).hexdigest()
+    assert body["status"] == "failed" and body["reason"].startswith(f"layer 2 ({bad_digest}): {reason}"), body
+
+    fresh = layer_tar({**SMALL_DEBIAN, f"etc/after-{case}": str(time.time_ns()).encode()})
+    digest = push(env, [fresh], f"admin/badlayer:{case}-then-good")
+    body = settled(api, "admin/badlayer", digest)
+    assert body["status"] == "scanned", body
+    assert [f["Name"] for f in body["data"]["Layer"]["Features"]] == ["perl-base"]
 
 
 def test_a_helm_chart_is_unsupported_not_an_error(env):
