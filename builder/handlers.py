@@ -105,7 +105,8 @@ def build_request(body: dict) -> builds.BuildRequest:
 
 class BuildListHandler(RepositoryBase):
     """A build request's context sent as a multipart upload (field "file") is streamed into a file drop as it
-    arrives, once the caller is known to may write the repository; any other body is gathered as usual."""
+    arrives, once the caller's write access to the repository is checked; any other body is gathered as usual
+    (this handler takes its body itself, so ``BaseHandler`` does not gather it)."""
 
     schemas = {"post": {"type": "object", "properties": {
         "file_id": {"type": "string"}, "archive_url": {"type": "string"},
