@@ -187,6 +187,12 @@ DRIVERS = {
 }
 
 
+@dataclass
+class LocalImage:
+    digest: str  # the digest of the manifest it was pulled with
+    onbuild: list[str]
+
+
 KEPT_LAYER = "localhost/slipway-layer"  # finished images kept as the last step's layer cache
 
 
@@ -329,7 +335,8 @@ class BuildahBackend(Backend):
         slowed down by uploading every step's layer (the worker does that before its next build)."""
         # --pull=never: only the images the pull phase fetched with this build's credentials.
         cmd = self._base() + ["bud", "--isolation", self.isolation, f"--layers={str(self.layers).lower()}",
-                              "--pull=never", *self._auth(job), "-f", str(job.dockerfile), "-t", job.image]
+                              "--pull=never", *self._auth(job), "-f", str(job.dockerfile), "-t", job.image,
+                              "--iidfile", str(self._iidfile(job))]
         if self.isolation == "chroot":
             cmd += ["--cap-drop", "CAP_SYS_CHROOT"]  # the chroot(".") escape needs it
         else:
@@ -399,20 +406,38 @@ class BuildahBackend(Backend):
             raise RuntimeError(f"pushing to {destination} failed: {failure_reason(lines, f'exit code {code}')}")
         return digest_file.read_text().strip()
 
+    @staticmethod
+    def _iidfile(job: Job) -> Path:
+        return (job.workdir or job.context_dir.parent) / "image-id"
+
     def config_digest(self, job: Job) -> str:
+        try:  # written by ``bud`` (saves a ``buildah images``)
+            image_id = self._iidfile(job).read_text().strip()
+            if image_id.startswith("sha256:") and len(image_id) == 71:
+                return image_id
+        except OSError:
+            pass
         out = self.run_buildah(["images", "--no-trunc", "--format", "{{.ID}}", job.image], job, timeout=60)
         image_id = out.stdout.split()[0] if out.returncode == 0 and out.stdout.split() else ""
         return image_id if image_id.startswith("sha256:") else f"sha256:{image_id}" if image_id else ""
 
-    def onbuild_triggers(self, job: Job, image: str) -> list[str]:
-        """The ONBUILD instructions a (pulled) image carries: they run in this build as if written in it."""
-        out = self.run_buildah(["inspect", "--type", "image", "--format", "{{json .Docker.Config.OnBuild}}", image],
-                               job, timeout=60)
+    def image_info(self, job: Job, image: str) -> "LocalImage | None":
+        """What the local store holds under the name ``image``: its manifest digest and the ONBUILD
+        instructions it carries (they run in a build as if written in it); None if it holds nothing.
+
+        The whole ``inspect`` document is parsed here: buildah 1.28's ``--format`` has no ``json`` function
+        (``{{json .Docker.Config.OnBuild}}`` failed, and the ONBUILD check saw no instruction at all)."""
+        out = self.run_buildah(["inspect", "--type", "image", image], job, timeout=60)
+        if out.returncode != 0:
+            return None
         try:
-            triggers = json.loads(out.stdout or "null") if out.returncode == 0 else None
+            info = json.loads(out.stdout)
+            stored = json.loads(info.get("Config") or "{}")  # the image's configuration as stored
         except ValueError:
-            triggers = None
-        return [str(t) for t in triggers or []]
+            return None
+        triggers = list(((info.get("Docker") or {}).get("config") or {}).get("OnBuild") or [])
+        triggers += [t for t in ((stored.get("config") or {}).get("OnBuild") or []) if t not in triggers]
+        return LocalImage(digest=info.get("FromImageDigest") or "", onbuild=[str(t) for t in triggers])
 
     def remove(self, job: Job) -> None:
         """Drop the build's name from its image.

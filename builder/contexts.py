@@ -15,6 +15,7 @@ import posixpath
 import shutil
 import stat
 import tarfile
+import tempfile
 import time
 import zipfile
 import zlib
@@ -92,9 +93,16 @@ def materialize(source: Path, dest: Path, limits: Limits = Limits()) -> str:
                 members = _validate(_collect(_zip_members(zf), limits), limits)
                 _extract(members, dest, lambda m: zf.open(m.source), limits)
         else:
-            with tarfile.open(source, "r:gz" if kind == "tar.gz" else "r:") as tf:
-                members = _validate(_collect(_tar_members(tf), limits), limits)
-                _extract(members, dest, lambda m: tf.extractfile(m.source), limits)
+            # A .tar.gz is decompressed once, to a plain tar beside it: tarfile reads the archive twice (the
+            # checks, then the extraction), and on a gzip stream every pass decompresses it again.
+            plain = _gunzip(source, limits) if kind == "tar.gz" else source
+            try:
+                with tarfile.open(plain, "r:") as tf:
+                    members = _validate(_collect(_tar_members(tf), limits), limits)
+                    _extract(members, dest, lambda m: tf.extractfile(m.source), limits)
+            finally:
+                if plain != source:
+                    plain.unlink(missing_ok=True)
     except _CORRUPT as e:
         _clear(dest)
         raise ContextError(f"not a valid {kind} archive: {e}") from None
@@ -102,6 +110,36 @@ def materialize(source: Path, dest: Path, limits: Limits = Limits()) -> str:
         _clear(dest)
         raise
     return kind
+
+
+def _gunzip(source: Path, limits: Limits) -> Path:
+    """``source`` (gzip) decompressed into a new file beside it, refused past what a tar of at most
+    ``limits`` can be (its members' bytes, and a few headers per member): a gzip bomb stops here."""
+    cap = limits.max_bytes + (limits.max_files + 1) * 4096
+    fd, name = tempfile.mkstemp(dir=source.parent, prefix=".context-", suffix=".tar")
+    target, written, started = Path(name), 0, False
+    try:
+        with open(source, "rb") as compressed, os.fdopen(fd, "wb") as out:
+            stream = zlib.decompressobj(16 + zlib.MAX_WBITS)
+            while chunk := compressed.read(CHUNK):
+                while chunk:
+                    started = True
+                    data = stream.decompress(chunk, CHUNK)
+                    written += len(data)
+                    if written > cap:
+                        raise _too_large(limits)
+                    out.write(data)
+                    chunk = stream.unconsumed_tail
+                    if stream.eof:  # a member ends; another may follow (gzip allows several), else the rest is padding
+                        rest = stream.unused_data + chunk
+                        stream, started = zlib.decompressobj(16 + zlib.MAX_WBITS), False
+                        chunk = rest if rest[:2] == b"\x1f\x8b" else b""
+            if started and not stream.eof:
+                raise EOFError("compressed file ended before the end-of-stream marker was reached")
+    except BaseException:
+        target.unlink(missing_ok=True)
+        raise
+    return target
 
 
 def _copy_dockerfile(source: Path, target: Path, limits: Limits) -> None:

@@ -6,6 +6,7 @@ import hashlib
 import hmac
 import json
 import time
+import uuid
 
 from tornado.iostream import StreamClosedError
 from tornado.web import stream_request_body
@@ -15,6 +16,7 @@ from registry.permissions import can
 from slipway import outgoing
 from slipway.api import API, ApiHandler
 from slipway.errors import Forbidden, Invalid
+from slipway.web import SHORT_BODY_TIMEOUT
 
 from . import builds, filedrops, logs, queue
 from .models import TERMINAL
@@ -102,19 +104,52 @@ def build_request(body: dict) -> builds.BuildRequest:
 
 
 class BuildListHandler(RepositoryBase):
+    """A build request's context sent as a multipart upload (field "file") is streamed into a file drop as it
+    arrives, once the caller's write access to the repository is checked; any other body is gathered as usual
+    (this handler takes its body itself, so ``BaseHandler`` does not gather it)."""
+
     schemas = {"post": {"type": "object", "properties": {
         "file_id": {"type": "string"}, "archive_url": {"type": "string"},
         "docker_tags": {"type": "array", "items": {"type": "string"}}, "dockerfile_path": {"type": "string"},
         "context": {"type": "string"}, "subdirectory": {"type": "string"}, "pull_robot": {"type": ["string", "null"]},
         "build_args": {"type": "object", "additionalProperties": {"type": "string"}},
         "target": {"type": ["string", "null"]}}}}
+    upload: filedrops.MultipartStream | None = None
+    upload_writer = None
+    upload_id: str | None = None
+
+    def __init__(self, application, request, **kwargs):
+        super().__init__(application, request, **kwargs)
+        self._gathered = bytearray()
+        if not self._multipart() and request.connection is not None \
+                and hasattr(request.connection, "set_body_timeout"):
+            request.connection.set_body_timeout(SHORT_BODY_TIMEOUT)  # as every gathered body
+
+    def _multipart(self) -> bool:
+        return self.request.method == "POST" \
+            and self.request.headers.get("Content-Type", "").startswith("multipart/form-data")
 
     def body_limit(self) -> int:
         # A build context sent as a multipart upload may be large; only a logged-in caller may send one.
-        if (self.request.method == "POST" and not self.identity.anonymous
-                and self.request.headers.get("Content-Type", "").startswith("multipart/form-data")):
+        if self._multipart() and not self.identity.anonymous:
             return self.config.builds.max_context_bytes
         return super().body_limit()
+
+    async def prepare(self) -> None:
+        await super().prepare()
+        if self._multipart():
+            self.repository("write")  # refused before a byte of the body is read
+            file_id = uuid.uuid4().hex
+            await self.in_thread(self.services.storage.upload_create, filedrop_key(file_id))
+            self.upload_id = file_id
+            self.upload_writer = await self.in_thread(self.services.storage.upload_writer, filedrop_key(file_id), 0)
+            self.upload = filedrops.MultipartStream(self.request.headers["Content-Type"], self.upload_writer.write)
+
+    def data_received(self, chunk: bytes) -> None:
+        if self.upload is not None:
+            self.upload.feed(chunk)
+        else:
+            self._gathered += chunk
 
     async def get(self, namespace: str, repository: str) -> None:
         """Build history, newest first (?limit=, at most 100)."""
@@ -126,15 +161,19 @@ class BuildListHandler(RepositoryBase):
     async def post(self, namespace: str, repository: str) -> None:
         """Start a build from an uploaded file (file_id), an archive_url, or a multipart upload (field "file")."""
         repo = self.repository("write")
-        if self.request.headers.get("Content-Type", "").startswith("multipart/form-data"):
-            body = {k: self.get_body_argument(k) for k in self.request.body_arguments}
-            uploads = self.request.files.get("file")
-            if not uploads:
+        if self.upload is not None:
+            upload, self.upload = self.upload, None
+            if not upload.complete:
+                raise Invalid("The multipart upload ended before its closing boundary")
+            if upload.file is None:
                 raise Invalid("The multipart upload needs a part named 'file' (a Dockerfile or an archive)")
-            body["file_id"] = await self.in_thread(filedrops.store, self.services.storage, self.identity.account_id,
-                                                   uploads[0]["body"], uploads[0]["content_type"],
-                                                   self.config.builds.max_context_bytes)
+            writer, self.upload_writer = self.upload_writer, None
+            size = await self.in_thread(writer.close)
+            body = dict(upload.fields)
+            body["file_id"] = filedrops.stored(self.identity.account_id, self.upload_id, size,
+                                               upload.file["content_type"])
         else:
+            self.request.body = bytes(self._gathered)
             body = self.json_body()
         if body.get("archive_url"):
             outgoing.check_url(body["archive_url"], self.config.network)
@@ -143,6 +182,14 @@ class BuildListHandler(RepositoryBase):
                                      self.client_ip)
         wake()
         self.send(builds.view(build, True), 201)
+
+    def on_finish(self) -> None:
+        if self.upload_writer is not None:  # refused or failed before the drop was kept
+            writer, self.upload_writer = self.upload_writer, None
+            writer.abort()
+            self.services.storage.upload_delete(filedrop_key(self.upload_id))
+
+    on_connection_close = on_finish  # the client went away mid-upload
 
 
 class BuildBase(RepositoryBase):

@@ -540,8 +540,11 @@ class Sandboxed:
                 if not select.select([ready], [], [], 10)[0] or ready.read(1) != b"1":
                     error = self.slirp.stderr.read().decode(errors="replace").strip() if self.slirp.poll() else ""
                     raise SandboxError(f"slirp4netns did not start: {error or 'no answer'}")
-            for route in self.policy.routes():
-                subprocess.run(["nsenter", f"--net={netns}", *route], check=True, capture_output=True, timeout=10)
+            routes = self.policy.routes()
+            if routes:  # one ``ip -batch`` (it stops at the first failing line) instead of a process per route
+                batch = "".join(shlex.join(route[1:]) + "\n" for route in routes)
+                subprocess.run(["nsenter", f"--net={netns}", "ip", "-batch", "-"], input=batch.encode(), check=True,
+                               capture_output=True, timeout=10)
         if self.policy.registry is not None:
             port = int(RELAY_HOST.rsplit(":", 1)[1])
             # The namespace's loopback is brought up by the command's own script, after the gate:

@@ -248,27 +248,23 @@ class BuildRun:
         # Slipway's hosts only (never the relay's address, which outside the sandbox is the host's own).
         pull_hosts = [h for h in hosts if h != sandbox.RELAY_HOST]
         pull_job = job
+        pull_credential: tuple[str, str] | None = ("$build", secret)
         if pull_as is not None:  # the pull robot
-            pull_job = backends.Job(**{**job.__dict__, "authfile": self._authfile(
-                workdir / "pull-auth.json", {h: (pull_as.name, robot_token(pull_as)) for h in pull_hosts}, user)})
+            pull_credential = (pull_as.name, robot_token(pull_as))
         elif build.trigger_id is not None and not isinstance(backend, backends.DockerBackend):
-            pull_job = backends.Job(**{**job.__dict__, "authfile": None})  # triggered, no robot: anonymous
-        elif not isinstance(backend, backends.DockerBackend):
-            pull_job = backends.Job(**{**job.__dict__, "authfile": self._authfile(
-                workdir / "pull-auth.json", {h: ("$build", secret) for h in pull_hosts}, user)})
+            pull_credential = None  # triggered, no robot: anonymous
+        if not isinstance(backend, backends.DockerBackend):
+            pull_job = backends.Job(**{**job.__dict__, "authfile": None if pull_credential is None else self._authfile(
+                workdir / "pull-auth.json", {h: pull_credential for h in pull_hosts}, user)})
         for base in bases:
+            if isinstance(backend, backends.BuildahBackend):
+                self._pull_buildah(backend, pull_job, base, pull_credential)
+                continue
             self.writer.line(f"Pulling base image {base.name}")
             try:
                 backend.pull(pull_job, base.name)
             except backends.BuildFailed as e:
                 raise backends.BuildFailed(self._pull_hint(base, str(e))) from None
-            if isinstance(backend, backends.BuildahBackend):
-                triggers = backend.onbuild_triggers(pull_job, base.name)
-                if any("from=" in t.lower() for t in triggers):
-                    raise backends.BuildFailed(
-                        f"Base image {base.name} has ONBUILD instructions that read other images "
-                        f"({'; '.join(t for t in triggers if 'from=' in t.lower())}): builds here name every "
-                        "image they read in their own Dockerfile")
 
         self.phase(BUILDING)
         backend.build(job)
@@ -311,6 +307,36 @@ class BuildRun:
             builds.revoke_credential(self.build)
 
     # -- base images ---------------------------------------------------------------------------------------
+    def _pull_buildah(self, backend: "backends.BuildahBackend", job, base, credential) -> None:
+        """Pull a base image with this build's pull credential, unless the registry, asked with that very
+        credential (a HEAD, as the pull would), names a manifest digest the shared store already holds under
+        the same name: that image is then exactly what the pull would store. Whatever the credential cannot
+        read is pulled (and refused by the registry), so a private base another build stored here is never
+        used by a build that could not pull it."""
+        local = None
+        if base.domain in self.worker.local_names:
+            digest = images.readable_digest(self.config.build_registry_url, base, credential)
+            if digest is not None:
+                local = backend.image_info(job, base.name)
+                if local is not None and local.digest == digest:
+                    self.writer.line(f"Base image {base.name} is here already ({digest}, readable with this "
+                                     "build's credentials)")
+                else:
+                    local = None
+        if local is None:
+            self.writer.line(f"Pulling base image {base.name}")
+            try:
+                backend.pull(job, base.name)
+            except backends.BuildFailed as e:
+                raise backends.BuildFailed(self._pull_hint(base, str(e))) from None
+            local = backend.image_info(job, base.name)
+        triggers = local.onbuild if local is not None else []
+        if any("from=" in t.lower() for t in triggers):
+            raise backends.BuildFailed(
+                f"Base image {base.name} has ONBUILD instructions that read other images "
+                f"({'; '.join(t for t in triggers if 'from=' in t.lower())}): builds here name every "
+                "image they read in their own Dockerfile")
+
     def _check_base_images(self, bases: list) -> Account | None:
         """Decide who pulls each base image from this Slipway, refusing with a clear message what would fail.
 

@@ -67,7 +67,7 @@ def _inflated_digest(blob: bytes) -> str:
 
 def make_oci_layout(directory: str | os.PathLike, layers: list[bytes] | None = None, labels: dict | None = None,
                     cmd: list[str] | None = None, tag: str = "latest", annotations: dict | None = None,
-                    compressed: bool = False) -> dict:
+                    compressed: bool = False, config_extra: dict | None = None) -> dict:
     """Write an OCI image layout; returns {"manifest_digest", "config_digest", "layer_digests"}.
 
     By default the image is busybox-static at /bin/busybox with /bin/sh linked to it. ``layers`` are tars,
@@ -94,7 +94,7 @@ def make_oci_layout(directory: str | os.PathLike, layers: list[bytes] | None = N
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "architecture": "amd64",
         "os": "linux",
-        "config": {"Cmd": cmd or ["/bin/sh"], "Labels": labels or {}, "Env": ["PATH=/bin"]},
+        "config": {"Cmd": cmd or ["/bin/sh"], "Labels": labels or {}, "Env": ["PATH=/bin"], **(config_extra or {})},
         "rootfs": {"type": "layers", "diff_ids": diff_ids},
         "history": [{"created_by": "tests/images.py"} for _ in layers],
     }

@@ -16,6 +16,7 @@ import pytest
 from tests.api import Api
 from tests.builder.conftest import FAST_QUEUE, Builds, tar_gz
 from tests.conftest import ADMIN_PASSWORD, ContainerTools, SlipwayServer
+from tests.images import make_oci_layout
 from tests.triggers.test_triggers import GitServer, make_trigger
 
 # A static program doing what an attacker's RUN step would: the classic chroot escape, then reading files,
@@ -227,6 +228,70 @@ def test_manual_builds_pull_private_bases_the_requester_can_read_under_any_local
     assert r.status_code == 201, r.text
     refused = builds.wait("mallory/stolen", r.json()["id"])
     assert refused["phase"] == "error" and "mallory (who started this build) cannot read it" in refused["error"]
+
+
+@pytest.mark.db_agnostic  # the build sandbox: no rule of it reads the database
+def test_a_base_the_store_holds_is_used_only_when_the_builds_credential_reads_that_very_digest(builds):
+    """A build skips pulling a base image when the registry, asked with the build's own credential, names the
+    digest the shared store holds under that name; a tag moved since is pulled again; and what a credential
+    cannot read is never answered with a digest (the build then pulls, and the registry refuses)."""
+    from builder import images
+
+    port = builds.server.port
+    push_private(builds, builds.admin, "admin", ADMIN_PASSWORD, "heldbase", "held-one")
+    base = f"localhost:{port}/admin/heldbase:1.0"
+    repo = builds.repo("fromheld")
+    first = builds.start_dockerfile(repo, f"FROM {base}\nLABEL step=first\n")
+    assert builds.wait(repo, first["id"])["phase"] == "complete", builds.log_text(repo, first["id"])
+    assert f"Pulling base image {base}" in builds.log_text(repo, first["id"])
+
+    second = builds.start_dockerfile(repo, f"FROM {base}\nLABEL step=second\n")
+    assert builds.wait(repo, second["id"])["phase"] == "complete", builds.log_text(repo, second["id"])
+    log = builds.log_text(repo, second["id"])
+    assert f"Base image {base} is here already (sha256:" in log and "Pulling base image" not in log, log
+
+    # The tag moves: the store's image is no longer what the registry serves, so it is pulled.
+    layout = builds.tools.base / "layout-heldbase-two"
+    make_oci_layout(layout, labels={"from": "held-two"})
+    builds.tools.skopeo("copy", "--dest-tls-verify=false", "--dest-creds", f"admin:{ADMIN_PASSWORD}",
+                        f"oci:{layout}:latest", f"docker://{builds.server.host}/admin/heldbase:1.0")
+    third = builds.start_dockerfile(repo, f"FROM {base}\nLABEL step=third\n")
+    assert builds.wait(repo, third["id"])["phase"] == "complete", builds.log_text(repo, third["id"])
+    assert f"Pulling base image {base}" in builds.log_text(repo, third["id"])
+    assert builds.inspect(f"{repo}:latest")["Labels"]["from"] == "held-two"
+
+    # The HEAD answers a digest only to a credential that reads the repository.
+    ref = images.parse(base)
+    assert images.readable_digest(builds.server.url, ref, ("admin", ADMIN_PASSWORD)).startswith("sha256:")
+    builds.server.create_user("eve", "eve-pass-1")
+    assert images.readable_digest(builds.server.url, ref, ("eve", "eve-pass-1")) is None
+    assert images.readable_digest(builds.server.url, ref, None) is None
+    assert images.readable_digest(builds.server.url, ref, ("admin", "wrong-password")) is None
+    # Eve's build of the held private base is refused although the store holds it.
+    eve = Api(builds.server, ("eve", "eve-pass-1"))
+    eve.ok("POST", "/repository", {"repository": "held", "visibility": "private"})
+    r = eve.request("POST", "/repository/eve/held/build/", files={"file": ("Dockerfile", f"FROM {base}\n".encode())})
+    assert r.status_code == 201, r.text
+    refused = builds.wait("eve/held", r.json()["id"])
+    assert refused["phase"] == "error" and "eve (who started this build) cannot read it" in refused["error"]
+
+
+@pytest.mark.db_agnostic  # the build sandbox: no rule of it reads the database
+def test_a_base_image_whose_onbuild_reads_another_image_is_refused(builds):
+    """ONBUILD triggers run in the build as if written in its Dockerfile; one that reads another image
+    (COPY --from) would read it without this build naming (and being checked for) it."""
+    port = builds.server.port
+    layout = builds.tools.base / "layout-onbuild"
+    make_oci_layout(layout, labels={"from": "onbuild"}, config_extra={
+        "OnBuild": [f"COPY --from=localhost:{port}/admin/base:1 /bin/busybox /copied"]})
+    builds.tools.skopeo("copy", "--format", "v2s2", "--dest-tls-verify=false", "--dest-creds",
+                        f"admin:{ADMIN_PASSWORD}", f"oci:{layout}:latest",
+                        f"docker://{builds.server.host}/admin/onbuildbase:1")
+    repo = builds.repo("fromonbuild")
+    build = builds.start_dockerfile(repo, f"FROM localhost:{port}/admin/onbuildbase:1\nLABEL x=y\n")
+    done = builds.wait(repo, build["id"])
+    assert done["phase"] == "error", builds.log_text(repo, build["id"])
+    assert "has ONBUILD instructions that read other images" in done["error"], done["error"]
 
 
 @pytest.mark.db_agnostic  # the build sandbox: no rule of it reads the database
