@@ -117,6 +117,7 @@ class BuildListHandler(RepositoryBase):
     upload: filedrops.MultipartStream | None = None
     upload_writer = None
     upload_id: str | None = None
+    upload_error: filedrops.MultipartError | None = None
 
     def __init__(self, application, request, **kwargs):
         super().__init__(application, request, **kwargs)
@@ -147,7 +148,11 @@ class BuildListHandler(RepositoryBase):
 
     def data_received(self, chunk: bytes) -> None:
         if self.upload is not None:
-            self.upload.feed(chunk)
+            if self.upload_error is None:  # after an error the rest of the body is read and dropped
+                try:
+                    self.upload.feed(chunk)
+                except filedrops.MultipartError as e:  # answered by post(), in the API's format
+                    self.upload_error = e
         else:
             self._gathered += chunk
 
@@ -163,6 +168,8 @@ class BuildListHandler(RepositoryBase):
         repo = self.repository("write")
         if self.upload is not None:
             upload, self.upload = self.upload, None
+            if self.upload_error is not None:
+                raise self.upload_error
             if not upload.complete:
                 raise Invalid("The multipart upload ended before its closing boundary")
             if upload.file is None:

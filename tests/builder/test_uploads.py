@@ -95,6 +95,14 @@ def test_build_requests_whose_upload_is_refused_leave_no_file_behind(server):
                             auth=("admin", ADMIN_PASSWORD), timeout=30)
     assert no_file.status_code == 400 and "needs a part named 'file'" in no_file.json()["error_message"]
 
+    malformed = body.replace(b"Content-Disposition: form-data", b"X-Nothing: here", 1)  # a part without a name
+    r = requests.post(url, data=malformed, headers={"Content-Type": content_type}, auth=("admin", ADMIN_PASSWORD),
+                      timeout=30)
+    assert r.status_code == 400 and "Content-Disposition" in r.json()["error_message"], r.text
+    r = requests.post(url, data=body, headers={"Content-Type": "multipart/form-data"},  # no boundary
+                      auth=("admin", ADMIN_PASSWORD), timeout=30)
+    assert r.status_code == 400 and "boundary" in r.json()["error_message"], r.text
+
     server.create_user("reader", "reader-pass-1")
     r = requests.post(url, files={"file": ("Dockerfile", b"FROM scratch\n")}, auth=("reader", "reader-pass-1"),
                       timeout=30)
