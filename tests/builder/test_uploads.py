@@ -109,3 +109,33 @@ def test_build_requests_whose_upload_is_refused_leave_no_file_behind(server):
     assert r.status_code in (403, 404), r.text
     assert uploads(server) == before
     assert admin.ok("GET", "/repository/admin/cut/build/")["builds"] == []
+
+
+def test_the_readmes_curl_upload_is_streamed_whole(server, tmp_path):
+    """The README's build request, ``curl -F file=@... -F docker_tags=...``: a Dockerfile, and a 3 MB context that
+    curl sends with ``Expect: 100-continue``; each starts a build whose file drop holds exactly the bytes sent."""
+    import io
+    import subprocess
+    import tarfile
+
+    from tests.api import Api
+    from tests.conftest import ADMIN_PASSWORD
+
+    Api(server, ("admin", ADMIN_PASSWORD)).ok("POST", "/repository", {"repository": "curly", "visibility": "private"})
+    (tmp_path / "Dockerfile").write_bytes(b"FROM scratch\nLABEL a=b\n")
+    with tarfile.open(tmp_path / "ctx.tar.gz", "w:gz") as archive:
+        for name, data in (("blob", os.urandom(3 << 20)), ("Dockerfile", b"FROM scratch\nCOPY blob /blob\n")):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+    for name in ("Dockerfile", "ctx.tar.gz"):
+        sent = tmp_path / name
+        r = subprocess.run(["curl", "-sSv", "-u", f"admin:{ADMIN_PASSWORD}", "-F", f"file=@{sent}",
+                            "-F", "docker_tags=v1,latest", f"{server.url}/api/v1/repository/admin/curly/build/"],
+                           capture_output=True, text=True, timeout=60)
+        assert "< HTTP/1.1 201" in r.stderr, r.stderr
+        if sent.stat().st_size > 1 << 20:
+            assert "> Expect: 100-continue" in r.stderr  # curl waited for the server's go-ahead
+        build = __import__("json").loads(r.stdout)
+        assert build["tags"] == ["v1", "latest"] and build["manual_user"] == "admin"
+        assert server.sql("SELECT size FROM file_drop ORDER BY id DESC LIMIT 1") == [(sent.stat().st_size,)]
