@@ -13,7 +13,6 @@ from __future__ import annotations
 import io
 import json
 import logging
-import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 
@@ -52,7 +51,6 @@ from .models import (
 
 log = logging.getLogger("slipway.scanner")
 VULNERABILITY_FOUND = "vulnerability_found"
-RECORD_SECONDS = 1.0  # a batch's results are written together, at least this often while it scans
 READ_BUFFER = 256 << 10  # bytes read from a layer's blob at a time
 MAX_ATTEMPTS = 3  # claims of one scan (each a process that died or stalled while scanning) before it fails
 SETTLE_MS = 10_000  # on PostgreSQL an event id is seen when its transaction commits (see webhooks.dispatch)
@@ -255,42 +253,60 @@ def renew_many(jobs: list[ScanJob], holder: str, lease_seconds: int) -> int:
 def run_next(storage, limits: ScanLimits, holder: str | None = None, lease_seconds: int = 60,
              batch: int = 1) -> int:
     """Claim up to ``batch`` scans and run them one after the other; how many ran (0: nothing was due).
-    Their results are written together, in one transaction per ``RECORD_SECONDS`` of scanning (under load, one
-    for a whole batch of small scans; a long scan's result is not held back for long). The claims of those
-    still waiting are renewed with the running one's."""
+    The batch's manifests and stored layer indexes are read in one query each. Results are written before
+    each scan that has a layer to read (what is done is neither held back by a long scan nor lost with one that
+    takes its process down) and at the end: scans with nothing to read (an image whose layers are all indexed,
+    an index, an artifact) are written together. The claims of those still waiting are renewed with the
+    running one's."""
     holder = holder or leases.holder_id()
     jobs = claim_many(holder, lease_seconds, batch)
     if not jobs:
         return 0
     pending = list(jobs)
     with leases.renewing(lambda: not pending or renew_many(pending, holder, lease_seconds) > 0, lease_seconds / 3):
-        stored = _manifests([job.digest for job in jobs])
-        known = _stored_layers(stored.values())
+        try:
+            stored: dict | None = _manifests([job.digest for job in jobs])
+            known = _stored_layers(stored.values())
+        except Exception:  # one that does not load: each is read on its own, in its own scan below
+            log.exception("reading a batch of %d scans failed; reading each on its own", len(jobs))
+            stored, known = None, {}
         results: list[tuple[ScanJob, Outcome]] = []
-        since = time.monotonic()
+        read: dict[str, LayerIndex] = {}  # layers indexed by this batch, stored with the next results written
+
+        def write() -> None:
+            _record_all(results, read, holder)
+            for done_job, _ in results:
+                pending.remove(done_job)
+            results.clear()
+            read.clear()
+
         for job in jobs:
             try:
-                outcome = _examine(job.digest, stored.get(job.digest), storage, limits, known)
+                manifest = stored.get(job.digest) if stored is not None else _manifests([job.digest]).get(job.digest)
+                if results and _unread_layers(manifest, known):
+                    write()
+                outcome = _examine(job.digest, manifest, storage, limits, known, read)
             except Exception as e:  # a bug: the rest of the registry goes on; the scan says so
                 log.exception("scan of %s failed", job.digest)
                 outcome = Outcome(job.digest, FAILED, f"internal error: {type(e).__name__}: {e}")
             results.append((job, outcome))
-            if job is jobs[-1] or time.monotonic() - since >= RECORD_SECONDS:
-                _record_all(results, holder)
-                for done_job, _ in results:
-                    pending.remove(done_job)
-                results, since = [], time.monotonic()
+        write()
     return len(jobs)
 
 
-def _record_all(results: list[tuple[ScanJob, Outcome]], holder: str) -> None:
-    """Write the results of several scans, and remove their jobs, in one transaction; should that fail (a result
-    the database refuses), each on its own, and one that fails again is recorded as failed with the error."""
+def _record_all(results: list[tuple[ScanJob, Outcome]], read: dict[str, LayerIndex], holder: str) -> None:
+    """Write scans' results and the layer indexes read, and remove their jobs, in one transaction; should that
+    fail (a result the database refuses), the layers and each result on its own, and a result refused again is
+    recorded as failed with the error."""
     try:
-        record([outcome for _, outcome in results], [job.id for job, _ in results], holder)
+        record([outcome for _, outcome in results], [job.id for job, _ in results], holder, read)
         return
     except Exception:
         log.exception("recording %d scan results together failed; recording each on its own", len(results))
+    try:
+        record([], layers=read)
+    except Exception:
+        log.exception("storing the indexes of %d layers failed (they are read again by their next scan)", len(read))
     for job, outcome in results:
         try:
             record([outcome], [job.id], holder)
@@ -343,7 +359,6 @@ class Outcome:
     reason: str | None = None
     image: ImageIndex | None = None
     findings: list = field(default_factory=list)
-    layers: list[tuple[str, LayerIndex]] = field(default_factory=list)  # indexed by this scan, to store
     children: list[str] = field(default_factory=list)  # an index's platform manifests, to queue
 
 
@@ -358,15 +373,30 @@ def _manifests(digests) -> dict[str, tuple[str, dict]]:
     return found
 
 
+def _layer_digests(document: dict) -> list[str]:
+    layers = document.get("layers")
+    return [layer["digest"] for layer in layers if isinstance(layer, dict) and isinstance(layer.get("digest"), str)
+            ] if isinstance(layers, list) else []
+
+
+def _unread_layers(stored: tuple[str, dict] | None, known: dict[str, LayerIndex]) -> bool:
+    """Whether scanning this manifest (a value of ``_manifests``) reads a layer's blob."""
+    return stored is not None and stored[0] not in INDEX_TYPES and any(
+        digest not in known for digest in _layer_digests(stored[1]))
+
+
 def _stored_layers(manifests) -> dict[str, LayerIndex]:
-    """The stored indexes (this indexer version) of the layers of ``manifests`` (values of ``_manifests``)."""
-    digests = sorted({layer.get("digest") for _, document in manifests for layer in document.get("layers", [])
-                      if isinstance(layer, dict) and isinstance(layer.get("digest"), str)})
+    """The stored indexes (this indexer version) of the layers of ``manifests`` (values of ``_manifests``); one
+    that does not load is left out (read again from its blob)."""
+    digests = sorted({digest for _, document in manifests for digest in _layer_digests(document)})
     found = {}
     for part in chunked(digests, 200):
         for row in LayerIndexRow.select(LayerIndexRow.layer_digest, LayerIndexRow.data).where(
                 LayerIndexRow.layer_digest.in_(part) & (LayerIndexRow.indexer_version == INDEXER_VERSION)):
-            found[row.layer_digest] = LayerIndex.from_json(row.data)
+            try:
+                found[row.layer_digest] = LayerIndex.from_json(row.data)
+            except (ValueError, TypeError, KeyError):
+                log.warning("the stored index of layer %s does not load; it is read again", row.layer_digest)
     return found
 
 
@@ -382,9 +412,10 @@ def _read_layer(digest: str, media_type: str, storage, limits: Limits) -> LayerI
 
 
 def _examine(digest: str, stored: tuple[str, dict] | None, storage, limits: ScanLimits,
-             known: dict[str, LayerIndex]) -> Outcome:
+             known: dict[str, LayerIndex], read: dict[str, LayerIndex]) -> Outcome:
     """Index and match the manifest ``digest`` (``stored``: its media type and document, None if no repository
-    holds it); reads its layers not in ``known`` (which gains them) and the advisories, writes nothing."""
+    holds it); reads its layers not in ``known`` (they go into ``known`` and ``read``, whatever the scan's end)
+    and the advisories, writes nothing."""
     if stored is None:
         return Outcome(digest, FAILED, "the manifest is no longer stored in any repository")
     media_type, document = stored
@@ -399,7 +430,7 @@ def _examine(digest: str, stored: tuple[str, dict] | None, storage, limits: Scan
     if unknown:
         return Outcome(digest, UNSUPPORTED, f"not a container image (layer media type {unknown[0]})")
     budget = limits.per_scan
-    indexed, new = [], []
+    indexed = []
     for number, layer in enumerate(layers, 1):
         found = known.get(layer["digest"])
         if found is None:
@@ -411,25 +442,24 @@ def _examine(digest: str, stored: tuple[str, dict] | None, storage, limits: Scan
                 reason = f"layer {number} ({layer['digest']}): {e}"
                 if budget < limits.per_layer:
                     reason += f" (the scan's inflated bytes are capped at {limits.per_scan >> 20} MB)"
-                return Outcome(digest, FAILED, reason, layers=new)
-            known[layer["digest"]] = found
-            new.append((layer["digest"], found))
+                return Outcome(digest, FAILED, reason)
+            known[layer["digest"]] = read[layer["digest"]] = found
         indexed.append((layer["digest"], found))
         budget -= int(layer.get("size") or 0)  # the compressed size: a lower bound of what it inflated to
     image = combine(indexed)
     if not image.supported:
-        return Outcome(digest, UNSUPPORTED, "no package database found (an image FROM scratch, or not an OS image)",
-                        layers=new)
-    return Outcome(digest, SCANNED, image=image, findings=match(image, advisories.lookup_for(image)), layers=new)
+        return Outcome(digest, UNSUPPORTED, "no package database found (an image FROM scratch, or not an OS image)")
+    return Outcome(digest, SCANNED, image=image, findings=match(image, advisories.lookup_for(image)))
 
 
-def record(outcomes: list[Outcome], job_ids: list[int] = (), holder: str | None = None) -> None:
-    """Store scans' results, the layer indexes they read, their announcements and the removal of their jobs
-    (``job_ids``, still held by ``holder``), in one transaction."""
+def record(outcomes: list[Outcome], job_ids: list[int] = (), holder: str | None = None,
+           layers: dict[str, LayerIndex] | None = None) -> None:
+    """Store scans' results, the indexes of the ``layers`` they read, their announcements and the removal of
+    their jobs (``job_ids``, still held by ``holder``), in one transaction."""
+    layers = layers or {}
     with database.atomic():
         for part in chunked(list(job_ids), 200):
             ScanJob.delete().where(ScanJob.id.in_(part) & (ScanJob.lease_owner == holder)).execute()
-        layers = {digest: found for o in outcomes for digest, found in o.layers}
         for part in chunked(sorted(layers), 50):
             LayerIndexRow.insert_many([{"layer_digest": d, "indexer_version": INDEXER_VERSION,
                                         "data": layers[d].to_json()} for d in part]).on_conflict_ignore().execute()
@@ -437,7 +467,6 @@ def record(outcomes: list[Outcome], job_ids: list[int] = (), holder: str | None 
         for part in chunked(sorted({o.digest for o in ended}), 200):
             ManifestKey.delete().where(ManifestKey.digest.in_(part)).execute()
         for o in ended:
-            queue_many(o.children)
             updated = ManifestScan.update(status=o.status, reason=o.reason, image=None, findings=None, summary=None,
                                           indexer_version=INDEXER_VERSION, updated_at=now_ms()).where(
                 ManifestScan.digest == o.digest).execute()
@@ -450,6 +479,9 @@ def record(outcomes: list[Outcome], job_ids: list[int] = (), holder: str | None 
                 scan = ManifestScan.get_or_none(ManifestScan.digest == o.digest)
                 if scan is not None:  # None: its manifest was collected (its scan pruned) while it was scanned
                     announce(scan)
+        # An index's platform manifests last, once every status of this batch is written (a platform manifest
+        # scanned in it is not queued again).
+        queue_many([child for o in outcomes for child in o.children])
 
 
 def _set(digest: str, status: str, reason: str | None) -> None:
@@ -460,8 +492,9 @@ def _set(digest: str, status: str, reason: str | None) -> None:
 def scan_manifest(digest: str, storage, limits: ScanLimits) -> str:
     """Index and match the image manifest ``digest`` now; stores and returns its status."""
     stored = _manifests([digest])
-    outcome = _examine(digest, stored.get(digest), storage, limits, _stored_layers(stored.values()))
-    record([outcome])
+    read: dict[str, LayerIndex] = {}
+    outcome = _examine(digest, stored.get(digest), storage, limits, _stored_layers(stored.values()), read)
+    record([outcome], layers=read)
     return outcome.status
 
 

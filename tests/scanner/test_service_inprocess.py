@@ -264,3 +264,101 @@ def test_a_result_the_database_refuses_fails_that_scan_alone(storage, admin, con
     assert ManifestScan.get(ManifestScan.digest == good).status == SCANNED
     refused = ManifestScan.get(ManifestScan.digest == bad)
     assert refused.status == "failed" and refused.reason == "internal error: ValueError: refused by the test"
+
+
+LIMITS = scans.ScanLimits(1 << 30, 1 << 30)
+
+
+def push_index(storage, repo, child, extra: dict | None = None) -> str:
+    from registry import manifests
+    from registry.manifests import OCI_INDEX, OCI_MANIFEST
+
+    raw = json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX, **(extra or {}), "manifests": [
+        {"mediaType": OCI_MANIFEST, "digest": child.digest, "size": child.size}]}).encode()
+    return content.put_manifest(repo, manifests.parse(raw, OCI_INDEX), "multi", storage).manifest.digest
+
+
+def test_an_index_and_its_platform_manifest_in_one_batch_leave_no_job(storage, admin):
+    app = repos.create("admin/app", admin)[0]
+    child = push_image(storage, app, "perl", layer=PERL).manifest
+    index = push_index(storage, app, child)
+    scans.queue_pushed()
+    scans.queue(index)
+    assert scans.run_next(storage, LIMITS, "holder", 60, batch=16) == 2
+    assert list(ScanJob.select()) == []  # the platform manifest, scanned in the batch, is not queued again
+
+
+def test_a_finished_scan_is_written_before_the_next_one_reads_its_layers(storage, admin):
+    """A scan that reads layers may take long: what the batch finished before it is visible meanwhile."""
+    app = repos.create("admin/app", admin)[0]
+    first = push_image(storage, app, "a", layer=PERL).manifest.digest
+    push_image(storage, app, "b", layer=ZLIB)
+    scans.queue_pushed()
+    seen, read_blob = [], storage.read_blob
+
+    def reading(digest, *args, **kwargs):
+        if digest == digest_of(ZLIB):
+            seen.append(ManifestScan.get(ManifestScan.digest == first).status)
+        return read_blob(digest, *args, **kwargs)
+
+    storage.read_blob = reading
+    scans.run_next(storage, LIMITS, "holder", 60, batch=16)
+    assert seen == [SCANNED]
+
+
+class Died(BaseException):
+    """What the process's death (killed while reading a layer) looks like to the code after it: nothing runs."""
+
+
+def test_a_scan_that_kills_its_process_does_not_take_the_batchs_earlier_scans_with_it(storage, admin, clock):
+    app = repos.create("admin/app", admin)[0]
+    first = push_image(storage, app, "a", layer=PERL).manifest.digest
+    second = push_image(storage, app, "b", layer=ZLIB).manifest.digest
+    scans.queue_pushed()
+    read_blob = storage.read_blob
+
+    def reading(digest, *args, **kwargs):
+        if digest == digest_of(ZLIB):
+            raise Died()
+        return read_blob(digest, *args, **kwargs)
+
+    storage.read_blob = reading
+    for _ in range(scans.MAX_ATTEMPTS):
+        with pytest.raises(Died):
+            scans.run_next(storage, LIMITS, "holder", 60, batch=16)
+        clock.advance(61)
+    scans.run_next(storage, LIMITS, "holder", 60, batch=16)
+    assert ManifestScan.get(ManifestScan.digest == first).status == SCANNED
+    killer = ManifestScan.get(ManifestScan.digest == second)
+    assert killer.status == "failed" and "interrupted 3 times" in killer.reason
+
+
+def test_a_manifest_that_does_not_load_with_its_batch_fails_alone(storage, admin):
+    """An index whose ``layers`` is not a list (the registry checks layers of images only) fails the batch's
+    shared read; each is then read on its own and the rest of the batch is scanned."""
+    app = repos.create("admin/app", admin)[0]
+    child = push_image(storage, app, "perl", layer=PERL).manifest
+    index = push_index(storage, app, child, {"layers": 5})
+    scans.queue_pushed()
+    scans.queue(index)
+    assert scans.run_next(storage, LIMITS, "holder", 60, batch=16) == 2
+    assert ManifestScan.get(ManifestScan.digest == child.digest).status == SCANNED
+    assert ManifestScan.get(ManifestScan.digest == index).status == "unsupported"
+
+
+def test_a_layer_read_by_a_scan_that_failed_is_stored_all_the_same(storage, admin, monkeypatch):
+    app = repos.create("admin/app", admin)[0]
+    push_image(storage, app, "a", layer=PERL)
+    push_image(storage, app, "b", layer=PERL, labels={"b": "1"})
+    scans.queue_pushed()
+    match, calls = scans.match, []
+
+    def failing_once(image, found):
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("advisories went away")
+        return match(image, found)
+
+    monkeypatch.setattr(scans, "match", failing_once)
+    scans.run_next(storage, LIMITS, "holder", 60, batch=16)
+    assert LayerIndexRow.select().where(LayerIndexRow.layer_digest == digest_of(PERL)).count() == 1
