@@ -13,6 +13,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 
@@ -52,6 +53,8 @@ from .models import (
 log = logging.getLogger("slipway.scanner")
 VULNERABILITY_FOUND = "vulnerability_found"
 READ_BUFFER = 256 << 10  # bytes read from a layer's blob at a time
+WRITE_BEFORE_BYTES = 64 << 20  # a scan reading more layer bytes than this starts with the batch's results written
+WRITE_AFTER_SECONDS = 1.0  # the batch's results are written once they have waited this long
 MAX_ATTEMPTS = 3  # claims of one scan (each a process that died or stalled while scanning) before it fails
 SETTLE_MS = 10_000  # on PostgreSQL an event id is seen when its transaction commits (see webhooks.dispatch)
 IMAGE_CONFIGS = {"application/vnd.oci.image.config.v1+json", "application/vnd.docker.container.image.v1+json"}
@@ -253,11 +256,12 @@ def renew_many(jobs: list[ScanJob], holder: str, lease_seconds: int) -> int:
 def run_next(storage, limits: ScanLimits, holder: str | None = None, lease_seconds: int = 60,
              batch: int = 1) -> int:
     """Claim up to ``batch`` scans and run them one after the other; how many ran (0: nothing was due).
-    The batch's manifests and stored layer indexes are read in one query each. Results are written before
-    each scan that has a layer to read (what is done is neither held back by a long scan nor lost with one that
-    takes its process down) and at the end: scans with nothing to read (an image whose layers are all indexed,
-    an index, an artifact) are written together. The claims of those still waiting are renewed with the
-    running one's."""
+    The batch's manifests and stored layer indexes are read in one query each, and its results are written
+    together (one SQLite write lock for several scans, which pushes wait for), but never held back for long:
+    before a scan that has more than ``WRITE_BEFORE_BYTES`` of layers to read (it may take long, or take its
+    process down: what is done is neither delayed by it nor lost with it), once results have waited
+    ``WRITE_AFTER_SECONDS``, and at the end. The claims of those still waiting are renewed with the running
+    one's."""
     holder = holder or leases.holder_id()
     jobs = claim_many(holder, lease_seconds, batch)
     if not jobs:
@@ -272,6 +276,7 @@ def run_next(storage, limits: ScanLimits, holder: str | None = None, lease_secon
             stored, known = None, {}
         results: list[tuple[ScanJob, Outcome]] = []
         read: dict[str, LayerIndex] = {}  # layers indexed by this batch, stored with the next results written
+        since = time.monotonic()
 
         def write() -> None:
             _record_all(results, read, holder)
@@ -279,11 +284,14 @@ def run_next(storage, limits: ScanLimits, holder: str | None = None, lease_secon
                 pending.remove(done_job)
             results.clear()
             read.clear()
+            nonlocal since
+            since = time.monotonic()
 
         for job in jobs:
             try:
                 manifest = stored.get(job.digest) if stored is not None else _manifests([job.digest]).get(job.digest)
-                if results and _unread_layers(manifest, known):
+                if results and (time.monotonic() - since >= WRITE_AFTER_SECONDS
+                                or _unread_bytes(manifest, known) > WRITE_BEFORE_BYTES):
                     write()
                 outcome = _examine(job.digest, manifest, storage, limits, known, read)
             except Exception as e:  # a bug: the rest of the registry goes on; the scan says so
@@ -379,10 +387,13 @@ def _layer_digests(document: dict) -> list[str]:
             ] if isinstance(layers, list) else []
 
 
-def _unread_layers(stored: tuple[str, dict] | None, known: dict[str, LayerIndex]) -> bool:
-    """Whether scanning this manifest (a value of ``_manifests``) reads a layer's blob."""
-    return stored is not None and stored[0] not in INDEX_TYPES and any(
-        digest not in known for digest in _layer_digests(stored[1]))
+def _unread_bytes(stored: tuple[str, dict] | None, known: dict[str, LayerIndex]) -> int:
+    """How many (compressed) bytes of layers scanning this manifest (a value of ``_manifests``) reads, as its
+    layer descriptors state them."""
+    if stored is None or stored[0] in INDEX_TYPES or not isinstance(stored[1].get("layers"), list):
+        return 0
+    return sum(layer["size"] for layer in stored[1]["layers"] if isinstance(layer, dict)
+               and isinstance(layer.get("size"), int) and layer.get("digest") not in known)
 
 
 def _stored_layers(manifests) -> dict[str, LayerIndex]:

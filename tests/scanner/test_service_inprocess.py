@@ -288,8 +288,10 @@ def test_an_index_and_its_platform_manifest_in_one_batch_leave_no_job(storage, a
     assert list(ScanJob.select()) == []  # the platform manifest, scanned in the batch, is not queued again
 
 
-def test_a_finished_scan_is_written_before_the_next_one_reads_its_layers(storage, admin):
-    """A scan that reads layers may take long: what the batch finished before it is visible meanwhile."""
+def test_a_finished_scan_is_written_before_the_next_one_reads_large_layers(storage, admin, monkeypatch):
+    """A scan that reads large layers may take long: what the batch finished before it is visible meanwhile
+    (here every layer counts as large)."""
+    monkeypatch.setattr(scans, "WRITE_BEFORE_BYTES", 0)
     app = repos.create("admin/app", admin)[0]
     first = push_image(storage, app, "a", layer=PERL).manifest.digest
     push_image(storage, app, "b", layer=ZLIB)
@@ -310,7 +312,10 @@ class Died(BaseException):
     """What the process's death (killed while reading a layer) looks like to the code after it: nothing runs."""
 
 
-def test_a_scan_that_kills_its_process_does_not_take_the_batchs_earlier_scans_with_it(storage, admin, clock):
+def test_a_scan_that_kills_its_process_does_not_take_the_batchs_earlier_scans_with_it(storage, admin, clock,
+                                                                                        monkeypatch):
+    """(A scan of large layers: every layer counts as large here.)"""
+    monkeypatch.setattr(scans, "WRITE_BEFORE_BYTES", 0)
     app = repos.create("admin/app", admin)[0]
     first = push_image(storage, app, "a", layer=PERL).manifest.digest
     second = push_image(storage, app, "b", layer=ZLIB).manifest.digest
@@ -362,3 +367,32 @@ def test_a_layer_read_by_a_scan_that_failed_is_stored_all_the_same(storage, admi
     monkeypatch.setattr(scans, "match", failing_once)
     scans.run_next(storage, LIMITS, "holder", 60, batch=16)
     assert LayerIndexRow.select().where(LayerIndexRow.layer_digest == digest_of(PERL)).count() == 1
+
+
+def test_small_scans_are_written_together_unless_results_have_waited(storage, admin, monkeypatch):
+    """Scans of small layers share one write (the results of the first are not visible while the second reads
+    its layer), unless the first results have waited ``WRITE_AFTER_SECONDS`` (then they are)."""
+    app = repos.create("admin/app", admin)[0]
+    first = push_image(storage, app, "a", layer=PERL).manifest.digest
+    push_image(storage, app, "b", layer=ZLIB)
+    scans.queue_pushed()
+    seen, read_blob = [], storage.read_blob
+
+    def reading(digest, *args, **kwargs):
+        if digest == digest_of(ZLIB):
+            seen.append(ManifestScan.get(ManifestScan.digest == first).status)
+        return read_blob(digest, *args, **kwargs)
+
+    storage.read_blob = reading
+    scans.run_next(storage, LIMITS, "holder", 60, batch=16)
+    assert seen == ["queued"] and ManifestScan.get(ManifestScan.digest == first).status == SCANNED
+
+    monkeypatch.setattr(scans, "WRITE_AFTER_SECONDS", 0)
+    again = push_image(storage, app, "c", layer=debian_layer(("perl-base", "5.36.0-7+deb12u9", "perl"))).manifest
+    push_image(storage, app, "d", layer=ZLIB, labels={"d": "1"})
+    LayerIndexRow.delete().where(LayerIndexRow.layer_digest == digest_of(ZLIB)).execute()  # read again
+    scans.queue_pushed()
+    seen.clear()
+    first = again.digest
+    scans.run_next(storage, LIMITS, "holder", 60, batch=16)
+    assert seen == [SCANNED]
